@@ -1,0 +1,1 @@
+"""orderstream: composition root, settings, CLI and the local stack."""

@@ -1,0 +1,105 @@
+"""The Redis read model: order status and product availability (CQRS read side).
+
+Writers are the pipeline (ingress writes ``accepted``, the settler ``committed`` /
+``rejected`` / ``cancelled``, the sink ``shipped`` / ``cancelled``, the stock agent
+product availability). Readers are the ingress' GET endpoints. Nothing here can change
+stock. Status writes only move forward (by rank), so late or replayed writes are
+harmless, and every change is published on the order's channel for long-polling.
+
+Keys (``ns`` is the namespace, empty in production, per-run in tests):
+  {ns}os:order:{order_id}      hash: status, rank, reason, customer_id, items, total, updated_at
+  {ns}os:order-channel:{order_id}  pub/sub channel: the new status
+  {ns}os:product:{product_id}  hash: name, price, available, active, limit_per_customer
+  {ns}os:products              set of product ids
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+STATUS_RANK = {"accepted": 0, "committed": 1, "shipped": 2, "rejected": 2, "cancelled": 2}
+ORDER_TTL_S = 7 * 24 * 3600
+
+# KEYS[1] order hash, KEYS[2] channel; ARGV[1] status, ARGV[2] rank, ARGV[3] ttl,
+# ARGV[4..] field/value pairs. Returns 1 when the status moved forward, else 0.
+SET_STATUS_LUA = """
+local cur = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
+local rank = tonumber(ARGV[2])
+if rank <= cur then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'rank', ARGV[2])
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+redis.call('PUBLISH', KEYS[2], ARGV[1])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Keys:
+    namespace: str = ""
+
+    def order(self, order_id: str) -> str:
+        return f"{self.namespace}os:order:{order_id}"
+
+    def order_channel(self, order_id: str) -> str:
+        return f"{self.namespace}os:order-channel:{order_id}"
+
+    def product(self, product_id: str) -> str:
+        return f"{self.namespace}os:product:{product_id}"
+
+    def products(self) -> str:
+        return f"{self.namespace}os:products"
+
+
+def status_args(status: str, fields: Mapping[str, Any]) -> list[Any]:
+    """ARGV for SET_STATUS_LUA. Non-string values are JSON-encoded."""
+    args: list[Any] = [status, STATUS_RANK[status], ORDER_TTL_S]
+    for key, value in fields.items():
+        if value is None:
+            continue
+        args += [key, value if isinstance(value, str) else json.dumps(value, default=str)]
+    return args
+
+
+def decode_order(raw: Mapping[bytes | str, bytes | str]) -> dict[str, Any] | None:
+    """The order hash as a dict (JSON fields decoded), or None when absent."""
+    if not raw:
+        return None
+    data = {_s(k): _s(v) for k, v in raw.items()}
+    if "items" in data:
+        data["items"] = json.loads(data["items"])
+    return data
+
+
+def product_fields(
+    *, name: str, price: str, available: int, active: bool, limit_per_customer: int | None
+) -> dict[str, str]:
+    return {
+        "name": name,
+        "price": price,
+        "available": str(available),
+        "active": "1" if active else "0",
+        "limit_per_customer": "" if limit_per_customer is None else str(limit_per_customer),
+    }
+
+
+def decode_product(product_id: str, raw: Mapping[bytes | str, bytes | str]) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    data = {_s(k): _s(v) for k, v in raw.items()}
+    limit = data.get("limit_per_customer") or None
+    return {
+        "product_id": product_id,
+        "name": data.get("name", ""),
+        "price": data.get("price", "0"),
+        "available": int(data.get("available", "0")),
+        "active": data.get("active", "1") == "1",
+        "limit_per_customer": int(limit) if limit else None,
+    }
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

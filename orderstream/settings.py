@@ -1,0 +1,90 @@
+"""One frozen settings object, built once at start-up from the environment.
+
+Business code never reads ``os.environ``; it is handed a ``Settings``.
+Every variable is ``ORDERSTREAM_<FIELD>`` except the stack's connection variables
+(``KAFKA_BOOTSTRAP``, ``DATABASE_URL``, ``REDIS_URL``, ``STOREFRONT_KEY``, ``ADMIN_KEY``),
+which are the names written to ``.local/stack.env``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from decimal import Decimal
+from pathlib import Path
+
+from schemas.topics import DEFAULT_PARTITIONS, TopicNames
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STACK_ENV = REPO_ROOT / ".local" / "stack.env"
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    database_url: str = "postgresql+psycopg://orderstream:orderstream@127.0.0.1:15432/orderstream"
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    storefront_key: str = ""
+    admin_key: str = ""
+    ingress_url: str = "http://127.0.0.1:18080"
+
+    partitions: int = DEFAULT_PARTITIONS
+    topic_prefix: str = ""
+    app_id: str = "orderstream"
+    data_dir: str = str(REPO_ROOT / ".local" / "workers")
+
+    # order intake limits
+    max_lines: int = 20
+    max_quantity: int = 100
+    max_body_bytes: int = 64 * 1024
+    rate_limit_per_second: int = 10_000
+    publish_timeout_s: float = 5.0
+    max_wait_s: float = 30.0
+    idempotency_ttl_s: int = 24 * 3600
+
+    # settlement
+    hold_time_s: float = 30.0
+
+    # sink
+    sink_batch_size: int = 500
+    sink_batch_timeout_s: float = 0.05
+
+    @property
+    def topics(self) -> TopicNames:
+        return TopicNames(self.topic_prefix)
+
+    @property
+    def max_total(self) -> Decimal:
+        return Decimal("1e12")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``.local/stack.env`` (if present) overlaid by the environment."""
+        env: dict[str, str] = {}
+        if STACK_ENV.exists():
+            env.update(read_env_file(STACK_ENV))
+        env.update(os.environ if environ is None else environ)
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f.name.upper()) if f.name in _STACK_NAMES else None
+            raw = env.get(f"ORDERSTREAM_{f.name.upper()}", raw)
+            if raw is None:
+                continue
+            default = f.default
+            values[f.name] = type(default)(raw) if not isinstance(default, str) else raw
+        return cls(**values)  # type: ignore[arg-type]
+
+
+_STACK_NAMES = {"kafka_bootstrap", "database_url", "redis_url", "storefront_key", "admin_key", "ingress_url"}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        result[key.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")
+    return result

@@ -1,0 +1,152 @@
+"""Order records: line requests, reservation results, and the public order events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+from schemas.common import CustomerId, Money, OrderId, ProductId, Quantity, Record, utcnow
+
+RejectReason = Literal[
+    "out_of_stock",
+    "unknown_product",
+    "discontinued",
+    "limit_exceeded",
+    "price_changed",
+    "expired",
+]
+OrderStatus = Literal["accepted", "committed", "shipped", "rejected", "cancelled"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"shipped", "rejected", "cancelled"})
+
+
+class OrderLineRequested(Record, tag="order_line_requested", tag_field="type"):
+    """One line of an accepted order; topic ``orders.requests``, key = product_id.
+
+    ``line_count`` tells the settler which line numbers (0..line_count-1) belong to the
+    order; lines are identified by ``line_no``, never counted.
+    """
+
+    event_id: str
+    order_id: OrderId
+    line_no: int
+    line_count: int
+    customer_id: CustomerId
+    product_id: ProductId
+    quantity: Quantity
+    expected_total: Money | None = None
+    requested_at: datetime = msgspec.field(default_factory=utcnow)
+
+
+class LineReserved(Record, tag="line_reserved", tag_field="type"):
+    """A line's stock is held; topic ``orders.reservations``, key = order_id."""
+
+    event_id: str
+    order_id: OrderId
+    line_no: int
+    line_count: int
+    customer_id: CustomerId
+    product_id: ProductId
+    quantity: Quantity
+    unit_price: Money
+    expected_total: Money | None = None
+    decided_at: datetime = msgspec.field(default_factory=utcnow)
+
+
+class LineRejected(Record, tag="line_rejected", tag_field="type"):
+    """A line could not be reserved; topic ``orders.reservations``, key = order_id."""
+
+    event_id: str
+    order_id: OrderId
+    line_no: int
+    line_count: int
+    customer_id: CustomerId
+    product_id: ProductId
+    quantity: Quantity
+    reason: RejectReason
+    detail: str = ""
+    expected_total: Money | None = None
+    decided_at: datetime = msgspec.field(default_factory=utcnow)
+
+
+class CancelOrder(Record, tag="cancel_order", tag_field="type"):
+    """A storefront asks to cancel; topic ``orders.cancellations``, key = order_id.
+
+    Consumed by both the settler (cancels an order still pending) and the sink
+    (cancels a committed order it has not shipped yet); see DESIGN.md "Cancellation".
+    """
+
+    event_id: str
+    order_id: OrderId
+    requested_at: datetime = msgspec.field(default_factory=utcnow)
+
+
+class OrderExpiryCheck(Record, tag="order_expiry_check", tag_field="type"):
+    """Tick the settler sends itself per partition of ``orders.reservations`` so that the
+    hold-time expiry is decided inside the partition's own serial stream."""
+
+    partition: int
+    sent_at: datetime = msgspec.field(default_factory=utcnow)
+
+
+ReservationStreamRecord = LineReserved | LineRejected | CancelOrder | OrderExpiryCheck
+
+
+class OrderItem(msgspec.Struct, kw_only=True, frozen=True):
+    line_no: int
+    product_id: ProductId
+    quantity: Quantity
+    unit_price: Money
+
+
+class OrderCommitted(Record, tag="order_committed", tag_field="type"):
+    """Every line is reserved; topic ``orders.committed``, key = order_id."""
+
+    event_id: str
+    order_id: OrderId
+    customer_id: CustomerId
+    items: tuple[OrderItem, ...]
+    total: Money
+    occurred_at: datetime = msgspec.field(default_factory=utcnow)
+
+
+class OrderRejected(Record, tag="order_rejected", tag_field="type"):
+    """The order holds no stock; topic ``orders.rejected``, key = order_id."""
+
+    event_id: str
+    order_id: OrderId
+    customer_id: CustomerId
+    reason: RejectReason
+    detail: str = ""
+    line_no: int | None = None
+    occurred_at: datetime = msgspec.field(default_factory=utcnow)
+
+
+class OrderCancelled(Record, tag="order_cancelled", tag_field="type"):
+    """The order was cancelled and its stock released; topic ``orders.cancelled``."""
+
+    event_id: str
+    order_id: OrderId
+    customer_id: CustomerId
+    occurred_at: datetime = msgspec.field(default_factory=utcnow)
+
+
+class OrderShipped(Record, tag="order_shipped", tag_field="type"):
+    """The order's rows are committed in PostgreSQL; topic ``orders.shipped``.
+
+    ``event_id`` is stable per order (``event_id_for(order_id, "shipped")``), so a
+    consumer dedupes the at-least-once relay by it.
+    """
+
+    event_id: str
+    order_id: OrderId
+    customer_id: CustomerId
+    items: tuple[OrderItem, ...]
+    total: Money
+    occurred_at: datetime = msgspec.field(default_factory=utcnow)
+
+
+def order_total(items: tuple[OrderItem, ...] | list[OrderItem]) -> Decimal:
+    return sum((item.unit_price * item.quantity for item in items), Decimal("0"))
