@@ -1,0 +1,135 @@
+"""``orderstream demo``: seed a small catalog and run a short flash sale against the stack.
+
+Prints a progress bar and a closing summary: accepted, shipped, rejected by reason,
+throughput, and the two numbers that must be zero (oversold, lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+import click
+import httpx
+from tqdm import tqdm
+
+from orderstream.client import TERMINAL, OrderstreamClient
+from orderstream.settings import Settings
+
+
+@dataclass
+class SaleResult:
+    accepted: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # order -> lines
+    refused: Counter[int] = field(default_factory=Counter)  # HTTP status -> count
+    final: dict[str, dict] = field(default_factory=dict)  # order -> final body
+    elapsed_s: float = 0.0
+
+
+async def _buyer(
+    http: httpx.AsyncClient,
+    headers: dict[str, str],
+    customer: str,
+    lines: list[tuple[str, int]],
+    result: SaleResult,
+    wait_s: float,
+    bar: tqdm,
+) -> None:
+    body = {"customer_id": customer, "items": [{"product_id": p, "quantity": q} for p, q in lines]}
+    response = await http.post(
+        "/v1/orders", json=body, headers={**headers, "Idempotency-Key": uuid.uuid4().hex}
+    )
+    if response.status_code != 202:
+        result.refused[response.status_code] += 1
+        bar.update(1)
+        return
+    order_id = response.json()["order_id"]
+    result.accepted[order_id] = lines
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        poll = await http.get(f"/v1/orders/{order_id}", params={"wait": 10}, headers=headers)
+        if poll.status_code == 200 and poll.json()["status"] in TERMINAL:
+            result.final[order_id] = poll.json()
+            break
+    bar.update(1)
+
+
+async def run_sale(
+    settings: Settings,
+    products: dict[str, int],
+    buyers: int,
+    concurrency: int,
+    wait_s: float,
+) -> SaleResult:
+    result = SaleResult()
+    headers = {"Authorization": f"Bearer {settings.storefront_key}"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    rng = random.Random(7)
+    product_ids = list(products)
+    semaphore = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(
+        base_url=settings.ingress_url, limits=limits, timeout=wait_s + 15
+    ) as http:
+        with tqdm(total=buyers, desc="flash sale", unit="order") as bar:
+
+            async def one(i: int) -> None:
+                lines = [(pid, 1) for pid in rng.sample(product_ids, k=rng.choice([1, 1, 1, 2]))]
+                async with semaphore:
+                    await _buyer(http, headers, f"demo-{i}", lines, result, wait_s, bar)
+
+            started = time.monotonic()
+            await asyncio.gather(*(one(i) for i in range(buyers)))
+            result.elapsed_s = time.monotonic() - started
+    return result
+
+
+def summarize(products: dict[str, int], result: SaleResult) -> dict[str, object]:
+    statuses = Counter(body["status"] for body in result.final.values())
+    reasons = Counter(
+        body.get("reason") for body in result.final.values() if body["status"] == "rejected"
+    )
+    shipped_units: Counter[str] = Counter()
+    for order_id, body in result.final.items():
+        if body["status"] == "shipped":
+            for product_id, quantity in result.accepted[order_id]:
+                shipped_units[product_id] += quantity
+    oversold = sum(max(0, shipped_units[p] - stock) for p, stock in products.items())
+    return {
+        "accepted": len(result.accepted),
+        "refused_by_status": dict(result.refused),
+        "shipped": statuses.get("shipped", 0),
+        "rejected": dict(reasons),
+        "cancelled": statuses.get("cancelled", 0),
+        "orders_per_s": round(len(result.final) / result.elapsed_s, 1) if result.elapsed_s else 0,
+        "oversold": oversold,
+        "lost": len(result.accepted) - len(result.final),
+    }
+
+
+@click.command()
+@click.option("--products", "product_count", default=5, show_default=True)
+@click.option("--stock", default=100, show_default=True, help="units per product")
+@click.option("--buyers", default=2000, show_default=True)
+@click.option("--concurrency", default=100, show_default=True)
+@click.option("--wait", "wait_s", default=60.0, show_default=True, help="max seconds per order")
+def demo(product_count: int, stock: int, buyers: int, concurrency: int, wait_s: float) -> None:
+    """Seed a catalog and run a short flash sale against the running stack."""
+    settings = Settings.from_env()
+    run = uuid.uuid4().hex[:6]
+    products = {f"DEMO-{run}-{i}": stock for i in range(product_count)}
+    with OrderstreamClient(settings.ingress_url, settings.storefront_key, settings.admin_key) as api:
+        for i, product_id in enumerate(products):
+            api.put_product(product_id, name=f"Flash item {i}", price=f"{9 + i}.99", stock=stock)
+        for product_id in products:
+            if api.wait_product(product_id, lambda p: p["available"] == stock) is None:
+                raise click.ClickException(f"product {product_id} never became available")
+    result = asyncio.run(run_sale(settings, products, buyers, concurrency, wait_s))
+    summary = summarize(products, result)
+    click.echo("")
+    for key, value in summary.items():
+        click.echo(f"{key:>18}: {value}")
+    if summary["oversold"] or summary["lost"]:
+        raise SystemExit(1)
