@@ -1,0 +1,41 @@
+# Thin wrapper: the logic lives in deploy/bootstrap.sh (before the venv exists) and in
+# `orderstream stack ...` (orderstream/stack/). See README.md.
+VENV := .venv
+OS := $(VENV)/bin/orderstream
+PYTEST_ARGS ?=
+
+.PHONY: up down clean status env install test test-unit test-integration test-e2e ci
+
+install:
+	@deploy/bootstrap.sh
+
+up: install
+	@$(OS) stack up
+
+down:
+	@if [ -x $(OS) ]; then $(OS) stack down; fi
+
+clean:
+	@if [ -x $(OS) ]; then $(OS) stack clean; else rm -rf .local; fi
+
+status:
+	@$(OS) stack status
+
+env:
+	@$(OS) stack env
+
+# Every tier; the `stack` fixture (tests/conftest.py) brings the stack up when it is not running.
+test: install
+	@$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-unit: install
+	@$(VENV)/bin/pytest -m unit $(PYTEST_ARGS)
+
+test-integration: install
+	@$(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
+
+test-e2e: install
+	@$(VENV)/bin/pytest -m e2e $(PYTEST_ARGS)
+
+ci:
+	@.ci/run

@@ -1,0 +1,31 @@
+"""``.local/stack.env``: how tools, tests and people reach the running stack."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+from orderstream.settings import read_env_file
+
+KEYS = (
+    "INGRESS_URL", "KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL", "STOREFRONT_KEY", "ADMIN_KEY",
+    "ORDERSTREAM_PARTITIONS", "ORDERSTREAM_WORKERS",
+)
+
+
+def recorded(path: Path) -> dict[str, str]:
+    return read_env_file(path) if path.exists() else {}
+
+
+def secret(name: str, environ: Mapping[str, str], previous: Mapping[str, str]) -> str:
+    """From the environment, else the one already recorded (stable across runs), else new."""
+    return environ.get(name) or previous.get(name) or secrets.token_urlsafe(24)
+
+
+def write(path: Path, values: Mapping[str, str]) -> None:
+    body = "".join(f"{k}={values[k]}\n" for k in KEYS if k in values)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("# written by `orderstream stack up`; source it or use Settings.from_env()\n" + body)
+    tmp.chmod(0o600)
+    tmp.replace(path)

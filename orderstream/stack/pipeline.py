@@ -1,0 +1,56 @@
+"""The project's own programs, added to supervisord only once their module exists."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+
+from orderstream.stack.config import StackConfig
+from orderstream.stack.supervisor import Program
+
+logger = logging.getLogger(__name__)
+
+
+def has_module(cfg: StackConfig, name: str) -> bool:
+    if str(cfg.root) not in sys.path:  # modules written after the editable install
+        sys.path.insert(0, str(cfg.root))
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def programs(cfg: StackConfig, env: Mapping[str, str]) -> list[Program]:
+    env = {**env, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(cfg.root)}
+    bin_ = cfg.venv_bin
+    found: list[Program] = []
+    if has_module(cfg, "ingress.app"):
+        conf = cfg.root / "ingress" / "gunicorn_conf.py"
+        command = [str(bin_ / "gunicorn"), *(["-c", str(conf)] if conf.exists() else []),
+                   "ingress.app:get_app()", "--bind", f"127.0.0.1:{cfg.ingress_port}"]
+        found.append(Program("ingress", command, cfg.root, env, autostart=False, priority=50))
+    if has_module(cfg, "streams.worker"):
+        for n in range(cfg.workers):
+            command = [str(bin_ / "orderstream"), "worker", "--index", str(n)]
+            found.append(Program(f"worker-{n}", command, cfg.root, env, autostart=False,
+                                 priority=40, stopwaitsecs=60, startsecs=5))
+    if has_module(cfg, "sinks.cli"):
+        for name in ("sink", "relay"):
+            command = [str(bin_ / "orderstream"), name]
+            found.append(Program(name, command, cfg.root, env, autostart=False, priority=45))
+    return found
+
+
+def migrate(cfg: StackConfig, env: Mapping[str, str]) -> bool:
+    """``orderstream migrate`` when the sink's CLI exists; returns whether it ran."""
+    if not has_module(cfg, "sinks.cli"):
+        return False
+    logger.info("orderstream migrate")
+    full_env = {**os.environ, **env, "PYTHONPATH": str(cfg.root)}
+    subprocess.run([str(cfg.venv_bin / "orderstream"), "migrate"], cwd=cfg.root, env=full_env, check=True)
+    return True
+
