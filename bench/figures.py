@@ -1,0 +1,155 @@
+"""The figures of a run, computed from what the client saw and the system's own durable records.
+
+Pure functions, no I/O: the load generator records ``OrderOutcome``s, a ledger reads a
+``DurableRecord`` from the system's database, and ``compute_figures`` turns both into one
+``{figure: value}`` mapping for the summary.
+
+An order's answer is **correct** when the client saw a terminal status and the durable
+record agrees on the only thing that matters for stock: shipped (rows committed) or not.
+A system that does not keep rows for rejected orders is consistent when it has no shipped
+row for an order it answered ``rejected``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+TERMINAL = frozenset({"shipped", "rejected", "cancelled"})
+ACCEPTED_HTTP = 202
+
+
+@dataclass
+class OrderOutcome:
+    """What the client saw for one order; times are seconds on one monotonic clock."""
+
+    lines: tuple[tuple[str, int], ...]
+    t_sent: float
+    http_status: int = 0  # status of the POST; 0 when the connection failed
+    order_id: str | None = None
+    t_accepted: float | None = None
+    final_status: str | None = None
+    reason: str | None = None
+    t_final: float | None = None
+    error: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.http_status == ACCEPTED_HTTP and self.order_id is not None
+
+    @property
+    def answered(self) -> bool:
+        return self.accepted and self.final_status in TERMINAL and self.t_final is not None
+
+
+@dataclass(frozen=True)
+class DurableRecord:
+    """What a system's own database says after the run.
+
+    ``statuses``: order_id -> status, for the run's orders found in the database.
+    ``committed_units``: product_id -> units in shipped (committed, not cancelled) orders.
+    """
+
+    statuses: Mapping[str, str] = field(default_factory=dict)
+    committed_units: Mapping[str, int] = field(default_factory=dict)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) by linear interpolation between closest ranks; NaN if empty."""
+    if not values:
+        return math.nan
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile out of range: {q}")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = math.floor(position)
+    high = math.ceil(position)
+    if low == high:
+        return float(ordered[low])
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def oversold_units(committed: Mapping[str, int], stock: Mapping[str, int]) -> int:
+    """Units committed beyond the stock each product was given (products not stocked count fully)."""
+    return sum(max(0, units - stock.get(product_id, 0)) for product_id, units in committed.items())
+
+
+def is_correct(outcome: OrderOutcome, durable: Mapping[str, str]) -> bool:
+    if not outcome.answered or outcome.order_id is None:
+        return False
+    shipped_durably = durable.get(outcome.order_id) == "shipped"
+    return (outcome.final_status == "shipped") == shipped_durably
+
+
+def is_lost(outcome: OrderOutcome, durable: Mapping[str, str]) -> bool:
+    """Accepted, and neither the client nor the durable record ever saw a final answer."""
+    if not outcome.accepted or outcome.answered or outcome.order_id is None:
+        return False
+    return durable.get(outcome.order_id) not in TERMINAL
+
+
+def rate(count: int, start: float, end: float) -> float:
+    span = end - start
+    return count / span if span > 0 else 0.0
+
+
+def compute_figures(
+    outcomes: Sequence[OrderOutcome],
+    durable: DurableRecord,
+    stock: Mapping[str, int],
+    cpu_seconds: Mapping[str, float] | None = None,
+) -> dict[str, float | int]:
+    """All per-system figures for one scenario run."""
+    statuses = durable.statuses
+    first_sent = min((o.t_sent for o in outcomes), default=0.0)
+    accepted = [o for o in outcomes if o.accepted]
+    correct = [o for o in outcomes if is_correct(o, statuses)]
+    latencies_ms = [((o.t_final or 0.0) - o.t_sent) * 1000 for o in correct]
+    last_answer = max((o.t_final or 0.0 for o in correct), default=first_sent)
+    last_accept = max((o.t_accepted or 0.0 for o in accepted), default=first_sent)
+    figures: dict[str, float | int] = {
+        "orders": len(outcomes),
+        "accepted": len(accepted),
+        "decided": len(correct),
+        "shipped": sum(1 for o in correct if o.final_status == "shipped"),
+        "rejected": sum(1 for o in correct if o.final_status == "rejected"),
+        "decided_per_s": round(rate(len(correct), first_sent, last_answer), 2),
+        "accepted_per_s": round(rate(len(accepted), first_sent, last_accept), 2),
+        "p50_ms": round(percentile(latencies_ms, 50), 2),
+        "p90_ms": round(percentile(latencies_ms, 90), 2),
+        "p99_ms": round(percentile(latencies_ms, 99), 2),
+        "oversold": oversold_units(durable.committed_units, stock),
+        "lost": sum(1 for o in outcomes if is_lost(o, statuses)),
+        "wrong": sum(1 for o in outcomes if o.answered and not is_correct(o, statuses)),
+        "unanswered": sum(1 for o in accepted if not o.answered),
+        "failed": sum(1 for o in outcomes if not o.accepted),
+    }
+    for component, seconds in sorted((cpu_seconds or {}).items()):
+        figures[f"cpu_s_{component}"] = round(seconds, 2)
+    return figures
+
+
+def failure_kinds(outcomes: Iterable[OrderOutcome]) -> dict[str, int]:
+    """Failed POSTs by HTTP status or error class, for the report."""
+    kinds: dict[str, int] = {}
+    for o in outcomes:
+        if o.accepted:
+            continue
+        kind = f"http_{o.http_status}" if o.http_status else (o.error or "error")
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
+def throughput_series(outcomes: Sequence[OrderOutcome], durable: DurableRecord, bucket_s: float = 1.0) -> list[int]:
+    """Correct answers per time bucket since the first request (for the throughput plot)."""
+    if not outcomes:
+        return []
+    start = min(o.t_sent for o in outcomes)
+    buckets: dict[int, int] = {}
+    for o in outcomes:
+        if is_correct(o, durable.statuses) and o.t_final is not None:
+            index = int((o.t_final - start) // bucket_s)
+            buckets[index] = buckets.get(index, 0) + 1
+    size = max(buckets, default=-1) + 1
+    return [buckets.get(i, 0) for i in range(size)]
