@@ -1,0 +1,91 @@
+"""``orderstream sink``, ``orderstream relay`` and ``orderstream migrate``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import click
+
+from orderstream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: object) -> None:
+        logger.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop
+
+
+@click.command()
+def migrate() -> None:
+    """Bring the PostgreSQL schema to the head revision (alembic upgrade head)."""
+    from sinks.migrate import upgrade
+
+    upgrade(Settings.from_env().database_url)
+    click.echo("database at head")
+
+
+@click.command()
+@click.option(
+    "--group-id", default=None, help="Kafka consumer group (default: <prefix><app_id>.sink)."
+)
+@click.option("--no-read-model", is_flag=True, help="Do not write the Redis read model.")
+def sink(group_id: str | None, no_read_model: bool) -> None:
+    """Project order events into PostgreSQL; queue shipped events in the outbox."""
+    from sinks.wiring import make_sink_consumer
+
+    settings = Settings.from_env()
+    stop = _stop_on_signals()
+    runner, pg_sink, engine = make_sink_consumer(
+        settings, group_id=group_id, with_read_model=not no_read_model, stop=stop
+    )
+    pg_sink.setup()
+    logger.info("sink consuming with batch size %d", settings.sink_batch_size)
+    try:
+        runner.run()
+    finally:
+        runner.close()
+        engine.dispose()
+
+
+@click.command()
+@click.option("--batch-size", default=1000, show_default=True)
+@click.option(
+    "--poll-interval",
+    default=0.5,
+    show_default=True,
+    help="Seconds between polls without a NOTIFY.",
+)
+@click.option(
+    "--retention-hours", default=168.0, show_default=True, help="Keep sent outbox rows this long."
+)
+def relay(batch_size: int, poll_interval: float, retention_hours: float) -> None:
+    """Publish the outbox to Kafka (at least once, in id order)."""
+    from sinks.relay import OutboxListener, OutboxRelay, make_producer, run_relay
+    from sinks.wiring import libpq_url, make_engine
+
+    settings = Settings.from_env()
+    stop = _stop_on_signals()
+    engine = make_engine(settings)
+    producer = make_producer(settings.kafka_bootstrap)
+    listener = OutboxListener(libpq_url(settings.database_url))
+    try:
+        run_relay(
+            OutboxRelay(engine, producer, batch_size),
+            listener,
+            stop,
+            poll_interval_s=poll_interval,
+            retention_s=retention_hours * 3600,
+        )
+    finally:
+        producer.close(timeout=10)
+        engine.dispose()

@@ -1,0 +1,203 @@
+"""The sink's consumer loop (kafka-python): poll, batch, flush, back off.
+
+PostgreSQL is the source of truth for what was consumed: on assignment each partition
+is paused until it has been positioned at the ``consumed_offsets`` row (or the
+beginning). Offsets committed to Kafka are only a courtesy for lag monitoring.
+While PostgreSQL is down the partitions stay paused and the flush is retried with
+exponential backoff; nothing is skipped, because offsets only advance in the
+committed transaction. On revocation the batch is flushed, or dropped if that fails
+(it was not committed, so it will be read again by whoever owns the partition).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
+from sqlalchemy import Engine
+
+from sinks.backoff import Backoff
+from sinks.postgres import PostgresSink, next_offsets
+from sinks.records import ConsumedRecord
+from sinks.store import load_offsets
+from sinks.uow import UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+
+class SinkConsumer:
+    def __init__(
+        self,
+        consumer: KafkaConsumer,
+        sink: PostgresSink,
+        engine: Engine,
+        consumer_name: str,
+        batch_size: int,
+        batch_timeout_s: float,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self._consumer = consumer
+        self._sink = sink
+        self._engine = engine
+        self._name = consumer_name
+        self._batch_size = batch_size
+        self._batch_timeout_s = batch_timeout_s
+        self._stop = stop or threading.Event()
+        self._unpositioned: set[TopicPartition] = set()
+        self._backoff = Backoff()
+
+    def subscribe(self, topics: tuple[str, ...]) -> None:
+        self._consumer.subscribe(topics=list(topics), listener=_Listener(self))
+
+    def run(self) -> None:
+        first_at: float | None = None
+        while not self._stop.is_set():
+            if self._unpositioned and not self._position():
+                self._wait_retry()
+                continue
+            room = max(1, self._batch_size - len(self._sink))
+            timeout_ms = (
+                int(self._batch_timeout_s * 1000)
+                if first_at is None
+                else max(0, int((first_at + self._batch_timeout_s - time.monotonic()) * 1000))
+            )
+            polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=room)
+            for records in polled.values():
+                for r in records:
+                    self._sink.add(ConsumedRecord(r.topic, r.partition, r.offset, r.key, r.value))
+            if len(self._sink) and first_at is None:
+                first_at = time.monotonic()
+            due = first_at is not None and time.monotonic() >= first_at + self._batch_timeout_s
+            if len(self._sink) >= self._batch_size or (len(self._sink) and due):
+                self._flush_until_done()
+                first_at = None
+        self._flush_until_done(give_up_on_stop=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        try:
+            self._consumer.close(autocommit=False)
+        except Exception as error:
+            logger.debug("consumer close: %s", error)
+
+    def _flush_until_done(self, give_up_on_stop: bool = False) -> None:
+        paused = False
+        while len(self._sink):
+            pending = self._sink.buffered()
+            try:
+                self._sink.flush()
+            except Exception as error:
+                logger.warning(
+                    "flush of %d records failed: %s", len(self._sink), _first_line(error)
+                )
+                if give_up_on_stop and self._stop.is_set():
+                    logger.warning(
+                        "stopping with %d uncommitted records (not lost)", len(self._sink)
+                    )
+                    self._sink.discard()
+                    return
+                if not paused:
+                    self._consumer.pause(*self._consumer.assignment())
+                    paused = True
+                self._wait_retry()
+                continue
+            self._backoff.reset()
+            self._commit_to_kafka(pending)
+        if paused:
+            self._resume_positioned()
+
+    def _wait_retry(self) -> None:
+        delay = self._backoff.next_delay()
+        self._stop.wait(delay)
+        # keep the group membership alive (partitions paused: returns nothing)
+        self._consumer.poll(timeout_ms=0)
+
+    def _position(self) -> bool:
+        """Seek newly assigned partitions to the offsets PostgreSQL holds."""
+        partitions = set(self._unpositioned)
+        try:
+            with UnitOfWork(self._engine) as uow:
+                offsets = load_offsets(
+                    uow.connection, self._name, {(tp.topic, tp.partition) for tp in partitions}
+                )
+        except Exception as error:
+            logger.warning("cannot read consumed offsets: %s", _first_line(error))
+            return False
+        assigned = self._consumer.assignment()
+        for tp in partitions:
+            if tp not in assigned:
+                continue
+            offset = offsets.get((tp.topic, tp.partition))
+            if offset is None:
+                self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, offset)
+            logger.info(
+                "positioned %s[%d] at %s",
+                tp.topic,
+                tp.partition,
+                "beginning" if offset is None else offset,
+            )
+        self._unpositioned -= partitions
+        self._backoff.reset()
+        self._resume_positioned()
+        return True
+
+    def _resume_positioned(self) -> None:
+        ready = [tp for tp in self._consumer.assignment() if tp not in self._unpositioned]
+        if ready:
+            self._consumer.resume(*ready)
+
+    def _commit_to_kafka(self, batch: list[ConsumedRecord]) -> None:
+        assigned = self._consumer.assignment()
+        offsets = {
+            TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+            for (t, p), o in next_offsets(batch).items()
+            if TopicPartition(t, p) in assigned
+        }
+        if not offsets:
+            return
+        try:
+            self._consumer.commit_async(offsets)
+        except Exception as error:
+            logger.debug("kafka offset commit skipped: %s", error)
+
+    def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._unpositioned -= set(revoked)
+        if not len(self._sink):
+            return
+        for attempt in range(3):
+            try:
+                self._sink.flush()
+                return
+            except Exception as error:
+                logger.warning(
+                    "flush on revocation failed (%d): %s", attempt + 1, _first_line(error)
+                )
+                time.sleep(0.2 * (attempt + 1))
+        logger.warning("dropping %d uncommitted records on revocation", len(self._sink))
+        self._sink.discard()
+
+    def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        if assigned:
+            self._consumer.pause(*assigned)
+            self._unpositioned |= set(assigned)
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, owner: SinkConsumer) -> None:
+        self._owner = owner
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._owner.on_revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._owner.on_assigned(assigned)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]

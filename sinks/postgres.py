@@ -1,0 +1,152 @@
+"""The PostgreSQL sink: ``setup``, ``add``, ``flush``; a failed flush means the batch is
+processed again (nothing is removed from the buffer until its transaction committed).
+
+One transaction per batch writes the projection, the outbox rows and the consumed
+offsets. A batch failing for a data reason is retried once, then bisected down to the
+poison record, which is dead-lettered (through the outbox, in the transaction that
+advances its offset). Any other failure propagates: the caller backs off and retries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+from sqlalchemy import Engine, exc, text
+
+from schemas.topics import DEAD_LETTER, TopicNames
+from sinks.exceptions import PoisonRecord
+from sinks.projection import OutboxRow, order_ids_of, plan_batch
+from sinks.readmodel import ReadModelWriter
+from sinks.records import (
+    ConsumedRecord,
+    SinkEvent,
+    dead_letter_envelope,
+    dead_letter_event_id,
+    key_text,
+    parse,
+)
+from sinks.store import load_cancel_requests, load_status, save_offsets, write_outbox, write_plan
+from sinks.uow import UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+DATA_ERRORS = (exc.DataError, exc.IntegrityError, ValueError, ArithmeticError)
+
+
+class PostgresSink:
+    def __init__(
+        self,
+        engine: Engine,
+        topics: TopicNames,
+        consumer: str,
+        read_model: ReadModelWriter | None = None,
+    ) -> None:
+        self._engine = engine
+        self._topics = topics
+        self._consumer = consumer
+        self._read_model = read_model
+        self._buffer: list[ConsumedRecord] = []
+        self.written = 0  # records committed (for metrics and the benchmark)
+        self.dead_lettered = 0
+
+    def setup(self) -> None:
+        """Fail fast when the database is unreachable or not migrated."""
+        with self._engine.connect() as conn:
+            conn.execute(text("SELECT 1 FROM consumed_offsets LIMIT 1"))
+
+    def add(self, record: ConsumedRecord) -> None:
+        self._buffer.append(record)
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def buffered(self) -> list[ConsumedRecord]:
+        return list(self._buffer)
+
+    def discard(self) -> None:
+        """Forget uncommitted records (their offsets were not advanced: they come back)."""
+        self._buffer.clear()
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        batch = list(self._buffer)
+        try:
+            self._commit(batch)
+        except DATA_ERRORS as first:
+            logger.warning("batch of %d failed for a data reason (%s); retrying", len(batch), first)
+            self._commit_or_bisect(batch)
+        self._buffer.clear()
+
+    def _commit_or_bisect(self, batch: list[ConsumedRecord]) -> None:
+        try:
+            self._commit(batch)
+        except DATA_ERRORS as error:
+            if len(batch) == 1:
+                self._commit_dead(batch[0], f"data error: {_short(error)}")
+                return
+            middle = len(batch) // 2
+            self._commit_or_bisect(batch[:middle])
+            self._commit_or_bisect(batch[middle:])
+
+    def _commit(self, batch: list[ConsumedRecord]) -> None:
+        events: list[SinkEvent] = []
+        dead: list[OutboxRow] = []
+        for record in batch:
+            try:
+                parsed = parse(record, self._topics)
+            except PoisonRecord as bad:
+                dead.append(self._dead_letter_row(record, bad.reason))
+                continue
+            if parsed.event is not None:
+                events.append(parsed.event)
+        with UnitOfWork(self._engine) as uow:
+            order_ids = order_ids_of(events)
+            plan = plan_batch(
+                events,
+                load_status(uow.connection, order_ids),
+                load_cancel_requests(uow.connection, order_ids),
+                self._topics,
+            )
+            write_plan(uow.connection, plan)
+            write_outbox(uow.connection, dead)
+            save_offsets(uow.connection, self._consumer, next_offsets(batch))
+            uow.commit()
+        self.written += len(batch)
+        self.dead_lettered += len(dead)
+        if self._read_model is not None:
+            self._read_model.write(plan.read_model)
+
+    def _commit_dead(self, record: ConsumedRecord, reason: str) -> None:
+        """Dead-letter one record in the transaction that advances past it."""
+        with UnitOfWork(self._engine) as uow:
+            write_outbox(uow.connection, [self._dead_letter_row(record, reason)])
+            save_offsets(uow.connection, self._consumer, next_offsets([record]))
+            uow.commit()
+        self.written += 1
+        self.dead_lettered += 1
+
+    def _dead_letter_row(self, record: ConsumedRecord, reason: str) -> OutboxRow:
+        logger.error(
+            "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
+        )
+        return OutboxRow(
+            event_id=dead_letter_event_id(record),
+            topic=self._topics(DEAD_LETTER),
+            key=key_text(record.key),
+            payload=dead_letter_envelope(record, reason, self._consumer).decode("utf-8"),
+        )
+
+
+def next_offsets(batch: list[ConsumedRecord]) -> dict[tuple[str, int], int]:
+    result: dict[tuple[str, int], int] = defaultdict(int)
+    for record in batch:
+        key = (record.topic, record.partition)
+        result[key] = max(result[key], record.offset + 1)
+    return dict(result)
+
+
+def _short(error: BaseException) -> str:
+    orig = getattr(error, "orig", None)
+    return str(orig if orig is not None else error).strip().splitlines()[0][:500]

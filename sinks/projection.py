@@ -1,0 +1,256 @@
+"""Pure mapping of a batch of order events to row operations (no I/O).
+
+``plan_batch`` walks the events in consumption order over what PostgreSQL already
+holds and returns everything one transaction must write: order rows (inserted once,
+with their terminal status), items, cancel requests, outbox rows, product changes,
+and the read-model updates to make after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence, Set
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from schemas import codec
+from schemas.common import event_id_for, utcnow
+from schemas.inventory import Discontinue, ReleaseLine, UpsertProduct
+from schemas.orders import (
+    CancelOrder,
+    OrderCancelled,
+    OrderCommitted,
+    OrderItem,
+    OrderRejected,
+    OrderShipped,
+)
+from schemas.topics import INVENTORY_COMMANDS, ORDERS_CANCELLED, ORDERS_SHIPPED, TopicNames
+from sinks.arbitration import decide_cancel_request, decide_commit
+from sinks.records import SinkEvent
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    order_id: str
+    customer_id: str
+    status: str
+    reason: str | None
+    total_amount: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRow:
+    order_id: str
+    line_no: int
+    product_id: str
+    quantity: int
+    unit_price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    event_id: str
+    topic: str
+    key: str | None
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A read-model write (forward-only in Redis, so replays are harmless)."""
+
+    order_id: str
+    status: str
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ProductChange:
+    """The net effect of a batch on one product: an upsert, or only a discontinue."""
+
+    product_id: str
+    active: bool
+    name: str | None = None  # None: no upsert in this batch, only deactivate
+    price: Decimal | None = None
+    limit_per_customer: int | None = None
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    orders: list[OrderRow] = field(default_factory=list)
+    items: list[ItemRow] = field(default_factory=list)
+    cancel_requests: list[str] = field(default_factory=list)
+    outbox: list[OutboxRow] = field(default_factory=list)
+    read_model: list[StatusUpdate] = field(default_factory=list)
+    products: dict[str, ProductChange] = field(default_factory=dict)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.orders or self.cancel_requests or self.outbox or self.products)
+
+
+def order_ids_of(events: Sequence[SinkEvent]) -> set[str]:
+    return {e.order_id for e in events if not isinstance(e, UpsertProduct | Discontinue)}
+
+
+def plan_batch(
+    events: Sequence[SinkEvent],
+    known_status: Mapping[str, str],
+    cancel_requested: Set[str],
+    topics: TopicNames,
+    now: datetime | None = None,
+) -> BatchPlan:
+    """Row operations for ``events`` given the orders' status in PostgreSQL and the
+    recorded cancel requests. Idempotent: replaying events already projected plans no
+    new rows and no new outbox rows."""
+    at = now or utcnow()
+    plan = BatchPlan()
+    status: dict[str, str] = dict(known_status)
+    cancels: set[str] = set(cancel_requested)
+    for event in events:
+        if isinstance(event, OrderCommitted):
+            _on_committed(event, status, cancels, plan, topics, at)
+        elif isinstance(event, OrderRejected):
+            _on_final(event.order_id, event.customer_id, "rejected", event.reason, status, plan)
+        elif isinstance(event, OrderCancelled):
+            _on_final(event.order_id, event.customer_id, "cancelled", None, status, plan)
+        elif isinstance(event, CancelOrder):
+            _on_cancel_request(event, status, cancels, plan)
+        elif isinstance(event, UpsertProduct):
+            plan.products[event.product_id] = ProductChange(
+                event.product_id, True, event.name, event.price, event.limit_per_customer
+            )
+        elif isinstance(event, Discontinue):
+            prior = plan.products.get(event.product_id)
+            plan.products[event.product_id] = (
+                ProductChange(event.product_id, False)
+                if prior is None
+                else ProductChange(
+                    prior.product_id, False, prior.name, prior.price, prior.limit_per_customer
+                )
+            )
+    return plan
+
+
+def _on_committed(
+    event: OrderCommitted,
+    status: dict[str, str],
+    cancels: set[str],
+    plan: BatchPlan,
+    topics: TopicNames,
+    at: datetime,
+) -> None:
+    decision = decide_commit(status.get(event.order_id), event.order_id in cancels)
+    fields = _order_fields(event.customer_id, event.items, event.total, None)
+    if decision == "already_recorded":
+        plan.read_model.append(StatusUpdate(event.order_id, status[event.order_id], fields))
+        return
+    final = "shipped" if decision == "ship" else "cancelled"
+    status[event.order_id] = final
+    plan.orders.append(OrderRow(event.order_id, event.customer_id, final, None, event.total))
+    plan.items.extend(
+        ItemRow(event.order_id, i.line_no, i.product_id, i.quantity, i.unit_price)
+        for i in event.items
+    )
+    plan.read_model.append(StatusUpdate(event.order_id, final, fields))
+    if decision == "ship":
+        plan.outbox.append(shipped_row(event, topics, at))
+    else:
+        logger.info("order %s cancelled before shipping; releasing its lines", event.order_id)
+        plan.outbox.append(cancelled_row(event, topics, at))
+        plan.outbox.extend(release_rows(event, topics, at))
+
+
+def _on_final(
+    order_id: str,
+    customer_id: str,
+    final: str,
+    reason: str | None,
+    status: dict[str, str],
+    plan: BatchPlan,
+) -> None:
+    fields = {"customer_id": customer_id, "reason": reason}
+    current = status.get(order_id)
+    if current is None:
+        status[order_id] = final
+        plan.orders.append(OrderRow(order_id, customer_id, final, reason, None))
+        plan.read_model.append(StatusUpdate(order_id, final, fields))
+    elif current == final:
+        plan.read_model.append(StatusUpdate(order_id, final, fields))
+    else:
+        logger.warning(
+            "order %s is already %s in PostgreSQL; ignoring %s", order_id, current, final
+        )
+
+
+def _on_cancel_request(
+    event: CancelOrder, status: dict[str, str], cancels: set[str], plan: BatchPlan
+) -> None:
+    decision = decide_cancel_request(status.get(event.order_id))
+    if decision == "record":
+        if event.order_id not in cancels:
+            cancels.add(event.order_id)
+            plan.cancel_requests.append(event.order_id)
+    elif decision == "too_late":
+        logger.info("cancel of order %s ignored: already shipped", event.order_id)
+
+
+def _order_fields(
+    customer_id: str, items: Sequence[OrderItem], total: Decimal, reason: str | None
+) -> dict[str, Any]:
+    return {
+        "customer_id": customer_id,
+        "items": [
+            {"product_id": i.product_id, "quantity": i.quantity, "unit_price": str(i.unit_price)}
+            for i in items
+        ],
+        "total": str(total),
+        "reason": reason,
+    }
+
+
+def shipped_row(event: OrderCommitted, topics: TopicNames, at: datetime) -> OutboxRow:
+    shipped = OrderShipped(
+        event_id=event_id_for(event.order_id, "shipped"),
+        order_id=event.order_id,
+        customer_id=event.customer_id,
+        items=event.items,
+        total=event.total,
+        occurred_at=at,
+    )
+    return _row(shipped.event_id, topics(ORDERS_SHIPPED), event.order_id, shipped)
+
+
+def cancelled_row(event: OrderCommitted, topics: TopicNames, at: datetime) -> OutboxRow:
+    cancelled = OrderCancelled(
+        event_id=event_id_for(event.order_id, "cancelled"),
+        order_id=event.order_id,
+        customer_id=event.customer_id,
+        occurred_at=at,
+    )
+    return _row(cancelled.event_id, topics(ORDERS_CANCELLED), event.order_id, cancelled)
+
+
+def release_rows(event: OrderCommitted, topics: TopicNames, at: datetime) -> list[OutboxRow]:
+    rows = []
+    for item in event.items:
+        release = ReleaseLine(
+            command_id=event_id_for(event.order_id, item.line_no, "release"),
+            product_id=item.product_id,
+            order_id=event.order_id,
+            line_no=item.line_no,
+            quantity=item.quantity,
+            customer_id=event.customer_id,
+            reason="cancelled",
+            issued_at=at,
+        )
+        rows.append(_row(release.command_id, topics(INVENTORY_COMMANDS), item.product_id, release))
+    return rows
+
+
+def _row(event_id: str, topic: str, key: str, record: object) -> OutboxRow:
+    return OutboxRow(event_id, topic, key, codec.encode(record).decode("utf-8"))

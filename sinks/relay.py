@@ -1,0 +1,167 @@
+"""The outbox relay: publish unsent outbox rows, in id order, at least once.
+
+Each round locks up to ``batch_size`` unsent rows (``FOR UPDATE SKIP LOCKED``, so
+several relays can run), produces them with an idempotent, ``acks=all`` producer,
+waits for every acknowledgement, then marks them ``sent_at`` in the same transaction.
+A crash between the acks and the commit publishes those rows again: consumers dedupe
+by ``event_id``. The relay sleeps on ``LISTEN orderstream_outbox`` (the sink notifies
+in its transaction), with a short poll as a fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+from kafka import KafkaProducer
+from sqlalchemy import Engine, bindparam, delete, func, select, update
+
+from sinks.backoff import Backoff
+from sinks.tables import OUTBOX_CHANNEL, outbox
+from sinks.uow import UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RelayStats:
+    sent: int = 0
+    rounds: int = 0
+
+
+def make_producer(bootstrap: str) -> KafkaProducer:
+    return KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
+        max_in_flight_requests_per_connection=5,
+        client_id="orderstream-relay",
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        engine: Engine,
+        producer: KafkaProducer,
+        batch_size: int = 1000,
+        send_timeout_s: float = 30.0,
+    ) -> None:
+        self._engine = engine
+        self._producer = producer
+        self._batch_size = batch_size
+        self._send_timeout_s = send_timeout_s
+        self.stats = RelayStats()
+
+    def relay_once(self) -> int:
+        """Publish one batch of unsent rows; the number published (0: nothing to do)."""
+        with UnitOfWork(self._engine) as uow:
+            rows = uow.connection.execute(
+                select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload)
+                .where(outbox.c.sent_at.is_(None))
+                .order_by(outbox.c.id)
+                .limit(self._batch_size)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not rows:
+                return 0
+            futures = [
+                self._producer.send(
+                    row.topic,
+                    key=None if row.key is None else row.key.encode("utf-8"),
+                    value=row.payload.encode("utf-8"),
+                )
+                for row in rows
+            ]
+            self._producer.flush(timeout=self._send_timeout_s)
+            for future in futures:
+                future.get(timeout=self._send_timeout_s)  # raises if not acknowledged
+            uow.connection.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(bindparam("ids", expanding=True)))
+                .values(sent_at=func.now()),
+                {"ids": [row.id for row in rows]},
+            )
+            uow.commit()
+        self.stats.sent += len(rows)
+        self.stats.rounds += 1
+        return len(rows)
+
+    def drain(self) -> int:
+        total = 0
+        while (sent := self.relay_once()) > 0:
+            total += sent
+        return total
+
+    def purge_sent(self, older_than_s: float) -> int:
+        with UnitOfWork(self._engine) as uow:
+            result = uow.connection.execute(
+                delete(outbox).where(
+                    outbox.c.sent_at
+                    < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_s)
+                )
+            )
+            uow.commit()
+        return result.rowcount or 0
+
+
+class OutboxListener:
+    """Waits for the sink's NOTIFY (a psycopg connection in autocommit mode)."""
+
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+
+    def wait(self, timeout_s: float) -> None:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self._conninfo, autocommit=True)
+                self._conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
+            for _ in self._conn.notifies(timeout=timeout_s, stop_after=1):
+                pass
+        except psycopg.Error as error:
+            logger.warning("LISTEN failed (%s); polling", error)
+            self.close()
+            time.sleep(timeout_s)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def run_relay(
+    relay: OutboxRelay,
+    listener: OutboxListener,
+    stop: threading.Event,
+    poll_interval_s: float = 0.5,
+    retention_s: float = 7 * 24 * 3600,
+    on_round: Callable[[int], None] | None = None,
+) -> None:
+    backoff = Backoff(max_s=5.0)
+    next_purge = time.monotonic() + 60
+    while not stop.is_set():
+        try:
+            sent = relay.drain()
+        except Exception as error:
+            logger.warning("relay round failed: %s", str(error).splitlines()[0][:300])
+            stop.wait(backoff.next_delay())
+            continue
+        backoff.reset()
+        if on_round is not None:
+            on_round(sent)
+        if time.monotonic() >= next_purge:
+            next_purge = time.monotonic() + 60
+            try:
+                purged = relay.purge_sent(retention_s)
+                if purged:
+                    logger.info("purged %d sent outbox rows", purged)
+            except Exception as error:
+                logger.warning("outbox purge failed: %s", error)
+        listener.wait(poll_interval_s)
+    listener.close()

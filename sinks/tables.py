@@ -1,0 +1,109 @@
+"""The PostgreSQL tables (SQLAlchemy 2 Core). The migrations create exactly these."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
+
+metadata = MetaData()
+
+ORDER_STATUSES = ("shipped", "rejected", "cancelled")
+
+products = Table(
+    "products",
+    metadata,
+    Column("product_id", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("price", Numeric(12, 2), nullable=False),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("limit_per_customer", Integer, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Only terminal statuses are ever written: an order row is inserted once, final.
+orders = Table(
+    "orders",
+    metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("customer_id", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("total_amount", Numeric(14, 2), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(
+        "status IN ('shipped', 'rejected', 'cancelled')", name="orders_status_terminal"
+    ),
+    Index("orders_status", "status"),
+)
+
+order_items = Table(
+    "order_items",
+    metadata,
+    Column(
+        "order_id",
+        String(64),
+        ForeignKey("orders.order_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("line_no", Integer, nullable=False),
+    Column("product_id", String(64), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price", Numeric(12, 2), nullable=False),
+    PrimaryKeyConstraint("order_id", "line_no"),
+    CheckConstraint("quantity > 0", name="order_items_quantity_positive"),
+    Index("order_items_product_id", "product_id"),
+)
+
+# The tracking row: the next offset to read per (consumer, topic, partition), written in
+# the same transaction as the projection it accounts for.
+consumed_offsets = Table(
+    "consumed_offsets",
+    metadata,
+    Column("consumer", String(200), nullable=False),
+    Column("topic", String(249), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("next_offset", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("consumer", "topic", "partition"),
+)
+
+# Events to publish, written in the projection's transaction; the relay sends them.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("topic", String(249), nullable=False),
+    Column("key", Text, nullable=True),
+    Column("payload", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Index("outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
+)
+
+cancel_requests = Table(
+    "cancel_requests",
+    metadata,
+    Column("order_id", String(64), primary_key=True),
+    Column("requested_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+OUTBOX_CHANNEL = "orderstream_outbox"

@@ -1,0 +1,83 @@
+"""Composition root of the sink and the relay: real dependencies from ``Settings``."""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+from kafka import KafkaConsumer
+from sqlalchemy import Engine, create_engine, make_url
+
+from orderstream.readmodel import Keys
+from orderstream.settings import Settings
+from sinks.consumer import SinkConsumer
+from sinks.postgres import PostgresSink
+from sinks.readmodel import ReadModelWriter
+from sinks.records import source_topics
+
+
+def consumer_name(settings: Settings) -> str:
+    """The name under which consumed offsets are kept (topics carry the run's prefix)."""
+    return f"{settings.app_id}.sink"
+
+
+def default_group_id(settings: Settings) -> str:
+    return f"{settings.topic_prefix}{settings.app_id}.sink"
+
+
+def make_engine(settings: Settings, pool_size: int = 2) -> Engine:
+    return create_engine(
+        settings.database_url,
+        pool_size=pool_size,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def libpq_url(database_url: str) -> str:
+    """``postgresql+psycopg://...`` as a plain libpq URL (for psycopg.connect)."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def make_read_model(settings: Settings) -> ReadModelWriter:
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
+    )
+    return ReadModelWriter(client, Keys(settings.topic_prefix))
+
+
+def make_sink_consumer(
+    settings: Settings,
+    group_id: str | None = None,
+    with_read_model: bool = True,
+    stop: threading.Event | None = None,
+) -> tuple[SinkConsumer, PostgresSink, Engine]:
+    engine = make_engine(settings)
+    name = consumer_name(settings)
+    sink = PostgresSink(
+        engine,
+        settings.topics,
+        name,
+        make_read_model(settings) if with_read_model else None,
+    )
+    kafka = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group_id or default_group_id(settings),
+        client_id="orderstream-sink",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_poll_records=settings.sink_batch_size,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    runner = SinkConsumer(
+        kafka,
+        sink,
+        engine,
+        name,
+        settings.sink_batch_size,
+        settings.sink_batch_timeout_s,
+        stop,
+    )
+    runner.subscribe(source_topics(settings.topics))
+    return runner, sink, engine
