@@ -25,7 +25,7 @@ def _pom(cfg: StackConfig) -> Path:
 
 
 def resolve_jars(cfg: StackConfig) -> None:
-    """``mvn dependency:copy-dependencies`` into .local/kafka/libs, again only when the pom changed."""
+    """``mvn dependency:copy-dependencies`` into .local/kafka/libs, redone if the pom changed."""
     libs = cfg.local / "kafka" / "libs"
     stamp = cfg.local / "kafka" / "libs.stamp"
     digest = hashlib.sha256(_pom(cfg).read_bytes()).hexdigest()
@@ -37,7 +37,15 @@ def resolve_jars(cfg: StackConfig) -> None:
     if mvn is None:
         raise RuntimeError("mvn not found: install Maven (deploy/bootstrap.sh does it as root)")
     subprocess.run(
-        [mvn, "-q", "-B", "-f", str(_pom(cfg)), "dependency:copy-dependencies", f"-Dkafka.libs={libs}"],
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(_pom(cfg)),
+            "dependency:copy-dependencies",
+            f"-Dkafka.libs={libs}",
+        ],
         check=True,
     )
     stamp.write_text(digest)
@@ -45,30 +53,32 @@ def resolve_jars(cfg: StackConfig) -> None:
 
 def _properties(cfg: StackConfig) -> str:
     data = cfg.local / "kafka" / "data"
-    return "\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{cfg.controller_port}",
-        f"listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port},CONTROLLER://127.0.0.1:{cfg.controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port}",
-        "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        f"log.dirs={data}",
-        "auto.create.topics.enable=false",
-        "num.partitions=8",
-        "default.replication.factor=1",
-        "offsets.topic.replication.factor=1",
-        "offsets.topic.num.partitions=10",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "group.initial.rebalance.delay.ms=0",
-        "log.retention.hours=24",
-        "log.segment.bytes=268435456",
-        "",
-    ])
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{cfg.controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port},CONTROLLER://127.0.0.1:{cfg.controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={data}",
+            "auto.create.topics.enable=false",
+            "num.partitions=8",
+            "default.replication.factor=1",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=10",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "log.retention.hours=24",
+            "log.segment.bytes=268435456",
+            "",
+        ]
+    )
 
 
 def _java(cfg: StackConfig, main: str, *args: str, heap: str = "256m") -> list[str]:
@@ -112,7 +122,9 @@ def program(cfg: StackConfig) -> Program:
 
 
 def ping(bootstrap: str) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, client_id="stack-ping")
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=5000, client_id="stack-ping"
+    )
     try:
         admin.describe_cluster()
     finally:
@@ -128,9 +140,7 @@ def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> list
         missing = [n for n in wanted if n not in existing]
         if missing:
             try:
-                admin.create_topics(
-                    [NewTopic(n, partitions, 1) for n in missing], timeout_ms=30000
-                )
+                admin.create_topics([NewTopic(n, partitions, 1) for n in missing], timeout_ms=30000)
             except TopicAlreadyExistsError:
                 pass
         for desc in admin.describe_topics([n for n in wanted if n in existing]):
@@ -138,7 +148,9 @@ def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> list
             if count != partitions:
                 logger.warning(
                     "topic %s has %d partitions, settings say %d (not changed: keys would move)",
-                    desc.get("topic"), count, partitions,
+                    desc.get("topic"),
+                    count,
+                    partitions,
                 )
         return missing
     finally:

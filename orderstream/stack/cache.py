@@ -17,9 +17,23 @@ def prepare(cfg: StackConfig) -> None:
 def program(cfg: StackConfig) -> Program:
     server = shutil.which("redis-server") or "/usr/bin/redis-server"
     command = [
-        server, "--bind", "127.0.0.1", "--port", str(cfg.redis_port), "--dir", str(cfg.local / "redis"),
-        "--appendonly", "yes", "--save", "", "--daemonize", "no", "--protected-mode", "no",
-        "--maxclients", "10000",
+        server,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(cfg.redis_port),
+        "--dir",
+        str(cfg.local / "redis"),
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "no",
+        "--maxclients",
+        "10000",
     ]
     return Program("redis", command, cfg.local / "redis", priority=10, startsecs=1)
 

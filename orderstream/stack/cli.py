@@ -21,18 +21,29 @@ def stack() -> None:
 
 
 @stack.command()
-@click.option("--external", is_flag=True, help="Services run elsewhere; only topics, migrations, pipeline.")
+@click.option(
+    "--external", is_flag=True, help="Services run elsewhere; only topics, migrations, pipeline."
+)
 @click.option("--kafka-bootstrap", envvar="KAFKA_BOOTSTRAP")
 @click.option("--database-url", envvar="DATABASE_URL")
 @click.option("--redis-url", envvar="REDIS_URL")
-@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for each service.")
-def up(external: bool, kafka_bootstrap: str | None, database_url: str | None,
-       redis_url: str | None, timeout: float) -> None:
+@click.option(
+    "--timeout", default=120.0, show_default=True, help="Seconds to wait for each service."
+)
+def up(
+    external: bool,
+    kafka_bootstrap: str | None,
+    database_url: str | None,
+    redis_url: str | None,
+    timeout: float,
+) -> None:
     """Start (or update) the stack; idempotent."""
     ext = None
     if external:
         if not (kafka_bootstrap and database_url and redis_url):
-            raise click.UsageError("--external needs --kafka-bootstrap, --database-url, --redis-url")
+            raise click.UsageError(
+                "--external needs --kafka-bootstrap, --database-url, --redis-url"
+            )
         ext = runner.External(kafka_bootstrap, database_url, redis_url)
     cfg = StackConfig.from_env()
     runner.up(cfg, _settings(cfg), os.environ, ext, timeout_s=timeout)

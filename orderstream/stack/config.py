@@ -32,7 +32,9 @@ class StackConfig:
         local = Path(env.get("ORDERSTREAM_STACK_DIR") or REPO_ROOT / ".local").resolve()
         offset = int(env.get("ORDERSTREAM_STACK_PORT_OFFSET") or 0)
         recorded = read_env_file(local / "stack.env") if (local / "stack.env").exists() else {}
-        workers = int(env.get("ORDERSTREAM_WORKERS") or recorded.get("ORDERSTREAM_WORKERS") or DEFAULT_WORKERS)
+        workers = int(
+            env.get("ORDERSTREAM_WORKERS") or recorded.get("ORDERSTREAM_WORKERS") or DEFAULT_WORKERS
+        )
         return cls(
             root=REPO_ROOT,
             local=local,

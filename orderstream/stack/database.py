@@ -24,9 +24,13 @@ SUPERUSER = "postgres"
 
 
 def bin_dir() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name))
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name)
+    )
     if not found:
-        raise RuntimeError("no PostgreSQL server in /usr/lib/postgresql (apt-get install postgresql)")
+        raise RuntimeError(
+            "no PostgreSQL server in /usr/lib/postgresql (apt-get install postgresql)"
+        )
     return found[-1].parent
 
 
@@ -56,8 +60,19 @@ def prepare(cfg: StackConfig) -> None:
     data.chmod(0o700)
     prefix = ["runuser", "-u", user, "--"] if user else []
     subprocess.run(
-        [*prefix, str(bin_dir() / "initdb"), "-D", str(data), "-U", SUPERUSER, "-E", "UTF8",
-         "--no-locale", "--auth-local=trust", "--auth-host=scram-sha-256"],
+        [
+            *prefix,
+            str(bin_dir() / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            SUPERUSER,
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+        ],
         check=True,
         capture_output=True,
     )
@@ -66,24 +81,46 @@ def prepare(cfg: StackConfig) -> None:
 def program(cfg: StackConfig) -> Program:
     data, sock = _dirs(cfg)
     command = [
-        str(bin_dir() / "postgres"), "-D", str(data), "-p", str(cfg.pg_port), "-k", str(sock),
-        "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300",
-        "-c", "shared_buffers=256MB", "-c", "log_min_messages=warning",
+        str(bin_dir() / "postgres"),
+        "-D",
+        str(data),
+        "-p",
+        str(cfg.pg_port),
+        "-k",
+        str(sock),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "max_connections=300",
+        "-c",
+        "shared_buffers=256MB",
+        "-c",
+        "log_min_messages=warning",
     ]
     return Program(
-        "postgres", command, cfg.local / "pg", user=os_user(), priority=10, stopsignal="INT",
-        stopwaitsecs=60, startsecs=2,
+        "postgres",
+        command,
+        cfg.local / "pg",
+        user=os_user(),
+        priority=10,
+        stopsignal="INT",
+        stopwaitsecs=60,
+        startsecs=2,
     )
 
 
 def ensure_database(cfg: StackConfig) -> None:
     """Role and database ``orderstream`` (password ``orderstream``), created once."""
     _, sock = _dirs(cfg)
-    with psycopg.connect(host=str(sock), port=cfg.pg_port, user=SUPERUSER, dbname="postgres",
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        host=str(sock), port=cfg.pg_port, user=SUPERUSER, dbname="postgres", autocommit=True
+    ) as conn:
         if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'orderstream'").fetchone() is None:
             conn.execute("CREATE ROLE orderstream LOGIN PASSWORD 'orderstream'")
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = 'orderstream'").fetchone() is None:
+        if (
+            conn.execute("SELECT 1 FROM pg_database WHERE datname = 'orderstream'").fetchone()
+            is None
+        ):
             conn.execute("CREATE DATABASE orderstream OWNER orderstream")
 
 
@@ -94,6 +131,7 @@ def ping(database_url: str) -> None:
 
 def ping_superuser(cfg: StackConfig) -> None:
     _, sock = _dirs(cfg)
-    with psycopg.connect(host=str(sock), port=cfg.pg_port, user=SUPERUSER, dbname="postgres",
-                         connect_timeout=3) as conn:
+    with psycopg.connect(
+        host=str(sock), port=cfg.pg_port, user=SUPERUSER, dbname="postgres", connect_timeout=3
+    ) as conn:
         conn.execute("SELECT 1")

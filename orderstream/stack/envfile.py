@@ -9,8 +9,14 @@ from pathlib import Path
 from orderstream.settings import read_env_file
 
 KEYS = (
-    "INGRESS_URL", "KAFKA_BOOTSTRAP", "DATABASE_URL", "REDIS_URL", "STOREFRONT_KEY", "ADMIN_KEY",
-    "ORDERSTREAM_PARTITIONS", "ORDERSTREAM_WORKERS",
+    "INGRESS_URL",
+    "KAFKA_BOOTSTRAP",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "STOREFRONT_KEY",
+    "ADMIN_KEY",
+    "ORDERSTREAM_PARTITIONS",
+    "ORDERSTREAM_WORKERS",
 )
 
 
@@ -26,6 +32,8 @@ def secret(name: str, environ: Mapping[str, str], previous: Mapping[str, str]) -
 def write(path: Path, values: Mapping[str, str]) -> None:
     body = "".join(f"{k}={values[k]}\n" for k in KEYS if k in values)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("# written by `orderstream stack up`; source it or use Settings.from_env()\n" + body)
+    tmp.write_text(
+        "# written by `orderstream stack up`; source it or use Settings.from_env()\n" + body
+    )
     tmp.chmod(0o600)
     tmp.replace(path)

@@ -30,14 +30,29 @@ def programs(cfg: StackConfig, env: Mapping[str, str]) -> list[Program]:
     found: list[Program] = []
     if has_module(cfg, "ingress.app"):
         conf = cfg.root / "ingress" / "gunicorn_conf.py"
-        command = [str(bin_ / "gunicorn"), *(["-c", str(conf)] if conf.exists() else []),
-                   "ingress.app:get_app()", "--bind", f"127.0.0.1:{cfg.ingress_port}"]
+        command = [
+            str(bin_ / "gunicorn"),
+            *(["-c", str(conf)] if conf.exists() else []),
+            "ingress.app:get_app()",
+            "--bind",
+            f"127.0.0.1:{cfg.ingress_port}",
+        ]
         found.append(Program("ingress", command, cfg.root, env, autostart=False, priority=50))
     if has_module(cfg, "streams.worker"):
         for n in range(cfg.workers):
             command = [str(bin_ / "orderstream"), "worker", "--index", str(n)]
-            found.append(Program(f"worker-{n}", command, cfg.root, env, autostart=False,
-                                 priority=40, stopwaitsecs=60, startsecs=5))
+            found.append(
+                Program(
+                    f"worker-{n}",
+                    command,
+                    cfg.root,
+                    env,
+                    autostart=False,
+                    priority=40,
+                    stopwaitsecs=60,
+                    startsecs=5,
+                )
+            )
     if has_module(cfg, "sinks.cli"):
         for name in ("sink", "relay"):
             command = [str(bin_ / "orderstream"), name]
@@ -51,6 +66,7 @@ def migrate(cfg: StackConfig, env: Mapping[str, str]) -> bool:
         return False
     logger.info("orderstream migrate")
     full_env = {**os.environ, **env, "PYTHONPATH": str(cfg.root)}
-    subprocess.run([str(cfg.venv_bin / "orderstream"), "migrate"], cwd=cfg.root, env=full_env, check=True)
+    subprocess.run(
+        [str(cfg.venv_bin / "orderstream"), "migrate"], cwd=cfg.root, env=full_env, check=True
+    )
     return True
-

@@ -1,4 +1,4 @@
-"""``up``, ``down`` and ``status`` of the local stack (the code behind ``make up`` and the tests)."""
+"""``up``, ``down`` and ``status`` of the local stack (behind ``make up`` and the tests)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from schemas.topics import ALL_TOPICS
-
 from orderstream.settings import Settings
 from orderstream.stack import broker, cache, database, envfile, pipeline, processes, supervisor
 from orderstream.stack.config import StackConfig
+from schemas.topics import ALL_TOPICS
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +39,9 @@ def wait_until(what: str, probe: Callable[[], object], timeout_s: float) -> None
             time.sleep(0.5)
 
 
-def stack_values(cfg: StackConfig, settings: Settings, environ: Mapping[str, str],
-                 external: External | None) -> dict[str, str]:
+def stack_values(
+    cfg: StackConfig, settings: Settings, environ: Mapping[str, str], external: External | None
+) -> dict[str, str]:
     previous = envfile.recorded(cfg.stack_env)
     return {
         "INGRESS_URL": cfg.ingress_url,
@@ -55,8 +55,13 @@ def stack_values(cfg: StackConfig, settings: Settings, environ: Mapping[str, str
     }
 
 
-def up(cfg: StackConfig, settings: Settings, environ: Mapping[str, str],
-       external: External | None = None, timeout_s: float = 120) -> dict[str, str]:
+def up(
+    cfg: StackConfig,
+    settings: Settings,
+    environ: Mapping[str, str],
+    external: External | None = None,
+    timeout_s: float = 120,
+) -> dict[str, str]:
     """Bring the stack up (idempotent) and return the values written to stack.env."""
     started = time.monotonic()
     cfg.local.mkdir(parents=True, exist_ok=True)
@@ -112,8 +117,11 @@ def status(cfg: StackConfig) -> str:
     else:
         lines.append(supervisor.ctl(cfg, "status").stdout.rstrip())
     ports = {
-        "kafka": cfg.kafka_port, "kafka-controller": cfg.controller_port, "postgres": cfg.pg_port,
-        "redis": cfg.redis_port, "ingress": cfg.ingress_port,
+        "kafka": cfg.kafka_port,
+        "kafka-controller": cfg.controller_port,
+        "postgres": cfg.pg_port,
+        "redis": cfg.redis_port,
+        "ingress": cfg.ingress_port,
         **{f"worker-{n} web": 16066 + n for n in range(cfg.workers)},
     }
     lines.append("")

@@ -111,7 +111,9 @@ def ensure_running(cfg: StackConfig, config_text: str) -> None:
         deadline = time.monotonic() + 30
         while daemon_pid(cfg) is None:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"supervisord did not answer; see {cfg.logs / 'supervisord.log'}")
+                raise RuntimeError(
+                    f"supervisord did not answer; see {cfg.logs / 'supervisord.log'}"
+                )
             time.sleep(0.2)
     else:
         logger.info("supervisord already running: reread + update")
@@ -124,7 +126,8 @@ def start(cfg: StackConfig, names: Sequence[str]) -> None:
         return
     result = ctl(cfg, "start", *names)
     failed = [
-        line for line in result.stdout.splitlines()
+        line
+        for line in result.stdout.splitlines()
         if "ERROR" in line and "already started" not in line
     ]
     if failed:
