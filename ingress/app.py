@@ -1,0 +1,82 @@
+"""The composition root: ``create_app(settings, publisher, redis, ...)`` and ``get_app()``.
+
+gunicorn: ``gunicorn -c ingress/gunicorn_conf.py 'ingress.app:get_app()'``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import falcon
+import msgspec
+
+from ingress import errors, resources
+from ingress.auth import AuthMiddleware
+from ingress.config import IngressConfig
+from ingress.idempotency import IdempotencyStore
+from ingress.intake import OrderIntake
+from ingress.metrics import MetricsMiddleware, MetricsResource
+from ingress.openapi import build_spec
+from ingress.publisher import KafkaPublisher, Publisher
+from ingress.ratelimit import RateLimiter, RedisRateLimiter
+from ingress.readside import Fallback, NoFallback, OrderReader, ProductReader, StatusWaiter
+from orderstream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | IngressConfig,
+    publisher: Publisher,
+    redis: Any,
+    *,
+    fallback: Fallback | None = None,
+    limiter: RateLimiter | None = None,
+) -> falcon.App:
+    config = settings if isinstance(settings, IngressConfig) else IngressConfig.from_settings(settings)
+    s = config.settings
+    fallback = fallback or NoFallback()
+    limiter = limiter or RedisRateLimiter(redis, s.rate_limit_per_second, config.namespace)
+    idempotency = IdempotencyStore(
+        redis, namespace=config.namespace, ttl_s=s.idempotency_ttl_s, lock_s=config.idempotency_lock_s
+    )
+    orders = OrderReader(redis, config.keys, fallback)
+    products = ProductReader(redis, config.keys, fallback)
+    waiter = StatusWaiter(redis, config.keys, config.wait_recheck_s)
+
+    app = falcon.App(
+        middleware=[
+            MetricsMiddleware(),
+            AuthMiddleware(storefront_key=s.storefront_key, admin_key=s.admin_key, limiter=limiter),
+        ]
+    )
+    app.req_options.strip_url_path_trailing_slash = True
+    errors.install(app)
+    app.add_route("/v1/orders", resources.OrdersResource(s, OrderIntake(config, redis, publisher, idempotency)))
+    app.add_route("/v1/orders/{order_id:uuid}", resources.OrderResource(s, orders, waiter))
+    app.add_route("/v1/orders/{order_id:uuid}/cancel", resources.OrderCancelResource(s, orders, publisher))
+    app.add_route("/v1/products", resources.ProductsResource(products))
+    app.add_route("/v1/products/{product_id}", resources.ProductResource(s, products, publisher))
+    app.add_route("/v1/products/{product_id}/restock", resources.RestockResource(s, publisher))
+    app.add_route("/healthz", resources.HealthResource())
+    app.add_route("/readyz", resources.ReadyResource(redis, publisher))
+    app.add_route("/metrics", MetricsResource(config.prometheus_multiproc_dir))
+    app.add_route("/v1/openapi.json", resources.OpenApiResource(msgspec.json.encode(build_spec(s))))
+    return app
+
+
+def get_app() -> falcon.App:
+    """Real collaborators from the environment (``.local/stack.env`` + variables)."""
+    import redis as redis_lib
+
+    from ingress.store import SqlStore
+
+    config = IngressConfig.from_env()
+    s = config.settings
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    client = redis_lib.Redis.from_url(
+        s.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30, max_connections=2048
+    )
+    publisher = KafkaPublisher(s.kafka_bootstrap, max_block_ms=int(s.publish_timeout_s * 1000))
+    return create_app(config, publisher, client, fallback=SqlStore(s.database_url))

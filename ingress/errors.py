@@ -1,0 +1,161 @@
+"""The one error mapper: every error leaves as ``application/problem+json`` (RFC 9457).
+
+Body: ``{type, title, status, detail}`` plus ``errors: [{field, message}]`` for validation
+problems. Handlers raise an ``ApiError`` subclass (or any ``falcon.HTTPError``); the
+serializer registered by ``install`` renders it; anything unexpected becomes a logged 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import falcon
+import msgspec
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:orderstream:problem:"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class ApiError(falcon.HTTPError):
+    """An error a client can rely on: status, a stable ``type`` slug, a human ``detail``."""
+
+    status_code = 500
+    slug = "internal"
+    default_title = "Internal Server Error"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(self.status_code, title=self.default_title, description=detail, headers=headers)
+        self.errors = errors
+
+
+class MalformedJSON(ApiError):
+    status_code, slug, default_title = 400, "malformed-json", "Malformed JSON"
+
+
+class Unauthorized(ApiError):
+    status_code, slug, default_title = 401, "unauthorized", "Unauthorized"
+
+    def __init__(self, detail: str = "a valid Authorization: Bearer <key> header is required") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="orderstream"'})
+
+
+class Forbidden(ApiError):
+    status_code, slug, default_title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(ApiError):
+    status_code, slug, default_title = 404, "not-found", "Not Found"
+
+
+class Conflict(ApiError):
+    status_code, slug, default_title = 409, "conflict", "Conflict"
+
+
+class IdempotencyInFlight(Conflict):
+    slug = "idempotency-key-in-flight"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a request with this Idempotency-Key is still being processed; retry later",
+            headers={"Retry-After": "1"},
+        )
+
+
+class PayloadTooLarge(ApiError):
+    status_code, slug, default_title = 413, "payload-too-large", "Payload Too Large"
+
+
+class UnsupportedMediaType(ApiError):
+    status_code, slug, default_title = 415, "unsupported-media-type", "Unsupported Media Type"
+
+
+class ValidationFailed(ApiError):
+    status_code, slug, default_title = 422, "validation", "Invalid Request"
+
+    def __init__(self, errors: list[FieldError], detail: str | None = None) -> None:
+        super().__init__(detail or "; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+
+
+class IdempotencyKeyReused(ApiError):
+    status_code, slug, default_title = 422, "idempotency-key-reused", "Idempotency-Key Reused"
+
+    def __init__(self) -> None:
+        super().__init__("this Idempotency-Key was already used with a different request")
+
+
+class RateLimited(ApiError):
+    status_code, slug, default_title = 429, "rate-limited", "Too Many Requests"
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(
+            "request rate limit for this key exceeded",
+            headers={"Retry-After": str(max(1, retry_after_s))},
+        )
+
+
+class Unavailable(ApiError):
+    status_code, slug, default_title = 503, "unavailable", "Service Unavailable"
+
+    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+
+
+def problem_body(exc: falcon.HTTPError) -> dict[str, Any]:
+    status = int(exc.status_code)
+    slug = getattr(exc, "slug", None)
+    body: dict[str, Any] = {
+        "type": f"{TYPE_PREFIX}{slug}" if slug else "about:blank",
+        "title": exc.title or falcon.util.code_to_http_status(status)[4:],
+        "status": status,
+        "detail": exc.description or exc.title or "",
+    }
+    errors = getattr(exc, "errors", None)
+    if errors:
+        body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+    return body
+
+
+def serialize_problem(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    resp.content_type = PROBLEM_JSON
+    resp.data = msgspec.json.encode(problem_body(exc))
+
+
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any) -> None:
+    if isinstance(exc, falcon.HTTPError | falcon.HTTPStatus):
+        raise exc
+    logger.exception("unhandled error on %s %s", req.method, req.path)
+    error = ApiError("unexpected error; it has been logged")
+    resp.status = error.status
+    serialize_problem(req, resp, error)
+
+
+def handle_validation(
+    req: falcon.Request, resp: falcon.Response, exc: msgspec.ValidationError, params: Any
+) -> None:
+    from ingress.validation import field_error
+
+    error = ValidationFailed([field_error(str(exc))])
+    resp.status = error.status
+    serialize_problem(req, resp, error)
+
+
+def install(app: falcon.App) -> None:
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(msgspec.ValidationError, handle_validation)
+    app.set_error_serializer(serialize_problem)

@@ -1,0 +1,40 @@
+"""gunicorn settings for the ingress (``gunicorn -c ingress/gunicorn_conf.py 'ingress.app:get_app()'``).
+
+Worker class: gevent (chosen by measurement, see README "HTTP API (ingress)"): long-polling
+clients wait on greenlets, not threads, so 500 of them do not starve order intake.
+Override with INGRESS_WORKER_CLASS / INGRESS_WORKERS / INGRESS_THREADS for experiments.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+_METRICS_DIR = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or _ROOT / ".local" / "ingress-metrics")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_METRICS_DIR)
+
+worker_class = os.environ.get("INGRESS_WORKER_CLASS", "gevent")
+workers = int(os.environ.get("INGRESS_WORKERS", "2"))
+threads = int(os.environ.get("INGRESS_THREADS", "64"))  # gthread only
+worker_connections = 4096  # gevent / asgi: concurrent connections per worker
+keepalive = 75
+timeout = 90  # > max long-poll wait
+graceful_timeout = 20
+backlog = 4096
+accesslog = None
+errorlog = "-"
+loglevel = "info"
+preload_app = False  # the Kafka producer and Redis pools are created in each worker
+
+
+def on_starting(server: object) -> None:
+    shutil.rmtree(_METRICS_DIR, ignore_errors=True)
+    _METRICS_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server: object, worker: object) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

@@ -1,0 +1,47 @@
+"""Request/response helpers shared by the resources: bounded JSON body, JSON answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+import msgspec
+
+from ingress.errors import FieldError, MalformedJSON, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+
+_encoder = msgspec.json.Encoder()
+
+
+def read_json(req: falcon.Request, max_bytes: int) -> bytes:
+    """The body of a JSON request: 415 unless JSON, 413 past ``max_bytes``, 400 when empty."""
+    media = (req.content_type or "").split(";", 1)[0].strip().lower()
+    if not (media == "application/json" or (media.startswith("application/") and media.endswith("+json"))):
+        raise UnsupportedMediaType("send Content-Type: application/json")
+    length = req.content_length
+    if length is not None and length > max_bytes:
+        raise PayloadTooLarge(f"the body may be at most {max_bytes} bytes")
+    body = req.bounded_stream.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"the body may be at most {max_bytes} bytes")
+    if not body.strip():
+        raise MalformedJSON("the body is empty")
+    return body
+
+
+def send_json(resp: falcon.Response, body: Any, status: int = 200) -> None:
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = body if isinstance(body, bytes) else _encoder.encode(body)
+
+
+def query_seconds(req: falcon.Request, name: str, maximum: float) -> float:
+    raw = req.get_param(name)
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= maximum:  # also rejects nan
+        raise ValidationFailed([FieldError(f"query:{name}", f"a number of seconds from 0 to {maximum:g}")])
+    return value

@@ -1,0 +1,79 @@
+"""Idempotency-Key handling (Stripe style, IETF draft ``Idempotency-Key`` header).
+
+A Redis key scoped to the storefront key (a hash of it) holds the request's fingerprint
+and, once done, the response: a retry with the same body replays the response (same
+order_id); the same key with another body is a 422; a key still in flight is a 409. The
+in-flight claim has a short TTL (a crashed worker's claim lapses) and a failed publish
+releases it so the client's retry can succeed. Completed keys live ``idempotency_ttl_s``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+# KEYS[1] idempotency key; ARGV[1] the claim value. Deletes only our own claim.
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Stored(msgspec.Struct, frozen=True):
+    fingerprint: str
+    state: str  # "in_flight" | "done"
+    token: str = ""
+    status: int = 0
+    body: bytes = b""
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of trying to claim a key: ``previous`` is None when the claim is ours."""
+
+    key: str
+    value: bytes
+    previous: Stored | None
+
+
+def fingerprint(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+class IdempotencyStore:
+    def __init__(self, redis: Any, *, namespace: str, ttl_s: int, lock_s: float) -> None:
+        self._redis = redis
+        self._prefix = f"{namespace}os:idem:"
+        self._ttl_s = ttl_s
+        self._lock_ms = int(lock_s * 1000)
+        self._release = redis.register_script(_RELEASE_LUA)
+
+    def key(self, scope: str, idempotency_key: str) -> str:
+        return f"{self._prefix}{scope}:{fingerprint(idempotency_key)[:32]}"
+
+    def claim_in(self, pipe: Any, key: str, request_fingerprint: str, token: str) -> bytes:
+        """Queue an atomic claim (SET NX GET) on ``pipe``; returns the claim value."""
+        value = msgspec.json.encode(Stored(request_fingerprint, "in_flight", token))
+        pipe.set(key, value, nx=True, px=self._lock_ms, get=True)
+        return value
+
+    @staticmethod
+    def outcome(key: str, value: bytes, previous: bytes | None) -> Claim:
+        return Claim(key, value, None if previous is None else msgspec.json.decode(previous, type=Stored))
+
+    def complete_in(
+        self, pipe: Any, claim: Claim, fingerprint_: str, status: int, body: bytes, location: str | None
+    ) -> None:
+        done = Stored(fingerprint_, "done", status=status, body=body, location=location)
+        pipe.set(claim.key, msgspec.json.encode(done), ex=self._ttl_s)
+
+    def release(self, claim: Claim) -> None:
+        self._release(keys=[claim.key], args=[claim.value])

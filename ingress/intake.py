@@ -1,0 +1,170 @@
+"""Order intake: one order in, one ``OrderLineRequested`` per line out, 202 only after acks.
+
+Redis round trips per order: one before publishing (the idempotency claim and the
+``accepted`` read-model status, pipelined) and one after (the stored response, only when an
+Idempotency-Key was sent). A failed or partial publish is compensated with a ``CancelOrder``
+for the order id (the settler releases whatever got reserved; its hold-time expiry is the
+safety net), the claim and the read-model entry are removed, and the client gets 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from ingress.config import IngressConfig
+from ingress.errors import IdempotencyInFlight, IdempotencyKeyReused, Unavailable
+from ingress.idempotency import Claim, IdempotencyStore, fingerprint
+from ingress.publisher import Message, PublishError, Publisher
+from ingress.validation import OrderRequest
+from orderstream.readmodel import SET_STATUS_LUA, status_args
+from schemas import codec, topics
+from schemas.common import event_id_for, utcnow
+from schemas.orders import CancelOrder, OrderLineRequested
+
+logger = logging.getLogger(__name__)
+
+_request_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    location: str | None
+    replayed: bool = False
+
+
+class OrderIntake:
+    def __init__(
+        self,
+        config: IngressConfig,
+        redis: Any,
+        publisher: Publisher,
+        idempotency: IdempotencyStore,
+        *,
+        new_order_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self._config = config
+        self._settings = config.settings
+        self._redis = redis
+        self._publisher = publisher
+        self._idempotency = idempotency
+        self._new_order_id = new_order_id
+        self._set_status = redis.register_script(SET_STATUS_LUA)
+        self._requests_topic = self._settings.topics(topics.ORDER_REQUESTS)
+        self._cancel_topic = self._settings.topics(topics.ORDER_CANCELLATIONS)
+
+    def place(self, order: OrderRequest, *, scope: str, idempotency_key: str | None) -> Response:
+        order_id = self._new_order_id()
+        request_fp = fingerprint("POST /v1/orders", _request_encoder.encode(order))
+        claim = self._claim_and_mark_accepted(order, order_id, scope, idempotency_key, request_fp)
+        if claim is not None and claim.previous is not None:
+            return self._answer_retry(claim, request_fp, order_id)
+
+        try:
+            self._publisher.publish(self._lines(order, order_id), self._settings.publish_timeout_s)
+        except PublishError as exc:
+            self._compensate(order_id, claim, exc)
+            raise Unavailable("the order could not be queued; nothing was accepted") from None
+
+        location = f"/v1/orders/{order_id}"
+        body = msgspec.json.encode({"order_id": order_id, "status": "accepted"})
+        if claim is not None:
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                self._idempotency.complete_in(pipe, claim, request_fp, 202, body, location)
+                pipe.execute()
+            except Exception:
+                # The order is in Kafka: it is accepted. Only the replay is lost (logged).
+                logger.exception("could not store the idempotent response of %s", order_id)
+        return Response(202, body, location)
+
+    def _claim_and_mark_accepted(
+        self, order: OrderRequest, order_id: str, scope: str, key: str | None, request_fp: str
+    ) -> Claim | None:
+        keys = self._config.keys
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            claim_key = claim_value = None
+            if key is not None:
+                claim_key = self._idempotency.key(scope, key)
+                claim_value = self._idempotency.claim_in(pipe, claim_key, request_fp, order_id)
+            fields = {
+                "customer_id": order.customer_id,
+                "items": [{"product_id": i.product_id, "quantity": i.quantity} for i in order.items],
+                "updated_at": utcnow().isoformat(),
+            }
+            self._set_status(
+                keys=[keys.order(order_id), keys.order_channel(order_id)],
+                args=status_args("accepted", fields),
+                client=pipe,
+            )
+            results = pipe.execute()
+        except Exception as exc:
+            logger.warning("redis unavailable for order intake: %s", exc)
+            raise Unavailable("order intake is unavailable (read model / idempotency store)") from None
+        if claim_key is None or claim_value is None:
+            return None
+        return self._idempotency.outcome(claim_key, claim_value, results[0])
+
+    def _answer_retry(self, claim: Claim, request_fp: str, unused_order_id: str) -> Response:
+        self._redis.delete(self._config.keys.order(unused_order_id))
+        previous = claim.previous
+        assert previous is not None
+        if previous.fingerprint != request_fp:
+            raise IdempotencyKeyReused()
+        if previous.state != "done":
+            raise IdempotencyInFlight()
+        return Response(previous.status, previous.body, previous.location, replayed=True)
+
+    def _lines(self, order: OrderRequest, order_id: str) -> list[Message]:
+        count = len(order.items)
+        expected = None if order.expected_total is None else Decimal(order.expected_total)
+        now = utcnow()
+        return [
+            Message(
+                self._requests_topic,
+                line.product_id.encode(),
+                codec.encode(
+                    OrderLineRequested(
+                        event_id=event_id_for(order_id, line_no, "requested"),
+                        order_id=order_id,
+                        line_no=line_no,
+                        line_count=count,
+                        customer_id=order.customer_id,
+                        product_id=line.product_id,
+                        quantity=line.quantity,
+                        expected_total=expected,
+                        requested_at=now,
+                    )
+                ),
+            )
+            for line_no, line in enumerate(order.items)
+        ]
+
+    def _compensate(self, order_id: str, claim: Claim | None, exc: PublishError) -> None:
+        logger.warning("order %s: %d of %d lines acked; compensating", order_id, exc.acked, exc.total)
+        cancel = CancelOrder(event_id=event_id_for(order_id, "cancel"), order_id=order_id)
+        try:
+            self._publisher.publish(
+                [Message(self._cancel_topic, order_id.encode(), codec.encode(cancel))],
+                self._settings.publish_timeout_s,
+            )
+        except PublishError:
+            # The settler's hold-time expiry rejects the partial order and releases its lines.
+            logger.error("order %s: compensating CancelOrder not published", order_id)
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.delete(self._config.keys.order(order_id))
+            pipe.execute()
+            if claim is not None:
+                self._idempotency.release(claim)
+        except Exception:
+            logger.exception("order %s: could not release the idempotency claim", order_id)

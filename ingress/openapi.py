@@ -1,0 +1,194 @@
+"""The OpenAPI 3.1 document, built from the same msgspec request types the code decodes.
+
+Settings-dependent limits (lines per order, units per line, long-poll bound, body size)
+are written in from the running ``Settings`` so the spec matches what the server enforces.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import msgspec
+
+from ingress.validation import IDEMPOTENCY_KEY, OrderRequest, ProductUpsert, RestockRequest
+from orderstream.settings import Settings
+
+REF = "#/components/schemas/{name}"
+MONEY = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$", "examples": ["19.99"]}
+PRODUCT_ID = {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,64}$"}
+
+
+def _obj(required: list[str], **props: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "required": required}
+
+
+RESPONSE_SCHEMAS: dict[str, Any] = {
+    "Problem": _obj(
+        ["type", "title", "status", "detail"],
+        type={"type": "string"},
+        title={"type": "string"},
+        status={"type": "integer"},
+        detail={"type": "string"},
+        errors={
+            "type": "array",
+            "items": _obj(["field", "message"], field={"type": "string"}, message={"type": "string"}),
+        },
+    ),
+    "OrderAccepted": _obj(
+        ["order_id", "status"], order_id={"type": "string"}, status={"const": "accepted"}
+    ),
+    "Order": _obj(
+        ["order_id", "status", "items"],
+        order_id={"type": "string"},
+        status={"enum": ["accepted", "committed", "shipped", "rejected", "cancelled"]},
+        reason={"type": "string"},
+        items={
+            "type": "array",
+            "items": _obj(
+                ["product_id", "quantity", "unit_price"],
+                product_id={"type": "string"},
+                quantity={"type": "integer"},
+                unit_price={"anyOf": [MONEY, {"type": "null"}], "description": "known once committed"},
+            ),
+        },
+        total=MONEY,
+    ),
+    "CancelAccepted": _obj(
+        ["order_id", "status", "cancellation"],
+        order_id={"type": "string"},
+        status={"type": "string", "description": "the status when the request arrived"},
+        cancellation={"const": "requested"},
+    ),
+    "Product": _obj(
+        ["product_id", "name", "price", "available", "active"],
+        product_id={"type": "string"},
+        name={"type": "string"},
+        price=MONEY,
+        available={"type": "integer"},
+        active={"type": "boolean"},
+        limit_per_customer={"anyOf": [{"type": "integer"}, {"type": "null"}]},
+    ),
+    "ProductList": _obj(["items"], items={"type": "array", "items": {"$ref": REF.format(name="Product")}}),
+    "CommandAccepted": _obj(
+        ["command_id", "product_id", "type"],
+        command_id={"type": "string"},
+        product_id={"type": "string"},
+        type={"enum": ["upsert_product", "restock", "discontinue"]},
+    ),
+    "Health": _obj(["status"], status={"type": "string"}),
+    "Ready": _obj(
+        ["status", "checks"],
+        status={"enum": ["ready", "unavailable"]},
+        checks={"type": "object", "additionalProperties": {"type": "boolean"}},
+    ),
+}
+
+PROBLEMS = {
+    "400": "Malformed JSON",
+    "401": "No or bad credentials",
+    "403": "The admin key is needed",
+    "404": "Not found",
+    "409": "Conflict (Idempotency-Key in flight, or order no longer cancellable)",
+    "413": "Body too large",
+    "415": "Not JSON",
+    "422": "Invalid fields, or an Idempotency-Key reused with another body",
+    "429": "Rate limited (see Retry-After)",
+    "503": "Kafka or a store is unavailable; nothing was accepted (see Retry-After)",
+}
+
+
+def _json(schema: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": REF.format(name=schema)}}}
+
+
+def _op(summary: str, ok: str, ok_schema: str | None, problems: str, *, auth: str | None = None,
+        body: str | None = None, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    responses: dict[str, Any] = {ok: {"description": summary}}
+    if ok_schema:
+        responses[ok]["content"] = _json(ok_schema)
+    for code in problems.split():
+        responses[code] = {
+            "description": PROBLEMS[code],
+            "content": {"application/problem+json": {"schema": {"$ref": REF.format(name="Problem")}}},
+        }
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    op["security"] = [{"bearer": []}] if auth else []
+    if auth:
+        op["description"] = f"Needs the {auth} key."
+    if body:
+        op["requestBody"] = {"required": True, "content": _json(body)}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def build_spec(settings: Settings) -> dict[str, Any]:
+    _, components = msgspec.json.schema_components(
+        [OrderRequest, ProductUpsert, RestockRequest], ref_template=REF
+    )
+    components = copy.deepcopy(components)
+    components["OrderRequest"]["properties"]["items"]["maxItems"] = settings.max_lines
+    components["OrderLine"]["properties"]["quantity"]["maximum"] = settings.max_quantity
+    components.update(RESPONSE_SCHEMAS)
+
+    order_id = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+    product_id = {"name": "product_id", "in": "path", "required": True, "schema": PRODUCT_ID}
+    idem = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "Optional. The same key and body within 24 h return the same order.",
+        "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY.pattern},
+    }
+    wait = {
+        "name": "wait",
+        "in": "query",
+        "required": False,
+        "description": "Long-poll up to this many seconds for a status change.",
+        "schema": {"type": "number", "minimum": 0, "maximum": settings.max_wait_s},
+    }
+    limits = "401 429 503"
+    paths = {
+        "/v1/orders": {"post": _op("Place an order", "202", "OrderAccepted",
+                                   f"400 409 413 415 422 {limits}", auth="storefront",
+                                   body="OrderRequest", params=[idem])},
+        "/v1/orders/{order_id}": {"get": _op("Read an order", "200", "Order", f"404 422 {limits}",
+                                             auth="storefront", params=[order_id, wait])},
+        "/v1/orders/{order_id}/cancel": {"post": _op("Cancel an order", "202", "CancelAccepted",
+                                                     f"404 409 {limits}", auth="storefront",
+                                                     params=[order_id])},
+        "/v1/products": {"get": _op("List products", "200", "ProductList", "503")},
+        "/v1/products/{product_id}": {
+            "get": _op("Read a product", "200", "Product", "404 422 503", params=[product_id]),
+            "put": _op("Create or change a product", "202", "CommandAccepted",
+                       f"400 403 413 415 422 {limits}", auth="admin", body="ProductUpsert",
+                       params=[product_id]),
+            "delete": _op("Discontinue a product", "202", "CommandAccepted", f"403 422 {limits}",
+                          auth="admin", params=[product_id]),
+        },
+        "/v1/products/{product_id}/restock": {
+            "post": _op("Restock a product", "202", "CommandAccepted",
+                        f"400 403 413 415 422 {limits}", auth="admin", body="RestockRequest",
+                        params=[product_id])
+        },
+        "/healthz": {"get": _op("Liveness", "200", "Health", "")},
+        "/readyz": {"get": {**_op("Readiness (Kafka, Redis)", "200", "Ready", ""),
+                            "responses": {"200": {"description": "ready", "content": _json("Ready")},
+                                          "503": {"description": "not ready", "content": _json("Ready")}}}},
+        "/metrics": {"get": {**_op("Prometheus metrics", "200", None, ""),
+                             "responses": {"200": {"description": "metrics",
+                                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/v1/openapi.json": {"get": {**_op("This document", "200", None, ""),
+                                     "responses": {"200": {"description": "OpenAPI 3.1",
+                                                           "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "orderstream ingress", "version": "1.0.0"},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,216 @@
+"""HTTP resources: short handlers that validate at the edge and delegate."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import falcon
+
+from ingress import metrics
+from ingress.auth import ADMIN, PUBLIC, STOREFRONT
+from ingress.errors import Conflict, NotFound, Unavailable
+from ingress.http import query_seconds, read_json, send_json
+from ingress.intake import OrderIntake
+from ingress.publisher import Message, PublishError, Publisher
+from ingress.readside import OrderReader, ProductReader, StatusWaiter
+from ingress.validation import (
+    OrderRequest,
+    ProductUpsert,
+    RestockRequest,
+    check_idempotency_key,
+    check_order,
+    check_product_id,
+    decode,
+)
+from orderstream.settings import Settings
+from schemas import codec, topics
+from schemas.common import event_id_for
+from schemas.inventory import Discontinue, InventoryCommand, Restock, UpsertProduct
+from schemas.orders import CancelOrder
+
+logger = logging.getLogger(__name__)
+
+
+class OrdersResource:
+    auth = {"POST": STOREFRONT}
+
+    def __init__(self, settings: Settings, intake: OrderIntake) -> None:
+        self._settings = settings
+        self._intake = intake
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        key = check_idempotency_key(req.get_header("Idempotency-Key"))
+        order = decode(read_json(req, self._settings.max_body_bytes), OrderRequest)
+        check_order(order, self._settings)
+        try:
+            answer = self._intake.place(order, scope=req.context.key_id, idempotency_key=key)
+        except Unavailable:
+            metrics.PUBLISH_FAILURES.inc()
+            raise
+        (metrics.ORDERS_REPLAYED if answer.replayed else metrics.ORDERS_ACCEPTED).inc()
+        send_json(resp, answer.body, answer.status)
+        if answer.location:
+            resp.location = answer.location
+        if answer.replayed:
+            resp.set_header("Idempotent-Replayed", "true")
+
+
+class OrderResource:
+    auth = {"GET": STOREFRONT}
+
+    def __init__(self, settings: Settings, orders: OrderReader, waiter: StatusWaiter) -> None:
+        self._settings = settings
+        self._orders = orders
+        self._waiter = waiter
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, order_id: uuid.UUID) -> None:
+        wait_s = query_seconds(req, "wait", self._settings.max_wait_s)
+        found = self._orders.get(order_id.hex)
+        if found is None:
+            raise NotFound("no such order")
+        if wait_s > 0 and found["status"] not in TERMINAL:
+            found = self._waiter.wait_for_change(self._orders, order_id.hex, found["status"], wait_s) or found
+        send_json(resp, found)
+
+
+TERMINAL = frozenset({"shipped", "rejected", "cancelled"})
+
+
+class OrderCancelResource:
+    """202 and a ``CancelOrder``; already cancelled is 202 again (idempotent, nothing sent);
+    shipped or rejected is 409."""
+
+    auth = {"POST": STOREFRONT}
+
+    def __init__(self, settings: Settings, orders: OrderReader, publisher: Publisher) -> None:
+        self._settings = settings
+        self._orders = orders
+        self._publisher = publisher
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, order_id: uuid.UUID) -> None:
+        status = self._orders.status(order_id.hex)
+        if status is None:
+            raise NotFound("no such order")
+        if status in ("shipped", "rejected"):
+            raise Conflict(f"the order is {status} and can no longer be cancelled")
+        if status != "cancelled":
+            command = CancelOrder(event_id=event_id_for(order_id.hex, "cancel"), order_id=order_id.hex)
+            topic = self._settings.topics(topics.ORDER_CANCELLATIONS)
+            publish(self._publisher, self._settings, Message(topic, order_id.hex.encode(), codec.encode(command)))
+        send_json(resp, {"order_id": order_id.hex, "status": status, "cancellation": "requested"}, 202)
+
+
+class ProductsResource:
+    auth = {"GET": PUBLIC}
+
+    def __init__(self, products: ProductReader) -> None:
+        self._products = products
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send_json(resp, {"items": self._products.all()})
+
+
+class ProductResource:
+    auth = {"GET": PUBLIC, "PUT": ADMIN, "DELETE": ADMIN}
+
+    def __init__(self, settings: Settings, products: ProductReader, publisher: Publisher) -> None:
+        self._settings = settings
+        self._products = products
+        self._publisher = publisher
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, product_id: str) -> None:
+        found = self._products.get(check_product_id(product_id))
+        if found is None:
+            raise NotFound("no such product")
+        send_json(resp, found)
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, product_id: str) -> None:
+        check_product_id(product_id)
+        body = decode(read_json(req, self._settings.max_body_bytes), ProductUpsert)
+        command = UpsertProduct(
+            command_id=uuid.uuid4().hex,
+            product_id=product_id,
+            name=body.name,
+            price=_decimal(body.price),
+            stock=body.stock,
+            limit_per_customer=body.limit_per_customer,
+        )
+        send_command(resp, self._publisher, self._settings, command)
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, product_id: str) -> None:
+        command = Discontinue(command_id=uuid.uuid4().hex, product_id=check_product_id(product_id))
+        send_command(resp, self._publisher, self._settings, command)
+
+
+class RestockResource:
+    auth = {"POST": ADMIN}
+
+    def __init__(self, settings: Settings, publisher: Publisher) -> None:
+        self._settings = settings
+        self._publisher = publisher
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, product_id: str) -> None:
+        check_product_id(product_id)
+        body = decode(read_json(req, self._settings.max_body_bytes), RestockRequest)
+        command = Restock(command_id=uuid.uuid4().hex, product_id=product_id, quantity=body.quantity)
+        send_command(resp, self._publisher, self._settings, command)
+
+
+class HealthResource:
+    auth = {"GET": PUBLIC}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send_json(resp, {"status": "ok"})
+
+
+class ReadyResource:
+    auth = {"GET": PUBLIC}
+
+    def __init__(self, redis: Any, publisher: Publisher) -> None:
+        self._redis = redis
+        self._publisher = publisher
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        checks = {"kafka": self._publisher.ready(2.0), "redis": _redis_ok(self._redis)}
+        body = {"status": "ready" if all(checks.values()) else "unavailable", "checks": checks}
+        send_json(resp, body, 200 if all(checks.values()) else 503)
+
+
+class OpenApiResource:
+    auth = {"GET": PUBLIC}
+
+    def __init__(self, spec: bytes) -> None:
+        self._spec = spec
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send_json(resp, self._spec)
+
+
+def publish(publisher: Publisher, settings: Settings, message: Message) -> None:
+    try:
+        publisher.publish([message], settings.publish_timeout_s)
+    except PublishError:
+        raise Unavailable("Kafka did not acknowledge the command; nothing was accepted") from None
+
+
+def send_command(resp: falcon.Response, publisher: Publisher, settings: Settings, command: InventoryCommand) -> None:
+    topic = settings.topics(topics.INVENTORY_COMMANDS)
+    publish(publisher, settings, Message(topic, command.product_id.encode(), codec.encode(command)))
+    body = {"command_id": command.command_id, "product_id": command.product_id, "type": type(command).__struct_config__.tag}
+    send_json(resp, body, 202)
+
+
+def _redis_ok(redis: Any) -> bool:
+    try:
+        return bool(redis.ping())
+    except Exception as exc:
+        logger.info("redis not ready: %s", exc)
+        return False
+
+
+def _decimal(value: str) -> Any:
+    from decimal import Decimal
+
+    return Decimal(value)

@@ -1,0 +1,143 @@
+"""Typed request bodies checked at the edge (msgspec), plus the limits that come from settings.
+
+Every body forbids unknown fields, so a client-sent price (``items[].price``, ``total``)
+is a 422, never silently ignored. Money is a decimal string; a JSON number is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Literal, TypeVar
+
+import msgspec
+
+from ingress.errors import FieldError, MalformedJSON, ValidationFailed
+from orderstream.settings import Settings
+from schemas.common import CustomerId, ProductId
+
+T = TypeVar("T")
+
+MoneyString = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,4})?$",
+        description='A decimal string such as "19.99" (never a JSON number).',
+        examples=["19.99"],
+    ),
+]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+OptionalText = Annotated[str, msgspec.Meta(max_length=200)]
+Quantity = Annotated[int, msgspec.Meta(ge=1)]
+Stock = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+class Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Base of every request body."""
+
+
+class OrderLine(Body):
+    product_id: ProductId
+    quantity: Quantity
+
+
+class ShippingAddress(Body, kw_only=True):
+    name: Text
+    line1: Text
+    line2: OptionalText | None = None
+    city: Text
+    region: OptionalText | None = None
+    postal_code: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+    country: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
+
+
+class PaymentMethod(Body):
+    """A reference to a payment instrument held by the payment provider (never card data)."""
+
+    type: Literal["card", "paypal", "invoice"]
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class OrderRequest(Body):
+    customer_id: CustomerId
+    items: Annotated[list[OrderLine], msgspec.Meta(min_length=1)]
+    shipping_address: ShippingAddress | None = None
+    payment_method: PaymentMethod | None = None
+    expected_total: MoneyString | None = None
+
+
+class ProductUpsert(Body):
+    name: Text
+    price: MoneyString
+    stock: Stock | None = None
+    limit_per_customer: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+
+
+class RestockRequest(Body):
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)]
+
+
+_decoders: dict[type, msgspec.json.Decoder] = {}
+_LOCATION = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
+
+
+def decode(body: bytes, type_: type[T]) -> T:
+    """Decode and type-check ``body``; raises MalformedJSON (400) or ValidationFailed (422)."""
+    decoder = _decoders.get(type_)
+    if decoder is None:
+        decoder = _decoders[type_] = msgspec.json.Decoder(type_)
+    try:
+        return decoder.decode(body)  # type: ignore[no-any-return]
+    except msgspec.ValidationError as exc:
+        raise ValidationFailed([field_error(str(exc))]) from None
+    except msgspec.DecodeError as exc:
+        raise MalformedJSON(str(exc)) from None
+
+
+def field_error(message: str) -> FieldError:
+    """Turn msgspec's ``"... - at `$.items[0].quantity`"`` into a (field, message) pair."""
+    match = _LOCATION.match(message)
+    text, path = (match["message"], match["path"] or "") if match else (message, "")
+    unknown = _UNKNOWN.match(text)
+    if unknown:
+        path = f"{path}.{unknown['name']}"
+        text = "unknown field (client prices and undeclared fields are not accepted)"
+    return FieldError(field=path.lstrip(".") or "body", message=text)
+
+
+def check_order(order: OrderRequest, settings: Settings) -> None:
+    """The order limits that depend on settings; collects every problem before raising."""
+    errors: list[FieldError] = []
+    if len(order.items) > settings.max_lines:
+        errors.append(FieldError("items", f"at most {settings.max_lines} lines"))
+    seen: set[str] = set()
+    for i, line in enumerate(order.items):
+        if line.quantity > settings.max_quantity:
+            errors.append(
+                FieldError(f"items[{i}].quantity", f"at most {settings.max_quantity} units")
+            )
+        if line.product_id in seen:
+            errors.append(
+                FieldError(f"items[{i}].product_id", "duplicate product; merge the lines")
+            )
+        seen.add(line.product_id)
+    if order.expected_total is not None and Decimal(order.expected_total) >= settings.max_total:
+        errors.append(FieldError("expected_total", "too large"))
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def check_idempotency_key(value: str | None) -> str | None:
+    if value is not None and not IDEMPOTENCY_KEY.match(value):
+        raise ValidationFailed(
+            [FieldError("header:Idempotency-Key", "1 to 255 visible ASCII characters")]
+        )
+    return value
+
+
+def check_product_id(product_id: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", product_id):
+        raise ValidationFailed([FieldError("path:product_id", "must match [A-Za-z0-9._-]{1,64}")])
+    return product_id
