@@ -51,6 +51,19 @@ def up(
 
 
 @stack.command()
+@click.option("--kafka-bootstrap", envvar="KAFKA_BOOTSTRAP", required=True)
+@click.option("--database-url", envvar="DATABASE_URL", required=True)
+@click.option("--redis-url", envvar="REDIS_URL", required=True)
+@click.option("--timeout", default=120.0, show_default=True)
+def init(kafka_bootstrap: str, database_url: str, redis_url: str, timeout: float) -> None:
+    """Wait for the services, create the topics, migrate (compose's one-shot ``init``)."""
+    cfg = StackConfig.from_env()
+    values = {"KAFKA_BOOTSTRAP": kafka_bootstrap, "DATABASE_URL": database_url}
+    runner.init(cfg, _settings(cfg), {**values, "REDIS_URL": redis_url}, timeout)
+    click.echo("topics and migrations in place")
+
+
+@stack.command()
 def down() -> None:
     """Stop every process of the stack; keep the data."""
     cfg = StackConfig.from_env()

@@ -66,7 +66,6 @@ def migrate(cfg: StackConfig, env: Mapping[str, str]) -> bool:
         return False
     logger.info("orderstream migrate")
     full_env = {**os.environ, **env, "PYTHONPATH": str(cfg.root)}
-    subprocess.run(
-        [str(cfg.venv_bin / "orderstream"), "migrate"], cwd=cfg.root, env=full_env, check=True
-    )
+    command = [sys.executable, "-c", "from orderstream.cli import main; main()", "migrate"]
+    subprocess.run(command, cwd=cfg.root, env=full_env, check=True)
     return True

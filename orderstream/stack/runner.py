@@ -79,18 +79,24 @@ def up(
     if external is None:
         wait_until("postgres (superuser)", lambda: database.ping_superuser(cfg), timeout_s)
         database.ensure_database(cfg)
-    wait_until("kafka", lambda: broker.ping(values["KAFKA_BOOTSTRAP"]), timeout_s)
-    wait_until("postgres", lambda: database.ping(values["DATABASE_URL"]), timeout_s)
-    wait_until("redis", lambda: cache.ping(values["REDIS_URL"]), timeout_s)
-
-    topics = [settings.topics(name) for name in ALL_TOPICS]
-    created = broker.ensure_topics(values["KAFKA_BOOTSTRAP"], topics, settings.partitions)
-    logger.info("topics: %d wanted, created %s", len(topics), created or "none")
+    init(cfg, settings, values, timeout_s)
     envfile.write(cfg.stack_env, values)
-    pipeline.migrate(cfg, values)
     supervisor.start(cfg, [p.name for p in programs])
     logger.info("stack up in %.1fs; %s", time.monotonic() - started, cfg.stack_env)
     return values
+
+
+def init(
+    cfg: StackConfig, settings: Settings, values: Mapping[str, str], timeout_s: float = 120
+) -> None:
+    """Wait for Kafka, PostgreSQL and Redis; create the topics; run the migrations."""
+    wait_until("kafka", lambda: broker.ping(values["KAFKA_BOOTSTRAP"]), timeout_s)
+    wait_until("postgres", lambda: database.ping(values["DATABASE_URL"]), timeout_s)
+    wait_until("redis", lambda: cache.ping(values["REDIS_URL"]), timeout_s)
+    topics = [settings.topics(name) for name in ALL_TOPICS]
+    created = broker.ensure_topics(values["KAFKA_BOOTSTRAP"], topics, settings.partitions)
+    logger.info("topics: %d wanted, created %s", len(topics), created or "none")
+    pipeline.migrate(cfg, values)
 
 
 def down(cfg: StackConfig) -> dict[int, str]:
