@@ -1,0 +1,95 @@
+"""The agents, the expiry timer and the read-model task, wired onto one app.
+
+Both agents write tables, so both run with concurrency 1; each consumes batches
+(``take_events``) and hands them to a processor that does no awaiting.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import faust
+
+from orderstream.settings import Settings
+from schemas import codec
+from schemas import topics as names
+from schemas.orders import OrderExpiryCheck
+from streams.readmodel import ReadModelWriter
+from streams.settler import SettleProcessor
+from streams.stock import StockProcessor
+from streams.tables import StreamTables
+from streams.topics import StreamTopics
+
+logger = logging.getLogger(__name__)
+
+BATCH_MAX = 2000
+BATCH_WITHIN_S = 0.02
+DECIDED_RETENTION_S = 3600.0  # decided orders kept to absorb late lines and replays
+
+
+@dataclass(frozen=True)
+class StreamAgents:
+    reserve_stock: faust.types.AgentT
+    settle_orders: faust.types.AgentT
+    stock: StockProcessor
+    settler: SettleProcessor
+
+
+def expiry_tick_interval(hold_time_s: float) -> float:
+    return min(5.0, max(0.2, hold_time_s / 4))
+
+
+def register_agents(
+    app: faust.App,
+    settings: Settings,
+    topics: StreamTopics,
+    tables: StreamTables,
+    readmodel: ReadModelWriter,
+) -> StreamAgents:
+    stock = StockProcessor(
+        tables.stock_by_product, topics, settings.topics(names.ORDER_REQUESTS), readmodel
+    )
+    settler = SettleProcessor(
+        app,
+        tables.pending_orders,
+        topics,
+        readmodel,
+        hold_time_s=settings.hold_time_s,
+        retention_s=max(DECIDED_RETENTION_S, 10 * settings.hold_time_s),
+    )
+    reservations = topics.output(names.ORDER_RESERVATIONS)
+    reservations_name = settings.topics(names.ORDER_RESERVATIONS)
+
+    async def reserve_stock(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            stock.process(events)
+
+    async def settle_orders(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            settler.process(events)
+
+    async def send_expiry_ticks() -> None:
+        """Tick every partition of orders.reservations this worker owns, in-stream."""
+        for tp in app.assignor.assigned_actives():
+            if tp.topic == reservations_name:
+                await reservations.send(
+                    key=b"~expiry-check",
+                    value=codec.encode(OrderExpiryCheck(partition=tp.partition)),
+                    partition=tp.partition,
+                )
+
+    async def write_read_model() -> None:
+        await readmodel.run()
+
+    reserve_agent = app.agent(topics.stock_source, name="reserve_stock", concurrency=1)(
+        reserve_stock
+    )
+    settle_agent = app.agent(topics.settle_source, name="settle_orders", concurrency=1)(
+        settle_orders
+    )
+    app.timer(expiry_tick_interval(settings.hold_time_s), name="send_expiry_ticks")(
+        send_expiry_ticks
+    )
+    app.task(write_read_model)
+    return StreamAgents(reserve_agent, settle_agent, stock, settler)

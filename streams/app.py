@@ -1,0 +1,67 @@
+"""The one Faust app: ``create_app(settings)``. Declarations in order: app, topics,
+tables, agents. Do NOT enable exactly_once (open Faust bugs); effects are idempotent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faust
+import redis.asyncio as aioredis
+
+from orderstream.readmodel import Keys
+from orderstream.settings import Settings
+from streams.agents import StreamAgents, register_agents
+from streams.readmodel import ReadModelWriter
+from streams.tables import StreamTables, declare_tables
+from streams.topics import StreamTopics, declare_topics
+
+WEB_PORT_BASE = 16066
+
+
+class StreamApp(faust.App):
+    """A faust.App that also carries what was declared on it (for tests and tools)."""
+
+    stream_topics: StreamTopics
+    stream_tables: StreamTables
+    stream_agents: StreamAgents
+    readmodel: ReadModelWriter
+
+
+def create_app(
+    settings: Settings,
+    *,
+    worker_index: int = 0,
+    store: str = "rocksdict://",
+    broker: str | None = None,
+    redis_client: aioredis.Redis | None = None,
+    with_read_model: bool = True,
+) -> StreamApp:
+    app = StreamApp(
+        settings.app_id,
+        broker=broker or f"kafka://{settings.kafka_bootstrap}",
+        store=store,
+        datadir=str(Path(settings.data_dir) / str(worker_index)),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        topic_disable_leader=True,
+        key_serializer="raw",
+        value_serializer="raw",
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        web_host="127.0.0.1",
+        web_port=WEB_PORT_BASE + worker_index,
+        producer_linger=0.005,
+        producer_max_batch_size=256 * 1024,
+        broker_max_poll_records=2000,
+        stream_buffer_maxsize=8192,
+        table_standby_replicas=0,
+    )
+    app.stream_topics = declare_topics(app, settings)
+    app.stream_tables = declare_tables(app, settings)
+    if with_read_model and redis_client is None:
+        redis_client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2.0)
+    app.readmodel = ReadModelWriter(redis_client, Keys(settings.topic_prefix))
+    app.stream_agents = register_agents(
+        app, settings, app.stream_topics, app.stream_tables, app.readmodel
+    )
+    return app

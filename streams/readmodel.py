@@ -1,0 +1,100 @@
+"""Writes the Redis read model from the stream processors, off the decision path.
+
+Agents only ``enqueue`` (a dict update, no I/O); ``run`` flushes what is pending in one
+pipeline every ``interval`` seconds. Product availability is the absolute value from the
+table (latest wins, idempotent); order statuses go through ``SET_STATUS_LUA``
+(forward-only, so replays are harmless). When Redis is down, writes stay pending and are
+retried with backoff: Redis is not the truth and never stops a decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from orderstream.readmodel import SET_STATUS_LUA, Keys, product_fields, status_args
+from streams.records import ProductState
+
+logger = logging.getLogger(__name__)
+MAX_PENDING_STATUSES = 200_000
+
+
+class ReadModelWriter:
+    def __init__(self, client: aioredis.Redis | None, keys: Keys, interval: float = 0.05) -> None:
+        self.client = client
+        self.keys = keys
+        self.interval = interval
+        self.products: dict[str, dict[str, str]] = {}
+        self.statuses: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
+        self._script = client.register_script(SET_STATUS_LUA) if client is not None else None
+
+    def enqueue_product(self, product: ProductState) -> None:
+        self.products[product.product_id] = product_fields(
+            name=product.name,
+            price=str(product.price),
+            available=product.available,
+            active=product.active,
+            limit_per_customer=product.limit_per_customer,
+        )
+
+    def enqueue_status(self, order_id: str, status: str, fields: dict[str, Any]) -> None:
+        if self.client is None:
+            return
+        self.statuses[f"{order_id}\x00{status}"] = (status, fields)
+        if len(self.statuses) > MAX_PENDING_STATUSES:
+            self.statuses.popitem(last=False)
+            logger.error("read model backlog full; oldest status update dropped")
+
+    async def flush(self) -> int:
+        """Write what is pending; on failure keep it for the next try. Returns writes sent."""
+        if self.client is None or self._script is None:
+            self.products.clear()
+            return 0
+        products, self.products = self.products, {}
+        statuses, self.statuses = self.statuses, OrderedDict()
+        if not products and not statuses:
+            return 0
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                if products:
+                    pipe.sadd(self.keys.products(), *products)
+                for product_id, fields in products.items():
+                    pipe.hset(self.keys.product(product_id), mapping=fields)
+                for key, (status, fields) in statuses.items():
+                    order_id = key.partition("\x00")[0]
+                    await self._script(
+                        keys=[self.keys.order(order_id), self.keys.order_channel(order_id)],
+                        args=status_args(status, fields),
+                        client=pipe,
+                    )
+                await pipe.execute()
+        except Exception:
+            # put back what was not written; newer product values win
+            self.products = products | self.products
+            statuses.update(self.statuses)
+            self.statuses = statuses
+            raise
+        return len(products) + len(statuses)
+
+    async def run(self) -> None:
+        backoff = self.interval
+        while True:
+            await asyncio.sleep(backoff)
+            try:
+                await self.flush()
+                backoff = self.interval
+            except Exception as exc:  # Redis down: decisions go on, retry later
+                backoff = min(5.0, max(backoff * 2, 0.2))
+                logger.warning("read model write failed (%s); retry in %.1fs", exc, backoff)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            try:
+                await self.flush()
+            except Exception as exc:
+                logger.warning("final read model flush failed: %s", exc)
+            await self.client.aclose()

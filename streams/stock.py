@@ -1,0 +1,139 @@
+"""reserve_stock's batch step: decode, decide through the ledger, write, send.
+
+One batch from ``take_events`` may hold events of several partitions; each partition's
+events are applied in order against a write-back cache of the table, then the dirty keys
+are written while one of that partition's events is bound (lines, then customers, then
+products: the order the ledger's healing relies on), then results are sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import faust
+from faust.types import EventT
+
+from schemas import codec
+from schemas import topics as names
+from schemas.orders import LineRejected, LineReserved
+from streams import ledger
+from streams.faustutil import bound
+from streams.readmodel import ReadModelWriter
+from streams.records import LineState, ProductState, StockRecord, decode_stock, encode
+from streams.topics import StreamTopics
+
+logger = logging.getLogger(__name__)
+
+
+class StockCache:
+    """``ledger.StockState`` over a Faust table for one partition's batch."""
+
+    def __init__(self, table: faust.types.TableT) -> None:
+        self.table = table
+        self.values: dict[bytes, StockRecord | None] = {}
+        self.dirty: dict[bytes, StockRecord] = {}
+
+    def get(self, key: bytes) -> StockRecord | None:
+        try:
+            return self.values[key]
+        except KeyError:
+            raw = self.table.get(key)
+            record = decode_stock(raw) if raw is not None else None
+            self.values[key] = record
+            return record
+
+    def set(self, key: bytes, record: StockRecord) -> None:
+        self.values[key] = record
+        self.dirty[key] = record
+
+    def write(self) -> list[ProductState]:
+        """Write dirty records (lines, customers, products); returns the products."""
+        table = self.table
+        products = []
+        for key, record in self.dirty.items():
+            if isinstance(record, LineState):
+                table[key] = encode(record)
+        for key, record in self.dirty.items():
+            if not isinstance(record, LineState | ProductState):
+                table[key] = encode(record)
+        for key, record in self.dirty.items():
+            if isinstance(record, ProductState):
+                table[key] = encode(record)
+                products.append(record)
+        self.dirty.clear()
+        return products
+
+
+def line_result(line: LineState) -> LineReserved | LineRejected:
+    common = dict(
+        event_id=line.order_id and _line_event_id(line),
+        order_id=line.order_id,
+        line_no=line.line_no,
+        line_count=line.line_count,
+        customer_id=line.customer_id,
+        product_id=line.product_id,
+        quantity=line.quantity,
+        expected_total=line.expected_total,
+        decided_at=line.decided_at,
+    )
+    if line.status == "rejected":
+        return LineRejected(reason=line.reason, detail=line.detail, **common)  # type: ignore[arg-type]
+    return LineReserved(unit_price=line.unit_price, **common)  # type: ignore[arg-type]
+
+
+def _line_event_id(line: LineState) -> str:
+    from schemas.common import event_id_for
+
+    return event_id_for(line.order_id, line.line_no, "line")
+
+
+class StockProcessor:
+    def __init__(
+        self,
+        table: faust.types.TableT,
+        topics: StreamTopics,
+        requests_topic: str,
+        readmodel: ReadModelWriter,
+    ) -> None:
+        self.table = table
+        self.topics = topics
+        self.requests_topic = requests_topic
+        self.readmodel = readmodel
+        self.reservations = topics.output(names.ORDER_RESERVATIONS)
+        self.dead_letter = topics.output(names.DEAD_LETTER)
+        self.lines_decided = 0
+
+    def process(self, events: Sequence[EventT]) -> None:
+        by_partition: dict[int, list[EventT]] = defaultdict(list)
+        for event in events:
+            by_partition[event.message.partition].append(event)
+        now = datetime.now(UTC)
+        for partition_events in by_partition.values():
+            self._process_partition(partition_events, now)
+
+    def _process_partition(self, events: list[EventT], now: datetime) -> None:
+        cache = StockCache(self.table)
+        results: list[LineState] = []
+        with bound(events[-1]):
+            for event in events:
+                message = event.message
+                try:
+                    if message.topic == self.requests_topic:
+                        request = codec.order_request_decoder.decode(message.value)
+                        results.append(ledger.on_request(cache, request, message.offset, now))
+                    else:
+                        command = codec.inventory_command_decoder.decode(message.value)
+                        ledger.on_command(cache, command, message.offset)
+                except (codec.DecodeError, codec.ValidationError) as exc:
+                    logger.error("undecodable %s@%s: %s", message.topic, message.offset, exc)
+                    self.dead_letter.send_soon(key=message.key, value=message.value)
+            products = cache.write()
+        send = self.reservations.send_soon
+        for line in results:
+            send(key=line.order_id.encode(), value=codec.encode(line_result(line)))
+        for product in products:
+            self.readmodel.enqueue_product(product)
+        self.lines_decided += len(results)

@@ -1,0 +1,45 @@
+"""The two tables. Keys and values are raw bytes (``streams.records`` encodes them).
+
+Faust writes a table key to the changelog partition of the event being processed
+(``use_partitioner=False``, the default) and reads it from that partition's store, so
+composite keys such as a line record live in their product's partition as long as they
+are touched while processing that partition's event (``streams.faustutil.bound``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from orderstream.settings import Settings
+
+STOCK_TABLE = "stock_by_product"
+ORDERS_TABLE = "pending_orders"
+
+
+@dataclass(frozen=True)
+class StreamTables:
+    stock_by_product: faust.types.TableT
+    pending_orders: faust.types.TableT
+
+
+def _raw_table(app: faust.App, name: str, settings: Settings) -> faust.types.TableT:
+    return app.Table(
+        name,
+        key_type=bytes,  # bytes -> the "raw" serializer for keys and values
+        value_type=bytes,
+        partitions=settings.partitions,
+    )
+
+
+def declare_tables(app: faust.App, settings: Settings) -> StreamTables:
+    return StreamTables(
+        stock_by_product=_raw_table(app, STOCK_TABLE, settings),
+        pending_orders=_raw_table(app, ORDERS_TABLE, settings),
+    )
+
+
+def changelog_topic(settings: Settings, table: str = STOCK_TABLE) -> str:
+    """The changelog topic Faust creates for ``table`` (``{app_id}-{table}-changelog``)."""
+    return f"{settings.app_id}-{table}-changelog"

@@ -1,0 +1,31 @@
+"""``orderstream worker --index N``: one Faust worker of the single app.
+
+Web port 16066+N, data dir ``<data_dir>/N``, RocksDB (rocksdict) tables. Topics must
+exist before it starts (the stack or the tests create them).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+import faust
+
+from orderstream.settings import Settings
+from streams.app import create_app
+
+logger = logging.getLogger(__name__)
+
+
+@click.command()
+@click.option("--index", "index", default=0, show_default=True, type=int, help="worker number N")
+@click.option("--loglevel", default="info", show_default=True)
+def worker(index: int, loglevel: str) -> None:
+    """Run one stock-decision worker (reserve_stock + settle_orders)."""
+    settings = Settings.from_env()
+    app = create_app(settings, worker_index=index)
+    logger.info(
+        "worker %s: app %s, broker %s, prefix %r, partitions %s",
+        index, settings.app_id, settings.kafka_bootstrap, settings.topic_prefix, settings.partitions,
+    )
+    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
