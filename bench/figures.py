@@ -141,7 +141,9 @@ def failure_kinds(outcomes: Iterable[OrderOutcome]) -> dict[str, int]:
     return kinds
 
 
-def throughput_series(outcomes: Sequence[OrderOutcome], durable: DurableRecord, bucket_s: float = 1.0) -> list[int]:
+def throughput_series(
+    outcomes: Sequence[OrderOutcome], durable: DurableRecord, bucket_s: float = 1.0
+) -> list[int]:
     """Correct answers per time bucket since the first request (for the throughput plot)."""
     if not outcomes:
         return []

@@ -27,7 +27,7 @@ BIN = Path(sys.executable).parent
 
 def url_answers(url: str, timeout: float = 2.0) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (local URL)
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return 200 <= response.status < 500
     except urllib.error.HTTPError as exc:
         return exc.code < 500
@@ -47,10 +47,15 @@ class ManagedProcess:
 
     def start(self) -> ManagedProcess:
         env = {**os.environ, **self.env}
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         logger.info("starting %s: %s", self.name, " ".join(self.argv))
         self.popen = subprocess.Popen(
-            list(self.argv), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True
+            list(self.argv),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            start_new_session=True,
         )
         return self
 
@@ -70,7 +75,9 @@ class ManagedProcess:
         try:
             self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            logger.warning("%s did not stop in %.0fs; killing pid %d", self.name, timeout, self.popen.pid)
+            logger.warning(
+                "%s did not stop in %.0fs; killing pid %d", self.name, timeout, self.popen.pid
+            )
             self.popen.kill()
             self.popen.wait(5)
 
@@ -100,7 +107,9 @@ def gunicorn(
     return ManagedProcess(name, argv, env, log_path)
 
 
-def python_module(name: str, module: str, env: Mapping[str, str], log_path: Path | None = None) -> ManagedProcess:
+def python_module(
+    name: str, module: str, env: Mapping[str, str], log_path: Path | None = None
+) -> ManagedProcess:
     return ManagedProcess(name, [sys.executable, "-m", module], env, log_path)
 
 
@@ -140,12 +149,19 @@ def ensure_database(database_url: str, dbname: str) -> str:
             conn.execute(sa.text(f'CREATE DATABASE "{dbname}"'))
         return target_str
     except sa.exc.SQLAlchemyError as exc:
-        logger.info("role %s cannot create %s (%s); trying the postgres OS user", owner, dbname, type(exc).__name__)
+        logger.info(
+            "role %s cannot create %s (%s); trying the postgres OS user",
+            owner,
+            dbname,
+            type(exc).__name__,
+        )
     finally:
         engine.dispose()
     socket_dir = pg_socket_dir(url.port or 5432)
     if socket_dir is None:
-        raise DatabaseSetupError(f"cannot create database {dbname}: no CREATEDB and no unix socket under .local/")
+        raise DatabaseSetupError(
+            f"cannot create database {dbname}: no CREATEDB and no unix socket under .local/"
+        )
     argv = ["runuser", "-u", "postgres", "--", "psql", "-h", str(socket_dir), "-p", str(url.port or 5432),
             "-v", "ON_ERROR_STOP=1", "-c", f'CREATE DATABASE "{dbname}" OWNER "{owner}"']  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, check=False)

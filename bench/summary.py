@@ -28,7 +28,11 @@ REQUIRED_FIGURES = (
 )
 # orderstream's figure -> the limit it is compared to
 RATIO_TO_LIMIT = {
-    "decided_per_s": ("falcon_bare_req_per_s", "kafka_produce_msgs_per_s", "postgres_copy_rows_per_s"),
+    "decided_per_s": (
+        "falcon_bare_req_per_s",
+        "kafka_produce_msgs_per_s",
+        "postgres_copy_rows_per_s",
+    ),
     "accepted_per_s": ("falcon_bare_req_per_s", "kafka_produce_msgs_per_s"),
 }
 
@@ -41,7 +45,10 @@ def build_summary(
 ) -> dict[str, Any]:
     limits = dict(limits or {})
     return {
-        "scenarios": {s: {system: _clean(f) for system, f in by_system.items()} for s, by_system in scenarios.items()},
+        "scenarios": {
+            s: {system: _clean(f) for system, f in by_system.items()}
+            for s, by_system in scenarios.items()
+        },
         "limits": limits,
         "ratios": ratios_to_limits(scenarios, limits),
         "machine": dict(machine or {}),
@@ -61,7 +68,11 @@ def ratios_to_limits(
             value = figures.get(figure)
             for limit_name in limit_names:
                 limit = limits.get(limit_name)
-                if isinstance(value, (int, float)) and isinstance(limit, (int, float)) and limit > 0:
+                if (
+                    isinstance(value, (int, float))
+                    and isinstance(limit, (int, float))
+                    and limit > 0
+                ):
                     row[f"{figure}/{limit_name}"] = round(value / limit, 4)
         if row:
             ratios[scenario] = row

@@ -35,7 +35,9 @@ class OrderRequest:
         return dict(sorted(units.items()))
 
 
-def problem(status: str, title: str, detail: str = "", headers: dict[str, str] | None = None) -> falcon.HTTPError:
+def problem(
+    status: str, title: str, detail: str = "", headers: dict[str, str] | None = None
+) -> falcon.HTTPError:
     return falcon.HTTPError(status, title=title, description=detail or None, headers=headers)
 
 
@@ -59,7 +61,11 @@ def parse_order(body: Any) -> OrderRequest:
         quantity = item.get("quantity") if isinstance(item, dict) else None
         if not isinstance(product_id, str) or not PRODUCT_ID.match(product_id):
             raise falcon.HTTPUnprocessableEntity(title="invalid product_id")
-        if not isinstance(quantity, int) or isinstance(quantity, bool) or not 1 <= quantity <= MAX_QUANTITY:
+        if (
+            not isinstance(quantity, int)
+            or isinstance(quantity, bool)
+            or not 1 <= quantity <= MAX_QUANTITY
+        ):
             raise falcon.HTTPUnprocessableEntity(title="invalid quantity")
         lines.append((product_id, quantity))
     return OrderRequest(customer_id, tuple(lines))
@@ -105,7 +111,9 @@ class ProductResource:
             raise falcon.HTTPNotFound()
         name, price, stock = parse_product(req.get_media())
         with self._engine.begin() as conn:
-            conn.execute(UPSERT_PRODUCT, {"pid": product_id, "name": name, "price": price, "stock": stock})
+            conn.execute(
+                UPSERT_PRODUCT, {"pid": product_id, "name": name, "price": price, "stock": stock}
+            )
         if self._after_upsert is not None:
             self._after_upsert(product_id, stock)
         resp.status = falcon.HTTP_202

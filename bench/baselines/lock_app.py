@@ -30,8 +30,12 @@ from bench.baselines.store import create_engine, create_redis
 
 logger = logging.getLogger(__name__)
 
-SELECT_STOCK = sa.text("SELECT product_id, price, stock FROM products WHERE product_id = ANY(:pids)")
-DECREMENT = sa.text("UPDATE products SET stock = stock - :q, updated_at = now() WHERE product_id = :pid")
+SELECT_STOCK = sa.text(
+    "SELECT product_id, price, stock FROM products WHERE product_id = ANY(:pids)"
+)
+DECREMENT = sa.text(
+    "UPDATE products SET stock = stock - :q, updated_at = now() WHERE product_id = :pid"
+)
 INSERT_ORDER = sa.text(
     "INSERT INTO orders (order_id, customer_id, status, total_amount) VALUES (:oid, :cid, 'shipped', :total)"
 )
@@ -65,7 +69,13 @@ def decide_and_record(conn: sa.Connection, order_id: str, order: OrderRequest) -
 
 
 class OrdersResource:
-    def __init__(self, engine: sa.Engine, client: redis.Redis, locks: ProductLocks, settings: BaselineSettings):
+    def __init__(
+        self,
+        engine: sa.Engine,
+        client: redis.Redis,
+        locks: ProductLocks,
+        settings: BaselineSettings,
+    ):
         self._engine = engine
         self._redis = client
         self._locks = locks
@@ -84,7 +94,9 @@ class OrdersResource:
                     else:
                         conn.rollback()
         except LockBusy as exc:
-            raise problem(falcon.HTTP_503, "busy, try again", f"lock on {exc}", {"Retry-After": "1"}) from exc
+            raise problem(
+                falcon.HTTP_503, "busy, try again", f"lock on {exc}", {"Retry-After": "1"}
+            ) from exc
         if reason is not None:
             self._redis.set(self.status_key(order_id), reason, ex=STATUS_TTL_S)
         resp.status = falcon.HTTP_202

@@ -67,9 +67,14 @@ class OrdersResource:
             return
         try:
             with self._engine.begin() as conn:
-                prices = {r.product_id: r.price for r in conn.execute(SELECT_PRICES, {"pids": [p for p, _ in order.lines]})}
+                prices = {
+                    r.product_id: r.price
+                    for r in conn.execute(SELECT_PRICES, {"pids": [p for p, _ in order.lines]})
+                }
                 total = sum((Decimal(prices[pid]) * q for pid, q in order.lines), Decimal(0))
-                conn.execute(INSERT_PENDING, {"oid": order_id, "cid": order.customer_id, "total": total})
+                conn.execute(
+                    INSERT_PENDING, {"oid": order_id, "cid": order.customer_id, "total": total}
+                )
                 conn.execute(
                     INSERT_ITEM,
                     [
@@ -83,7 +88,9 @@ class OrdersResource:
             self._stock.release(order_id)
             with self._engine.begin() as conn:
                 conn.execute(MARK_FAILED, {"oid": order_id})
-            raise problem(falcon.HTTP_503, "try again", "order could not be queued", {"Retry-After": "1"}) from exc
+            raise problem(
+                falcon.HTTP_503, "try again", "order could not be queued", {"Retry-After": "1"}
+            ) from exc
         resp.media = order_body(order_id, "accepted", None)
 
     def _read(self, order_id: str) -> tuple[str, str | None] | None:
@@ -112,7 +119,9 @@ def create_app(settings: BaselineSettings, engine: sa.Engine, client: redis.Redi
     app = create_base_app()
     app.add_route("/v1/orders", orders)
     app.add_route("/v1/orders/{order_id}", orders, suffix="one")
-    app.add_route("/v1/products/{product_id}", ProductResource(engine, settings.admin_key, stock.set_stock))
+    app.add_route(
+        "/v1/products/{product_id}", ProductResource(engine, settings.admin_key, stock.set_stock)
+    )
     return app
 
 

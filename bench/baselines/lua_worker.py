@@ -26,8 +26,12 @@ SELECT_ITEMS = sa.text("SELECT product_id, quantity FROM order_items WHERE order
 LOCK_STOCK = sa.text(
     "SELECT product_id, stock FROM products WHERE product_id = ANY(:pids) ORDER BY product_id FOR UPDATE"
 )
-DECREMENT = sa.text("UPDATE products SET stock = stock - :q, updated_at = now() WHERE product_id = :pid")
-FINISH = sa.text("UPDATE orders SET status = :status, reason = :reason, updated_at = now() WHERE order_id = :oid")
+DECREMENT = sa.text(
+    "UPDATE products SET stock = stock - :q, updated_at = now() WHERE product_id = :pid"
+)
+FINISH = sa.text(
+    "UPDATE orders SET status = :status, reason = :reason, updated_at = now() WHERE order_id = :oid"
+)
 
 
 def complete_order(conn: sa.Connection, order_id: str) -> str | None:
@@ -79,7 +83,9 @@ def work(engine: sa.Engine, stock: RedisStock, stopping: threading.Event) -> Non
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings = BaselineSettings.from_env()
     engine = create_engine(settings)
     stock = RedisStock(create_redis(settings), settings.redis_prefix)

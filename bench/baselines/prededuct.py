@@ -70,7 +70,9 @@ class RedisStock:
         return int(self._prededuct(keys=keys, args=[order_id, *units.values(), record]))
 
     def release(self, order_id: str) -> bool:
-        return bool(self._release(keys=[self.deductions_key], args=[order_id, f"{self.prefix}stock:"]))
+        return bool(
+            self._release(keys=[self.deductions_key], args=[order_id, f"{self.prefix}stock:"])
+        )
 
     def settle(self, order_id: str) -> None:
         """The order is committed in SQL: its Redis units stay deducted."""

@@ -1,0 +1,97 @@
+"""``orderstream bench``: orderstream and the lock/Lua baselines under the same load."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+
+from bench.loadgen import LoadConfig
+from bench.runner import BenchOptions, run_bench
+from bench.summary import SCENARIOS, SYSTEMS
+from bench.systems import Tuning
+from orderstream.settings import REPO_ROOT, Settings
+
+logger = logging.getLogger(__name__)
+
+
+def _split(value: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    chosen = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = [v for v in chosen if v not in allowed]
+    if unknown:
+        raise click.BadParameter(f"unknown {unknown}; choose from {', '.join(allowed)}")
+    return chosen
+
+
+@click.command()
+@click.option("--scenarios", default=",".join(SCENARIOS), show_default=True, help="comma-separated")
+@click.option("--systems", default=",".join(SYSTEMS), show_default=True, help="comma-separated")
+@click.option(
+    "--duration",
+    default=30.0,
+    show_default=True,
+    help="seconds of load per system and scenario (at most)",
+)
+@click.option(
+    "--drain", default=20.0, show_default=True, help="seconds to wait for answers after the load"
+)
+@click.option("--concurrency", default=128, show_default=True, help="concurrent buyers")
+@click.option("--wait", "wait_s", default=10.0, show_default=True, help="long-poll ?wait=S")
+@click.option(
+    "--scale", default=1.0, show_default=True, help="multiplies every scenario's order count"
+)
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    help="gunicorn workers for the baselines and bare Falcon",
+)
+@click.option(
+    "--threads", default=16, show_default=True, help="gthread threads per worker (and DB pool size)"
+)
+@click.option(
+    "--lua-worker-threads", default=4, show_default=True, help="baseline_lua queue worker threads"
+)
+@click.option(
+    "--limits/--no-limits", default=True, show_default=True, help="measure Kafka, COPY, bare Falcon"
+)
+@click.option("--kafka-records", default=300_000, show_default=True)
+@click.option(
+    "--out",
+    "out_dir",
+    default=str(REPO_ROOT / "bench" / "results"),
+    show_default=True,
+    type=click.Path(),
+)
+def bench(
+    scenarios: str,
+    systems: str,
+    duration: float,
+    drain: float,
+    concurrency: int,
+    wait_s: float,
+    scale: float,
+    workers: int,
+    threads: int,
+    lua_worker_threads: int,
+    limits: bool,
+    kafka_records: int,
+    out_dir: str,
+) -> None:
+    """Run the benchmark against the running stack (.local/stack.env); write summary.json, report.md, plots."""
+    settings = Settings.from_env()
+    options = BenchOptions(
+        scenarios=_split(scenarios, SCENARIOS),
+        systems=_split(systems, SYSTEMS),
+        load=LoadConfig(concurrency=concurrency, duration_s=duration, drain_s=drain, wait_s=wait_s),
+        tuning=Tuning(workers=workers, threads=threads, lua_worker_threads=lua_worker_threads),
+        scale=scale,
+        measure_limits=limits,
+        kafka_records=kafka_records,
+        out_dir=Path(out_dir),
+    )
+    summary = run_bench(settings, options)
+    click.echo(json.dumps(summary["scenarios"], indent=1))
+    click.echo(f"wrote {options.out_dir / 'summary.json'} and {options.out_dir / 'report.md'}")

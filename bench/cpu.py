@@ -1,0 +1,105 @@
+"""CPU seconds per component, from psutil, between two snapshots.
+
+Components are found by what they listen on (PostgreSQL, Redis, Kafka, the ingress: the
+listener and its children) or by command line (Faust workers, sink/relay), and the
+baselines by the pids the harness started. Other engineers' processes on the same
+PostgreSQL/Redis are counted too: on a shared machine these figures are noisy.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import psutil
+
+Snapshot = dict[int, tuple[str, float]]
+
+
+def cpu_time(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+def listener_pid(port: int) -> int | None:
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return None
+    for c in connections:
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
+            return int(c.pid)
+    return None
+
+
+def with_children(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def command_line_component(proc: psutil.Process) -> str | None:
+    """Faust workers and the sink/relay, by their command line (``orderstream worker|sink|relay``)."""
+    try:
+        argv = proc.cmdline()
+    except psutil.Error:
+        return None
+    names = [a.rsplit("/", 1)[-1] for a in argv]
+    if "pytest" in " ".join(argv):
+        return None
+    if "faust" in names or ("orderstream" in names and "worker" in argv):
+        return "faust_workers"
+    if "orderstream" in names and ("sink" in argv or "relay" in argv):
+        return "sink"
+    return None
+
+
+@dataclass
+class ComponentSampler:
+    """Which processes belong to which component; ``snapshot()`` reads their CPU time now."""
+
+    ports: Mapping[str, int]  # component -> listening port (its listener and children count)
+    pids: Mapping[str, Iterable[int]] = field(default_factory=dict)  # component -> root pids
+    scan_command_lines: bool = False
+    own_process_as: str | None = "loadgen"
+
+    def processes(self) -> list[tuple[str, psutil.Process]]:
+        found: list[tuple[str, psutil.Process]] = []
+        for component, port in self.ports.items():
+            pid = listener_pid(port)
+            if pid is not None:
+                found += [(component, p) for p in with_children(pid)]
+        for component, roots in self.pids.items():
+            for pid in roots:
+                found += [(component, p) for p in with_children(pid)]
+        if self.scan_command_lines:
+            seen = {p.pid for _, p in found}
+            for proc in psutil.process_iter():
+                if proc.pid not in seen:
+                    component = command_line_component(proc)
+                    if component is not None:
+                        found.append((component, proc))
+        if self.own_process_as:
+            found.append((self.own_process_as, psutil.Process(os.getpid())))
+        return found
+
+    def snapshot(self) -> Snapshot:
+        snap: Snapshot = {}
+        for component, proc in self.processes():
+            try:
+                snap.setdefault(proc.pid, (component, cpu_time(proc)))
+            except psutil.Error:
+                continue
+        return snap
+
+
+def cpu_seconds(before: Snapshot, after: Snapshot) -> dict[str, float]:
+    """CPU seconds per component between two snapshots; a process born in between counts fully."""
+    totals: dict[str, float] = {}
+    for pid, (component, end) in after.items():
+        start = before.get(pid, (component, 0.0))[1]
+        totals[component] = totals.get(component, 0.0) + max(0.0, end - start)
+    return totals

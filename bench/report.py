@@ -1,0 +1,166 @@
+"""The markdown report and the PNG plots (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from bench.figures import percentile
+
+logger = logging.getLogger(__name__)
+
+MAIN_FIGURES = (
+    "decided_per_s",
+    "accepted_per_s",
+    "p50_ms",
+    "p99_ms",
+    "oversold",
+    "lost",
+    "failed",
+    "wrong",
+    "unanswered",
+)
+LIMIT_LABELS = {
+    "kafka_produce_msgs_per_s": "Kafka produce (ProducerPerformance, 200 B, acks=all), msgs/s",
+    "kafka_consume_msgs_per_s": "Kafka consume (ConsumerPerformance), msgs/s",
+    "postgres_copy_rows_per_s": "PostgreSQL COPY into a logged table, rows/s",
+    "falcon_bare_req_per_s": "bare Falcon endpoint under gunicorn, req/s",
+}
+
+
+@dataclass
+class ScenarioRun:
+    """One system through one scenario: its figures and what the plots need."""
+
+    figures: dict[str, Any]
+    series: list[int]
+    latencies_ms: list[float]
+    failures: dict[str, int]
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.3g}"
+    return str(value)
+
+
+def markdown(summary: Mapping[str, Any]) -> str:
+    out = ["# orderstream benchmark", ""]
+    machine, run = summary.get("machine", {}), summary.get("run", {})
+    out.append(
+        f"Run `{run.get('run_id')}` in {run.get('seconds')} s on {machine.get('cpus')} CPUs, "
+        f"{machine.get('memory_gib')} GiB, Python {machine.get('python')}; load average at start "
+        f"{machine.get('load_average_at_start')}. Load: {run.get('load')}; baselines served with {run.get('tuning')}. "
+        f"Load generator: {run.get('load_generator')}."
+    )
+    out.append("")
+    for scenario, by_system in summary["scenarios"].items():
+        out += [f"## {scenario}", "", "| system | " + " | ".join(MAIN_FIGURES) + " |"]
+        out.append("|---" * (len(MAIN_FIGURES) + 1) + "|")
+        cpu_cols: set[str] = set()
+        for system, figures in by_system.items():
+            if "skipped" in figures:
+                out.append(f"| {system} | skipped: {figures['skipped']} |")
+                continue
+            cpu_cols |= {k for k in figures if k.startswith("cpu_s_")}
+            out.append(
+                f"| {system} | " + " | ".join(_fmt(figures.get(f)) for f in MAIN_FIGURES) + " |"
+            )
+        if cpu_cols:
+            cols = sorted(cpu_cols)
+            out += ["", "CPU seconds during the load, per component:", ""]
+            out.append("| system | " + " | ".join(c.removeprefix("cpu_s_") for c in cols) + " |")
+            out.append("|---" * (len(cols) + 1) + "|")
+            for system, figures in by_system.items():
+                if "skipped" not in figures:
+                    out.append(
+                        f"| {system} | " + " | ".join(_fmt(figures.get(c)) for c in cols) + " |"
+                    )
+        out += [
+            "",
+            f"![throughput](throughput_{scenario}.png) ![latency](latency_{scenario}.png)",
+            "",
+        ]
+    limits = summary.get("limits", {})
+    if limits:
+        out += ["## Limits (same run)", "", "| limit | value |", "|---|---|"]
+        out += [f"| {LIMIT_LABELS.get(k, k)} | {_fmt(v)} |" for k, v in limits.items()]
+        out.append("")
+    ratios = summary.get("ratios", {})
+    if ratios:
+        out += [
+            "## orderstream as a fraction of the limits",
+            "",
+            "| scenario | ratio | value |",
+            "|---|---|---|",
+        ]
+        for scenario, row in ratios.items():
+            out += [f"| {scenario} | {k} | {v:.3f} |" for k, v in row.items()]
+        out.append("")
+    out += [
+        "Figures: `decided_per_s` = orders whose final answer the client saw and the system's own database "
+        "agrees with (shipped rows or none), per second from the first request to the last answer; "
+        "latencies are request to final answer; `oversold` = units in shipped orders beyond the stock put, "
+        "from each system's database; `lost` = accepted (202) orders with no final answer, neither seen "
+        "by the client nor in the database; `failed` = POSTs not accepted (busy/try again, 4xx/5xx, "
+        "connection errors); `wrong` = final answers the database contradicts. The machine is shared: "
+        "figures are noisy.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def plot_throughput(scenario: str, runs: Mapping[str, ScenarioRun], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for system, run in runs.items():
+        ax.plot(range(len(run.series)), run.series, label=system)
+    ax.set(
+        title=f"{scenario}: correct final answers per second",
+        xlabel="seconds since first request",
+        ylabel="orders/s",
+    )
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_latency(scenario: str, runs: Mapping[str, ScenarioRun], path: Path) -> None:
+    quantiles = (50, 90, 99, 99.9)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    width = 0.8 / max(1, len(runs))
+    for n, (system, run) in enumerate(runs.items()):
+        values = [percentile(run.latencies_ms, q) if run.latencies_ms else 0 for q in quantiles]
+        ax.bar([i + n * width for i in range(len(quantiles))], values, width, label=system)
+    ax.set_xticks(
+        [i + width * (len(runs) - 1) / 2 for i in range(len(quantiles))],
+        [f"p{q:g}" for q in quantiles],
+    )
+    ax.set(title=f"{scenario}: request to final answer", ylabel="ms")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(
+    summary: Mapping[str, Any], details: Mapping[str, Mapping[str, ScenarioRun]], out: Path
+) -> Path:
+    for scenario, runs in details.items():
+        if runs:
+            plot_throughput(scenario, runs, out / f"throughput_{scenario}.png")
+            plot_latency(scenario, runs, out / f"latency_{scenario}.png")
+    path = out / "report.md"
+    path.write_text(markdown(summary))
+    return path

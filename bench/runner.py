@@ -1,0 +1,146 @@
+"""One benchmark run: limits, then every system through every scenario, then summary and report."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from tqdm import tqdm
+
+from bench import limits as limit_tools
+from bench.catalog import put_products, wait_available
+from bench.cpu import cpu_seconds
+from bench.exceptions import BenchError, SystemUnavailable
+from bench.figures import compute_figures, failure_kinds, throughput_series
+from bench.ledger import read_durable
+from bench.loadgen import LoadConfig, run, run_orders
+from bench.report import ScenarioRun, write_report
+from bench.scenarios import Scenario, build
+from bench.summary import SCENARIOS, SYSTEMS, build_summary, write_summary
+from bench.systems import BARE_FALCON_PORT, RunningSystem, Tuning, start
+from orderstream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    scenarios: Sequence[str] = SCENARIOS
+    systems: Sequence[str] = SYSTEMS
+    load: LoadConfig = field(default_factory=LoadConfig)
+    tuning: Tuning = field(default_factory=Tuning)
+    scale: float = 1.0
+    measure_limits: bool = True
+    kafka_records: int = 300_000
+    copy_rows: int = 200_000
+    falcon_seconds: float = 8.0
+    out_dir: Path = Path("bench/results")
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def measure_limits(settings: Settings, options: BenchOptions) -> dict[str, float]:
+    found: dict[str, float] = {}
+    steps = tqdm(total=3, desc="limits", unit="step")
+    try:
+        found.update(limit_tools.kafka_rates(settings.kafka_bootstrap, options.kafka_records))
+    except (BenchError, OSError, Exception) as exc:
+        logger.warning("kafka perf tools: %s", exc)
+    steps.update(1)
+    try:
+        found["postgres_copy_rows_per_s"] = round(
+            limit_tools.copy_rows_per_s(settings.database_url, options.copy_rows), 1
+        )
+    except Exception as exc:
+        logger.warning("postgres COPY: %s", exc)
+    steps.update(1)
+    with tqdm(desc="falcon bare", unit="req", leave=False) as bar:
+        found["falcon_bare_req_per_s"] = round(
+            limit_tools.falcon_bare_rate(
+                BARE_FALCON_PORT, options.tuning.workers, options.tuning.threads, options.falcon_seconds,
+                options.load.concurrency, options.out_dir / "logs" / "falcon_bare.log", bar.update,
+            ),
+            1,
+        )  # fmt: skip
+    steps.update(1)
+    steps.close()
+    return found
+
+
+def run_scenario(system: RunningSystem, scenario: Scenario, load: LoadConfig) -> ScenarioRun:
+    target = system.target
+    with tqdm(
+        total=len(scenario.stock),
+        desc=f"{target.name} {scenario.name}: stock",
+        unit="product",
+        leave=False,
+    ) as bar:
+        run(put_products(target, scenario.stock, tick=bar.update))
+    if system.wait_for_catalog:
+        run(wait_available(target, scenario.stock))
+    before = system.sampler.snapshot()
+    with tqdm(
+        total=scenario.orders, desc=f"{target.name} {scenario.name}: orders", unit="order"
+    ) as bar:
+        outcomes = run(
+            run_orders(target, scenario.order_lines(), scenario.orders, load, bar.update)
+        )
+    after = system.sampler.snapshot()
+    accepted_ids = [o.order_id for o in outcomes if o.accepted and o.order_id]
+    durable = read_durable(system.database_url, accepted_ids, list(scenario.stock))
+    figures = compute_figures(outcomes, durable, scenario.stock, cpu_seconds(before, after))
+    latencies = [((o.t_final or 0) - o.t_sent) * 1000 for o in outcomes if o.answered]
+    return ScenarioRun(
+        figures, throughput_series(outcomes, durable), latencies, failure_kinds(outcomes)
+    )
+
+
+def run_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]:
+    started = time.monotonic()
+    run_id = time.strftime("%m%d%H%M%S")
+    out = options.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    limits = measure_limits(settings, options) if options.measure_limits else {}
+    results: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in options.scenarios}
+    details: dict[str, dict[str, ScenarioRun]] = {s: {} for s in options.scenarios}
+    for system_name in options.systems:
+        try:
+            with start(system_name, settings, options.tuning, out / "logs") as system:
+                for scenario_name in options.scenarios:
+                    scenario = build(scenario_name, run_id, options.scale)
+                    outcome = run_scenario(system, scenario, options.load)
+                    results[scenario_name][system_name] = outcome.figures
+                    details[scenario_name][system_name] = outcome
+                    logger.info("%s %s: %s", system_name, scenario_name, outcome.figures)
+        except SystemUnavailable as exc:
+            logger.warning("skipping %s: %s", system_name, exc)
+            for scenario_name in options.scenarios:
+                results[scenario_name][system_name] = {"skipped": str(exc)}
+    run_info = {
+        "run_id": run_id,
+        "seconds": round(time.monotonic() - started, 1),
+        "load": asdict(options.load),
+        "tuning": asdict(options.tuning),
+        "scale": options.scale,
+        "load_generator": "one process, asyncio + aiohttp on uvloop, closed-loop buyers",
+        "failures": {s: {n: r.failures for n, r in by.items()} for s, by in details.items()},
+    }
+    summary = build_summary(results, limits, machine_info(), run_info)
+    write_summary(summary, out / "summary.json")
+    write_report(summary, details, out)
+    return summary
