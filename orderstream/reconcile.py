@@ -1,0 +1,235 @@
+"""``orderstream reconcile``: check DESIGN.md's invariants 1-5 against the durable record.
+
+Sources: PostgreSQL (``orders``, ``order_items``), the stock table (read from its
+compacted changelog topic, the same state the Faust workers restore from), the Redis
+read model, and the public ``orders.shipped`` topic. Every violation is printed; the
+command exits non-zero when there is any. Run it at rest (no orders in flight): the
+conservation checks compare counters that only agree once the pipeline has drained.
+The seeds' ``sync-stock`` is the ancestor; unlike it, this command repairs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import click
+import msgspec
+import redis
+import sqlalchemy as sa
+from kafka import KafkaConsumer, TopicPartition
+
+from orderstream.readmodel import Keys, decode_order, decode_product
+from orderstream.settings import Settings
+from schemas import topics
+from schemas.orders import TERMINAL_STATUSES
+from orderstream.stockview import StockSnapshot, stock_changelog_topic, stock_snapshot
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Violation:
+    invariant: str
+    subject: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"[{self.invariant}] {self.subject}: {self.detail}"
+
+
+class Reconciler:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = sa.create_engine(settings.database_url)
+        self.redis = redis.Redis.from_url(settings.redis_url)
+        self.keys = Keys(settings.topic_prefix)
+
+    def __enter__(self) -> Reconciler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.engine.dispose()
+        self.redis.close()
+
+    # ------------------------------------------------------------------ sources
+    def _orders(self, product_ids: list[str] | None) -> dict[str, dict[str, Any]]:
+        """Orders (with their items) touching the given products, or all orders."""
+        scope = (
+            "WHERE o.order_id IN (SELECT order_id FROM order_items WHERE product_id = ANY(:p))"
+            if product_ids is not None
+            else ""
+        )
+        query = sa.text(
+            "SELECT o.order_id, o.status, o.total_amount, i.line_no, i.product_id, i.quantity,"
+            " i.unit_price FROM orders o LEFT JOIN order_items i USING (order_id) "
+            f"{scope} ORDER BY o.order_id, i.line_no"
+        )
+        orders: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query, {"p": product_ids or []}):
+                order = orders.setdefault(
+                    row.order_id, {"status": row.status, "total": row.total_amount, "items": []}
+                )
+                if row.line_no is not None:
+                    order["items"].append(row)
+        return orders
+
+    def _shipped_events(self, order_ids: set[str]) -> dict[str, set[str]]:
+        """order_id -> distinct event ids seen on orders.shipped (read to its end)."""
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            consumer_timeout_ms=2000,
+        )
+        try:
+            topic = self.settings.topics(topics.ORDERS_SHIPPED)
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            end = consumer.end_offsets(partitions)
+            events: dict[str, set[str]] = defaultdict(set)
+            while any(consumer.position(tp) < end[tp] for tp in partitions):
+                for records in consumer.poll(timeout_ms=1000).values():
+                    for record in records:
+                        body = msgspec.json.decode(record.value)
+                        if body.get("order_id") in order_ids:
+                            events[body["order_id"]].add(body["event_id"])
+            return events
+        finally:
+            consumer.close()
+
+    def _stock(self, product_ids: list[str] | None) -> dict[str, StockSnapshot]:
+        return stock_snapshot(
+            self.settings.kafka_bootstrap, stock_changelog_topic(self.settings), product_ids
+        )
+
+    # ------------------------------------------------------------------- checks
+    def check(self, product_ids: Iterable[str] | None = None) -> list[Violation]:
+        scope = list(product_ids) if product_ids is not None else None
+        orders = self._orders(scope)
+        stock = self._stock(scope)
+        violations: list[Violation] = []
+        violations += self._check_orders(orders)
+        violations += self._check_stock(orders, stock, scope)
+        violations += self._check_read_model(orders, stock)
+        shipped = {o for o, order in orders.items() if order["status"] == "shipped"}
+        events = self._shipped_events(set(orders))
+        for order_id in orders:
+            seen = len(events.get(order_id, ()))
+            want = 1 if order_id in shipped else 0
+            if seen != want:
+                violations.append(
+                    Violation("4 no duplicates", order_id, f"{seen} distinct shipped events, want {want}")
+                )
+        return violations
+
+    def _check_orders(self, orders: dict[str, dict[str, Any]]) -> list[Violation]:
+        found = []
+        for order_id, order in orders.items():
+            if order["status"] not in TERMINAL_STATUSES:
+                found.append(Violation("3 nothing lost", order_id, f"status {order['status']}"))
+            items = order["items"]
+            if order["status"] == "shipped":
+                line_nos = [i.line_no for i in items]
+                if not items or line_nos != list(range(len(items))):
+                    found.append(Violation("5 all or nothing", order_id, f"lines {line_nos}"))
+                total = sum((i.unit_price * i.quantity for i in items), start=0)
+                if total != order["total"]:
+                    found.append(
+                        Violation("5 all or nothing", order_id, f"total {order['total']} != {total}")
+                    )
+                products = Counter(i.product_id for i in items)
+                if any(n > 1 for n in products.values()):
+                    found.append(Violation("4 no duplicates", order_id, f"products {products}"))
+        return found
+
+    def _check_stock(
+        self,
+        orders: dict[str, dict[str, Any]],
+        stock: dict[str, StockSnapshot],
+        scope: list[str] | None,
+    ) -> list[Violation]:
+        shipped: Counter[str] = Counter()
+        for order in orders.values():
+            if order["status"] == "shipped":
+                for item in order["items"]:
+                    shipped[item.product_id] += item.quantity
+        found = []
+        for product_id in scope if scope is not None else sorted(set(stock) | set(shipped)):
+            state = stock.get(product_id)
+            if state is None:
+                if shipped[product_id]:
+                    found.append(Violation("1 no oversell", product_id, "shipped but no stock state"))
+                continue
+            if state.available < 0:
+                found.append(Violation("1 no oversell", product_id, f"available {state.available}"))
+            if shipped[product_id] > state.added:
+                found.append(
+                    Violation(
+                        "1 no oversell",
+                        product_id,
+                        f"shipped {shipped[product_id]} > ever added {state.added}",
+                    )
+                )
+            if state.available != state.added - state.reserved + state.released:
+                found.append(
+                    Violation(
+                        "2 conservation",
+                        product_id,
+                        f"available {state.available} != added {state.added} - reserved "
+                        f"{state.reserved} + released {state.released}",
+                    )
+                )
+            held = state.reserved - state.released
+            if held != shipped[product_id]:
+                found.append(
+                    Violation(
+                        "2 conservation",
+                        product_id,
+                        f"stock table holds {held} units, PostgreSQL shipped {shipped[product_id]}",
+                    )
+                )
+        return found
+
+    def _check_read_model(
+        self, orders: dict[str, dict[str, Any]], stock: dict[str, StockSnapshot]
+    ) -> list[Violation]:
+        found = []
+        for order_id, order in orders.items():
+            cached = decode_order(self.redis.hgetall(self.keys.order(order_id)))
+            if cached is not None and cached["status"] != order["status"]:
+                found.append(
+                    Violation(
+                        "3 nothing lost",
+                        order_id,
+                        f"read model says {cached['status']}, PostgreSQL {order['status']}",
+                    )
+                )
+        for product_id, state in stock.items():
+            shown = decode_product(product_id, self.redis.hgetall(self.keys.product(product_id)))
+            if shown is not None and shown["available"] != state.available:
+                found.append(
+                    Violation(
+                        "2 conservation",
+                        product_id,
+                        f"read model shows {shown['available']} available, table {state.available}",
+                    )
+                )
+        return found
+
+
+@click.command()
+@click.option("--product", "product_ids", multiple=True, help="limit to these products")
+def reconcile(product_ids: tuple[str, ...]) -> None:
+    """Check invariants 1-5 of DESIGN.md; print every violation; exit 1 on any."""
+    with Reconciler(Settings.from_env()) as reconciler:
+        violations = reconciler.check(list(product_ids) or None)
+    for violation in violations:
+        click.echo(str(violation))
+    click.echo(f"{len(violations)} violation(s)")
+    if violations:
+        raise SystemExit(1)
