@@ -52,7 +52,9 @@ class OrderstreamClient:
             body["stock"] = stock
         if limit_per_customer is not None:
             body["limit_per_customer"] = limit_per_customer
-        self._expect(self._http.put(f"/v1/products/{product_id}", json=body, headers=self._admin), 202)
+        self._expect(
+            self._http.put(f"/v1/products/{product_id}", json=body, headers=self._admin), 202
+        )
 
     def restock(self, product_id: str, quantity: int) -> None:
         response = self._http.post(
@@ -111,7 +113,9 @@ class OrderstreamClient:
         body: dict[str, Any] = {
             "customer_id": customer_id,
             "items": [
-                dict(item) if isinstance(item, Mapping) else {"product_id": item[0], "quantity": item[1]}
+                dict(item)
+                if isinstance(item, Mapping)
+                else {"product_id": item[0], "quantity": item[1]}
                 for item in items
             ],
         }

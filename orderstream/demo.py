@@ -120,7 +120,9 @@ def demo(product_count: int, stock: int, buyers: int, concurrency: int, wait_s: 
     settings = Settings.from_env()
     run = uuid.uuid4().hex[:6]
     products = {f"DEMO-{run}-{i}": stock for i in range(product_count)}
-    with OrderstreamClient(settings.ingress_url, settings.storefront_key, settings.admin_key) as api:
+    with OrderstreamClient(
+        settings.ingress_url, settings.storefront_key, settings.admin_key
+    ) as api:
         for i, product_id in enumerate(products):
             api.put_product(product_id, name=f"Flash item {i}", price=f"{9 + i}.99", stock=stock)
         for product_id in products:

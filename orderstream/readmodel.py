@@ -86,7 +86,9 @@ def product_fields(
     }
 
 
-def decode_product(product_id: str, raw: Mapping[bytes | str, bytes | str]) -> dict[str, Any] | None:
+def decode_product(
+    product_id: str, raw: Mapping[bytes | str, bytes | str]
+) -> dict[str, Any] | None:
     if not raw:
         return None
     data = {_s(k): _s(v) for k, v in raw.items()}

@@ -24,9 +24,9 @@ from kafka import KafkaConsumer, TopicPartition
 
 from orderstream.readmodel import Keys, decode_order, decode_product
 from orderstream.settings import Settings
+from orderstream.stockview import StockSnapshot, stock_changelog_topic, stock_snapshot
 from schemas import topics
 from schemas.orders import TERMINAL_STATUSES
-from orderstream.stockview import StockSnapshot, stock_changelog_topic, stock_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,9 @@ class Reconciler:
         )
         try:
             topic = self.settings.topics(topics.ORDERS_SHIPPED)
-            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            partitions = [
+                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
+            ]
             consumer.assign(partitions)
             consumer.seek_to_beginning(*partitions)
             end = consumer.end_offsets(partitions)
@@ -123,7 +125,9 @@ class Reconciler:
             want = 1 if order_id in shipped else 0
             if seen != want:
                 violations.append(
-                    Violation("4 no duplicates", order_id, f"{seen} distinct shipped events, want {want}")
+                    Violation(
+                        "4 no duplicates", order_id, f"{seen} distinct shipped events, want {want}"
+                    )
                 )
         return violations
 
@@ -140,7 +144,9 @@ class Reconciler:
                 total = sum((i.unit_price * i.quantity for i in items), start=0)
                 if total != order["total"]:
                     found.append(
-                        Violation("5 all or nothing", order_id, f"total {order['total']} != {total}")
+                        Violation(
+                            "5 all or nothing", order_id, f"total {order['total']} != {total}"
+                        )
                     )
                 products = Counter(i.product_id for i in items)
                 if any(n > 1 for n in products.values()):
@@ -163,7 +169,9 @@ class Reconciler:
             state = stock.get(product_id)
             if state is None:
                 if shipped[product_id]:
-                    found.append(Violation("1 no oversell", product_id, "shipped but no stock state"))
+                    found.append(
+                        Violation("1 no oversell", product_id, "shipped but no stock state")
+                    )
                 continue
             if state.available < 0:
                 found.append(Violation("1 no oversell", product_id, f"available {state.available}"))

@@ -76,7 +76,14 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
 
-_STACK_NAMES = {"kafka_bootstrap", "database_url", "redis_url", "storefront_key", "admin_key", "ingress_url"}
+_STACK_NAMES = {
+    "kafka_bootstrap",
+    "database_url",
+    "redis_url",
+    "storefront_key",
+    "admin_key",
+    "ingress_url",
+}
 
 
 def read_env_file(path: Path) -> dict[str, str]:

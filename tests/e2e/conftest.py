@@ -15,7 +15,9 @@ from orderstream.reconcile import Reconciler
 @pytest.fixture(scope="session")
 def api(stack) -> Iterator[OrderstreamClient]:
     settings = stack.settings
-    with OrderstreamClient(settings.ingress_url, settings.storefront_key, settings.admin_key) as client:
+    with OrderstreamClient(
+        settings.ingress_url, settings.storefront_key, settings.admin_key
+    ) as client:
         yield client
 
 

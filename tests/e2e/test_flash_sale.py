@@ -16,8 +16,8 @@ def shipped_units(pg: sa.Engine, product_id: str) -> int:
         return int(
             conn.execute(
                 sa.text(
-                    "SELECT COALESCE(SUM(i.quantity), 0) FROM order_items i "
-                    "JOIN orders o USING (order_id) WHERE i.product_id = :p AND o.status = 'shipped'"
+                    "SELECT COALESCE(SUM(i.quantity), 0) FROM order_items i JOIN orders o"
+                    " USING (order_id) WHERE i.product_id = :p AND o.status = 'shipped'"
                 ),
                 {"p": product_id},
             ).scalar_one()
