@@ -7,6 +7,7 @@ exist before it starts (the stack or the tests create them).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import click
 import faust
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 def worker(index: int, loglevel: str) -> None:
     """Run one stock-decision worker (reserve_stock + settle_orders)."""
     settings = Settings.from_env()
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # Faust creates only <N>/
     app = create_app(settings, worker_index=index)
     logger.info(
         "worker %s: app %s, broker %s, prefix %r, partitions %s",
