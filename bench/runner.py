@@ -18,7 +18,7 @@ from bench import limits as limit_tools
 from bench.catalog import put_products, wait_available
 from bench.cpu import cpu_seconds
 from bench.exceptions import BenchError, SystemUnavailable
-from bench.figures import compute_figures, failure_kinds, throughput_series
+from bench.figures import OrderOutcome, compute_figures, failure_kinds, throughput_series
 from bench.ledger import read_durable
 from bench.loadgen import LoadConfig, run, run_orders
 from bench.report import ScenarioRun, write_report
@@ -82,32 +82,36 @@ def measure_limits(settings: Settings, options: BenchOptions) -> dict[str, float
     return found
 
 
-def run_scenario(system: RunningSystem, scenario: Scenario, load: LoadConfig) -> ScenarioRun:
+def load_scenario(
+    system: RunningSystem, scenario: Scenario, load: LoadConfig
+) -> tuple[list[OrderOutcome], dict[str, float]]:
+    """Stock the catalog, place the orders; returns what the client saw and CPU per component."""
     target = system.target
     with tqdm(
-        total=len(scenario.stock),
-        desc=f"{target.name} {scenario.name}: stock",
-        unit="product",
-        leave=False,
+        total=len(scenario.stock), desc=f"{target.name} {scenario.name}: stock", unit="product", leave=False
     ) as bar:
         run(put_products(target, scenario.stock, tick=bar.update))
     if system.wait_for_catalog:
         run(wait_available(target, scenario.stock))
     before = system.sampler.snapshot()
-    with tqdm(
-        total=scenario.orders, desc=f"{target.name} {scenario.name}: orders", unit="order"
-    ) as bar:
-        outcomes = run(
-            run_orders(target, scenario.order_lines(), scenario.orders, load, bar.update)
-        )
-    after = system.sampler.snapshot()
+    with tqdm(total=scenario.orders, desc=f"{target.name} {scenario.name}: orders", unit="order") as bar:
+        outcomes = run(run_orders(target, scenario.order_lines(), scenario.orders, load, bar.update))
+    return outcomes, cpu_seconds(before, system.sampler.snapshot())
+
+
+def evaluate(
+    system: RunningSystem, scenario: Scenario, outcomes: list[OrderOutcome], cpu: dict[str, float]
+) -> ScenarioRun:
+    """The figures, with oversold and lost read from the system's own database."""
     accepted_ids = [o.order_id for o in outcomes if o.accepted and o.order_id]
     durable = read_durable(system.database_url, accepted_ids, list(scenario.stock))
-    figures = compute_figures(outcomes, durable, scenario.stock, cpu_seconds(before, after))
+    figures = compute_figures(outcomes, durable, scenario.stock, cpu)
     latencies = [((o.t_final or 0) - o.t_sent) * 1000 for o in outcomes if o.answered]
-    return ScenarioRun(
-        figures, throughput_series(outcomes, durable), latencies, failure_kinds(outcomes)
-    )
+    return ScenarioRun(figures, throughput_series(outcomes, durable), latencies, failure_kinds(outcomes))
+
+
+def run_scenario(system: RunningSystem, scenario: Scenario, load: LoadConfig) -> ScenarioRun:
+    return evaluate(system, scenario, *load_scenario(system, scenario, load))
 
 
 def run_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]:

@@ -87,9 +87,9 @@ def orderstream(settings: Settings) -> Iterator[RunningSystem]:
 
 @contextmanager
 def baseline(
-    name: str, settings: Settings, tuning: Tuning, log_dir: Path
+    name: str, settings: Settings, tuning: Tuning, log_dir: Path, port: int | None = None
 ) -> Iterator[RunningSystem]:
-    """Create the baseline's database and schema, start its gunicorn (and queue worker), stop them after."""
+    """Create the database and schema, start gunicorn (and the queue worker), stop them after."""
     kind = name.removeprefix("baseline_")
     database_url = ensure_database(settings.database_url, f"bench_{kind}")
     config = BaselineSettings(
@@ -106,7 +106,7 @@ def baseline(
         create_schema(engine)
     finally:
         engine.dispose()
-    port = BASELINE_PORTS[name]
+    port = port or BASELINE_PORTS[name]
     log_dir.mkdir(parents=True, exist_ok=True)
     processes: dict[str, ManagedProcess] = {}
     try:
