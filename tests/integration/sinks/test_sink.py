@@ -1,0 +1,268 @@
+"""The sink against real Kafka and PostgreSQL: idempotence, crash safety, arbitration,
+dead letters. Every wait is bounded; assertions are about rows, never timings."""
+
+from __future__ import annotations
+
+import json
+import signal
+from decimal import Decimal
+from pathlib import Path
+
+import sqlalchemy as sa
+from sink_helpers import (
+    Producer,
+    cancel_order,
+    committed_order,
+    end_offsets,
+    sink_in_thread,
+    sink_subprocess,
+    wait_until,
+)
+
+from orderstream.settings import Settings
+from schemas.common import event_id_for
+from schemas.orders import OrderCancelled, OrderCommitted, OrderRejected
+from schemas.topics import (
+    DEAD_LETTER,
+    INVENTORY_COMMANDS,
+    ORDER_CANCELLATIONS,
+    ORDERS_CANCELLED,
+    ORDERS_COMMITTED,
+    ORDERS_REJECTED,
+    ORDERS_SHIPPED,
+)
+from sinks.records import SOURCE_TOPICS
+
+
+def count(engine: sa.Engine, sql: str, **params: object) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text(sql), params).scalar_one())
+
+
+def statuses(engine: sa.Engine, prefix: str) -> dict[str, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT order_id, status FROM orders WHERE order_id LIKE :p"),
+            {"p": prefix + "%"},
+        )
+        return {r[0]: r[1] for r in rows}
+
+
+def offsets_caught_up(engine: sa.Engine, settings: Settings) -> bool:
+    """consumed_offsets equals the end of every source partition (nothing skipped)."""
+    ends = {k: v for k, v in end_offsets(settings, list(SOURCE_TOPICS)).items() if v > 0}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT topic, partition, next_offset FROM consumed_offsets WHERE topic LIKE :p"
+            ),
+            {"p": settings.topic_prefix + "%"},
+        )
+        stored = {(t, p): o for t, p, o in rows}
+    return all(stored.get(k) == v for k, v in ends.items())
+
+
+def outbox_rows(engine: sa.Engine, topic: str) -> list[tuple[str, str | None, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT event_id, key, payload FROM outbox WHERE topic = :t ORDER BY id"),
+            {"t": topic},
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def test_replayed_events_give_one_row_per_order_and_one_outbox_row_per_event(
+    sink_settings: Settings, sink_engine: sa.Engine, producer: Producer, namespace: str
+) -> None:
+    ids = [f"{namespace}o{n}" for n in range(300)]
+    for _ in range(2):  # every event delivered twice
+        for n, oid in enumerate(ids):
+            if n % 10 == 0:
+                producer.send(
+                    ORDERS_REJECTED,
+                    oid,
+                    OrderRejected(
+                        event_id=event_id_for(oid, "rejected"),
+                        order_id=oid,
+                        customer_id="c",
+                        reason="out_of_stock",
+                    ),
+                )
+            elif n % 10 == 1:
+                producer.send(
+                    ORDERS_CANCELLED,
+                    oid,
+                    OrderCancelled(event_id=event_id_for(oid, "x"), order_id=oid, customer_id="c"),
+                )
+            else:
+                producer.send(ORDERS_COMMITTED, oid, committed_order(oid, lines=3))
+    producer.flush()
+
+    with sink_in_thread(sink_settings):
+        wait_until(lambda: offsets_caught_up(sink_engine, sink_settings), 120, "sink caught up")
+
+    def check() -> None:
+        by_status = statuses(sink_engine, namespace)
+        assert len(by_status) == 300
+        assert sum(s == "shipped" for s in by_status.values()) == 240
+        assert sum(s == "rejected" for s in by_status.values()) == 30
+        assert sum(s == "cancelled" for s in by_status.values()) == 30
+        assert (
+            count(
+                sink_engine,
+                "SELECT count(*) FROM order_items WHERE order_id LIKE :p",
+                p=namespace + "%",
+            )
+            == 240 * 3
+        )
+        shipped = outbox_rows(sink_engine, sink_settings.topics(ORDERS_SHIPPED))
+        assert len(shipped) == 240
+        assert {k for _, k, _ in shipped} == {o for o, s in by_status.items() if s == "shipped"}
+        assert all(e == event_id_for(k, "shipped") for e, k, _ in shipped)
+
+    check()
+    # Forget what was consumed: the sink replays the topics from the beginning.
+    with sink_engine.begin() as conn:
+        conn.execute(
+            sa.text("DELETE FROM consumed_offsets WHERE topic LIKE :p"),
+            {"p": namespace + "%"},
+        )
+    with sink_in_thread(sink_settings):
+        wait_until(lambda: offsets_caught_up(sink_engine, sink_settings), 120, "replay done")
+    check()
+
+
+def test_sigkill_mid_batch_loses_and_duplicates_nothing(
+    sink_settings: Settings,
+    sink_engine: sa.Engine,
+    producer: Producer,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    total = 6000
+    ids = [f"{namespace}k{n}" for n in range(total)]
+    for oid in ids:
+        producer.send(ORDERS_COMMITTED, oid, committed_order(oid, lines=2))
+    producer.flush()
+    settings = sink_settings
+    group = f"{namespace}sink-kill"
+    log = tmp_path / "sink.log"
+    kills = 0
+    for threshold in (500, 2500):
+        proc = sink_subprocess(settings, log, group)
+        try:
+            wait_until(
+                lambda t=threshold: len(statuses(sink_engine, namespace)) >= t,
+                120,
+                f">= {threshold} orders written",
+            )
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        kills += 1
+    assert len(statuses(sink_engine, namespace)) < total, "killed too late to prove anything"
+    proc = sink_subprocess(settings, log, group)
+    try:
+        wait_until(lambda: offsets_caught_up(sink_engine, settings), 180, "restarted sink done")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert kills == 2
+    by_status = statuses(sink_engine, namespace)
+    assert set(by_status) == set(ids)
+    assert set(by_status.values()) == {"shipped"}
+    assert (
+        count(
+            sink_engine,
+            "SELECT count(*) FROM order_items WHERE order_id LIKE :p",
+            p=namespace + "%",
+        )
+        == 2 * total
+    )
+    shipped = outbox_rows(sink_engine, settings.topics(ORDERS_SHIPPED))
+    assert len(shipped) == total
+    assert len({e for e, _, _ in shipped}) == total
+
+
+def test_cancel_before_commit_wins_and_cancel_after_shipping_is_too_late(
+    sink_settings: Settings, sink_engine: sa.Engine, producer: Producer, namespace: str
+) -> None:
+    early, late, both = f"{namespace}early", f"{namespace}late", f"{namespace}both"
+    with sink_in_thread(sink_settings):
+        producer.send(ORDER_CANCELLATIONS, early, cancel_order(early))
+        producer.flush()
+        wait_until(
+            lambda: count(
+                sink_engine, "SELECT count(*) FROM cancel_requests WHERE order_id = :o", o=early
+            ),
+            60,
+            "cancel request recorded",
+        )
+        producer.send(ORDERS_COMMITTED, early, committed_order(early, lines=3))
+        producer.send(ORDERS_COMMITTED, late, committed_order(late, lines=2))
+        producer.flush()
+        wait_until(lambda: len(statuses(sink_engine, namespace)) == 2, 60, "two orders")
+        producer.send(ORDER_CANCELLATIONS, late, cancel_order(late))
+        # cancel and commit in flight together: either outcome, never both
+        producer.send(ORDER_CANCELLATIONS, both, cancel_order(both))
+        producer.send(ORDERS_COMMITTED, both, committed_order(both, lines=1))
+        producer.flush()
+        wait_until(lambda: offsets_caught_up(sink_engine, sink_settings), 60, "caught up")
+
+    by_status = statuses(sink_engine, namespace)
+    assert by_status[early] == "cancelled"
+    assert by_status[late] == "shipped"
+    assert by_status[both] in {"shipped", "cancelled"}
+    assert (
+        count(sink_engine, "SELECT count(*) FROM cancel_requests WHERE order_id = :o", o=late) == 0
+    )
+
+    cancelled = outbox_rows(sink_engine, sink_settings.topics(ORDERS_CANCELLED))
+    releases = outbox_rows(sink_engine, sink_settings.topics(INVENTORY_COMMANDS))
+    shipped = outbox_rows(sink_engine, sink_settings.topics(ORDERS_SHIPPED))
+    cancelled_ids = {json.loads(p)["order_id"] for _, _, p in cancelled}
+    shipped_ids = {k for _, k, _ in shipped}
+    assert early in cancelled_ids and early not in shipped_ids
+    assert late in shipped_ids and late not in cancelled_ids
+    assert (both in shipped_ids) != (both in cancelled_ids)
+    early_releases = sorted(
+        (json.loads(p)["line_no"], json.loads(p)["quantity"], k)
+        for _, k, p in releases
+        if json.loads(p)["order_id"] == early
+    )
+    assert early_releases == [(0, 1, "sku-0"), (1, 2, "sku-1"), (2, 3, "sku-2")]
+    late_releases = [p for _, _, p in releases if json.loads(p)["order_id"] == late]
+    assert late_releases == []
+
+
+def test_poison_records_go_to_the_dead_letter_outbox_and_later_records_are_processed(
+    sink_settings: Settings, sink_engine: sa.Engine, producer: Producer, namespace: str
+) -> None:
+    good_before, good_after = f"{namespace}g1", f"{namespace}g2"
+    too_big = committed_order(f"{namespace}huge", lines=1)
+    too_big = OrderCommitted(  # passes the schema, overflows numeric(14,2): a data error
+        event_id=too_big.event_id,
+        order_id=too_big.order_id,
+        customer_id=too_big.customer_id,
+        items=too_big.items,
+        total=Decimal("1e15"),
+    )
+    # all on one key, so one partition, in this order
+    producer.send(ORDERS_COMMITTED, "same-key", committed_order(good_before))
+    producer.send(ORDERS_COMMITTED, "same-key", b"{not json")
+    producer.send(ORDERS_COMMITTED, "same-key", too_big)
+    producer.send(ORDERS_COMMITTED, "same-key", committed_order(good_after))
+    producer.flush()
+    with sink_in_thread(sink_settings):
+        wait_until(lambda: offsets_caught_up(sink_engine, sink_settings), 60, "caught up")
+
+    assert statuses(sink_engine, namespace) == {good_before: "shipped", good_after: "shipped"}
+    dead = [
+        json.loads(p) for _, _, p in outbox_rows(sink_engine, sink_settings.topics(DEAD_LETTER))
+    ]
+    assert len(dead) == 2
+    reasons = {d["offset"]: d["reason"] for d in dead}
+    assert reasons[1].startswith("cannot decode")
+    assert reasons[2].startswith("data error") and "numeric" in reasons[2]
+    assert dead[0]["value"] == {"text": "{not json"}
+    assert all(d["source_topic"] == sink_settings.topics(ORDERS_COMMITTED) for d in dead)
