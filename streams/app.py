@@ -31,7 +31,7 @@ def create_app(
     settings: Settings,
     *,
     worker_index: int = 0,
-    store: str = "rocksdict://",
+    store: str = "rocksdb://",  # faust-streaming drives RocksDB through rocksdict
     broker: str | None = None,
     redis_client: aioredis.Redis | None = None,
     with_read_model: bool = True,
