@@ -141,6 +141,16 @@ def failure_kinds(outcomes: Iterable[OrderOutcome]) -> dict[str, int]:
     return kinds
 
 
+def reason_counts(outcomes: Iterable[OrderOutcome]) -> dict[str, int]:
+    """Final statuses with their reasons (``rejected:out_of_stock``), for the report."""
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        if o.answered:
+            key = f"{o.final_status}:{o.reason}" if o.reason else str(o.final_status)
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def throughput_series(
     outcomes: Sequence[OrderOutcome], durable: DurableRecord, bucket_s: float = 1.0
 ) -> list[int]:

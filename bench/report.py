@@ -44,6 +44,7 @@ class ScenarioRun:
     series: list[int]
     latencies_ms: list[float]
     failures: dict[str, int]
+    reasons: dict[str, int]
 
 
 def _fmt(value: Any) -> str:

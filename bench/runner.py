@@ -18,7 +18,13 @@ from bench import limits as limit_tools
 from bench.catalog import put_products, wait_available
 from bench.cpu import cpu_seconds
 from bench.exceptions import BenchError, SystemUnavailable
-from bench.figures import OrderOutcome, compute_figures, failure_kinds, throughput_series
+from bench.figures import (
+    OrderOutcome,
+    compute_figures,
+    failure_kinds,
+    reason_counts,
+    throughput_series,
+)
 from bench.ledger import read_durable
 from bench.loadgen import LoadConfig, run, run_orders
 from bench.report import ScenarioRun, write_report
@@ -88,14 +94,21 @@ def load_scenario(
     """Stock the catalog, place the orders; returns what the client saw and CPU per component."""
     target = system.target
     with tqdm(
-        total=len(scenario.stock), desc=f"{target.name} {scenario.name}: stock", unit="product", leave=False
+        total=len(scenario.stock),
+        desc=f"{target.name} {scenario.name}: stock",
+        unit="product",
+        leave=False,
     ) as bar:
         run(put_products(target, scenario.stock, tick=bar.update))
     if system.wait_for_catalog:
         run(wait_available(target, scenario.stock))
     before = system.sampler.snapshot()
-    with tqdm(total=scenario.orders, desc=f"{target.name} {scenario.name}: orders", unit="order") as bar:
-        outcomes = run(run_orders(target, scenario.order_lines(), scenario.orders, load, bar.update))
+    with tqdm(
+        total=scenario.orders, desc=f"{target.name} {scenario.name}: orders", unit="order"
+    ) as bar:
+        outcomes = run(
+            run_orders(target, scenario.order_lines(), scenario.orders, load, bar.update)
+        )
     return outcomes, cpu_seconds(before, system.sampler.snapshot())
 
 
@@ -107,7 +120,8 @@ def evaluate(
     durable = read_durable(system.database_url, accepted_ids, list(scenario.stock))
     figures = compute_figures(outcomes, durable, scenario.stock, cpu)
     latencies = [((o.t_final or 0) - o.t_sent) * 1000 for o in outcomes if o.answered]
-    return ScenarioRun(figures, throughput_series(outcomes, durable), latencies, failure_kinds(outcomes))
+    series = throughput_series(outcomes, durable)
+    return ScenarioRun(figures, series, latencies, failure_kinds(outcomes), reason_counts(outcomes))
 
 
 def run_scenario(system: RunningSystem, scenario: Scenario, load: LoadConfig) -> ScenarioRun:
@@ -143,6 +157,7 @@ def run_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]:
         "scale": options.scale,
         "load_generator": "one process, asyncio + aiohttp on uvloop, closed-loop buyers",
         "failures": {s: {n: r.failures for n, r in by.items()} for s, by in details.items()},
+        "answers": {s: {n: r.reasons for n, r in by.items()} for s, by in details.items()},
     }
     summary = build_summary(results, limits, machine_info(), run_info)
     write_summary(summary, out / "summary.json")

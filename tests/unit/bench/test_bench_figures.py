@@ -19,7 +19,9 @@ from bench.figures import (
 LINE = (("p1", 1),)
 
 
-def accepted(order_id: str, t_sent: float, final: str | None, t_final: float | None) -> OrderOutcome:
+def accepted(
+    order_id: str, t_sent: float, final: str | None, t_final: float | None
+) -> OrderOutcome:
     return OrderOutcome(
         lines=LINE,
         t_sent=t_sent,

@@ -16,7 +16,12 @@ from bench.summary import REQUIRED_FIGURES, build_summary, validate_summary, wri
 
 def figures() -> dict[str, float | int]:
     outcome = OrderOutcome(
-        lines=(("p", 1),), t_sent=0.0, http_status=202, order_id="o", final_status="shipped", t_final=0.2
+        lines=(("p", 1),),
+        t_sent=0.0,
+        http_status=202,
+        order_id="o",
+        final_status="shipped",
+        t_final=0.2,
     )
     return compute_figures([outcome], DurableRecord(statuses={"o": "shipped"}), {"p": 1})
 
@@ -35,7 +40,9 @@ def test_summary_shape_ratios_and_json_round_trip(tmp_path: Path) -> None:
     validate_summary(summary)
     assert summary["scenarios"]["hot_product"]["orderstream"]["p99_ms"] is None
     ratio = summary["ratios"]["hot_product"]["decided_per_s/falcon_bare_req_per_s"]
-    assert ratio == pytest.approx(summary["scenarios"]["hot_product"]["orderstream"]["decided_per_s"] / 10)
+    assert ratio == pytest.approx(
+        summary["scenarios"]["hot_product"]["orderstream"]["decided_per_s"] / 10
+    )
     assert "decided_per_s/kafka_produce_msgs_per_s" not in summary["ratios"]["hot_product"]
     path = tmp_path / "summary.json"
     write_summary(summary, path)
@@ -50,7 +57,11 @@ def test_summary_shape_ratios_and_json_round_trip(tmp_path: Path) -> None:
         {"scenarios": {"hot_product": {}}},
         {"scenarios": {"hot_product": {"nosuch": {"decided_per_s": 1}}}},
         {"scenarios": {"hot_product": {"orderstream": {"decided_per_s": 1}}}},
-        {"scenarios": {"hot_product": {"orderstream": {**{f: 1 for f in REQUIRED_FIGURES}, "p50_ms": "x"}}}},
+        {
+            "scenarios": {
+                "hot_product": {"orderstream": {**{f: 1 for f in REQUIRED_FIGURES}, "p50_ms": "x"}}
+            }
+        },
     ],
 )
 def test_malformed_summaries_are_refused(broken: dict) -> None:
@@ -59,8 +70,12 @@ def test_malformed_summaries_are_refused(broken: dict) -> None:
 
 
 def test_report_and_plots_are_written(tmp_path: Path) -> None:
-    summary = build_summary({"catalog": {"baseline_lua": figures()}}, limits={"falcon_bare_req_per_s": 5.0})
-    run = ScenarioRun(figures=figures(), series=[1, 3, 2], latencies_ms=[10.0, 20.0], failures={})
+    summary = build_summary(
+        {"catalog": {"baseline_lua": figures()}}, limits={"falcon_bare_req_per_s": 5.0}
+    )
+    run = ScenarioRun(
+        figures=figures(), series=[1, 3, 2], latencies_ms=[10.0, 20.0], failures={}, reasons={}
+    )
     path = write_report(summary, {"catalog": {"baseline_lua": run}}, tmp_path)
     assert "| baseline_lua |" in path.read_text()
     assert (tmp_path / "throughput_catalog.png").stat().st_size > 0
