@@ -21,6 +21,7 @@ class StackConfig:
     pg_port: int = 15432
     redis_port: int = 16379
     ingress_port: int = 18080
+    worker_web_port: int = 16066  # worker N listens on worker_web_port + N
     workers: int = DEFAULT_WORKERS
 
     @classmethod
@@ -43,6 +44,7 @@ class StackConfig:
             pg_port=15432 + offset,
             redis_port=16379 + offset,
             ingress_port=18080 + offset,
+            worker_web_port=16066 + offset,
             workers=workers,
         )
 

@@ -46,7 +46,8 @@ def programs(cfg: StackConfig, env: Mapping[str, str]) -> list[Program]:
                     f"worker-{n}",
                     command,
                     cfg.root,
-                    env,
+                    # a hint for the worker (it picks 16066+N itself unless it honours this)
+                    {**env, "ORDERSTREAM_WEB_PORT": str(cfg.worker_web_port + n)},
                     autostart=False,
                     priority=40,
                     stopwaitsecs=60,

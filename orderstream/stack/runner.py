@@ -128,7 +128,7 @@ def status(cfg: StackConfig) -> str:
         "postgres": cfg.pg_port,
         "redis": cfg.redis_port,
         "ingress": cfg.ingress_port,
-        **{f"worker-{n} web": 16066 + n for n in range(cfg.workers)},
+        **{f"worker-{n} web": cfg.worker_web_port + n for n in range(cfg.workers)},
     }
     lines.append("")
     for name, port in ports.items():
