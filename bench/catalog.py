@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 async def put_products(
     target: Target, stock: Mapping[str, int], concurrency: int = 64, tick: Tick = lambda n: None
 ) -> None:
-    """``PUT /v1/products/{id}`` with the admin key for every product; raise on the first failure."""
+    """``PUT /v1/products/{id}`` (admin key) for every product; raise on the first failure."""
     headers = {"Authorization": f"Bearer {target.admin_key}"}
     items = iter(stock.items())
 

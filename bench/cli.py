@@ -80,7 +80,8 @@ def bench(
     kafka_records: int,
     out_dir: str,
 ) -> None:
-    """Run the benchmark against the running stack (.local/stack.env); write summary.json, report.md, plots."""
+    """Benchmark against the running stack (.local/stack.env): summary.json, report.md, plots."""
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python admin chatter
     settings = Settings.from_env()
     options = BenchOptions(
         scenarios=_split(scenarios, SCENARIOS),

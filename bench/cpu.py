@@ -42,7 +42,7 @@ def with_children(pid: int) -> list[psutil.Process]:
 
 
 def command_line_component(proc: psutil.Process) -> str | None:
-    """Faust workers and the sink/relay, by their command line (``orderstream worker|sink|relay``)."""
+    """Faust workers and the sink/relay, by command line (``orderstream worker|sink|relay``)."""
     try:
         argv = proc.cmdline()
     except psutil.Error:
@@ -79,9 +79,9 @@ class ComponentSampler:
             seen = {p.pid for _, p in found}
             for proc in psutil.process_iter():
                 if proc.pid not in seen:
-                    component = command_line_component(proc)
-                    if component is not None:
-                        found.append((component, proc))
+                    named = command_line_component(proc)
+                    if named is not None:
+                        found.append((named, proc))
         if self.own_process_as:
             found.append((self.own_process_as, psutil.Process(os.getpid())))
         return found

@@ -71,7 +71,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def oversold_units(committed: Mapping[str, int], stock: Mapping[str, int]) -> int:
-    """Units committed beyond the stock each product was given (products not stocked count fully)."""
+    """Units committed beyond the stock each product was given (unstocked products: all of them)."""
     return sum(max(0, units - stock.get(product_id, 0)) for product_id, units in committed.items())
 
 

@@ -103,7 +103,8 @@ def copy_rows_per_s(database_url: str, rows: int) -> float:
     data = buffer.getvalue().encode()
     with psycopg.connect(dsn) as conn:
         conn.execute(
-            f"CREATE TABLE {table} (order_id text, line_no int, product_id text, quantity int, unit_price numeric(12,2))"
+            f"CREATE TABLE {table} (order_id text, line_no int, product_id text, "
+            "quantity int, unit_price numeric(12,2))"
         )
         conn.commit()
         try:
@@ -127,16 +128,18 @@ def falcon_bare_rate(
     concurrency: int,
     log: Path | None,
     tick: Tick,
-) -> float:
+) -> tuple[float, float]:
+    """req/s, and the load generator's CPU share of one core while it ran."""
     process = gunicorn(
         "falcon_bare", "bench.baselines.bare_app:get_app()", port, {}, workers, threads, log
     ).start()
     try:
         wait_until_answers(f"http://127.0.0.1:{port}/healthz", process)
+        cpu_before = time.process_time()
         ok, _failed, seconds = run(
             hammer(f"http://127.0.0.1:{port}/ping", duration_s, concurrency, tick)
         )
-        return ok / seconds
+        return ok / seconds, (time.process_time() - cpu_before) / seconds
     finally:
         process.stop()
 

@@ -1,4 +1,4 @@
-"""Processes the harness owns: the baselines' gunicorn servers and queue worker, and their databases."""
+"""Processes the harness owns: the baselines' gunicorn servers and queue worker, their databases."""
 
 from __future__ import annotations
 
@@ -47,6 +47,8 @@ class ManagedProcess:
 
     def start(self) -> ManagedProcess:
         env = {**os.environ, **self.env}
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         logger.info("starting %s: %s", self.name, " ".join(self.argv))
         self.popen = subprocess.Popen(
@@ -162,8 +164,9 @@ def ensure_database(database_url: str, dbname: str) -> str:
         raise DatabaseSetupError(
             f"cannot create database {dbname}: no CREATEDB and no unix socket under .local/"
         )
-    argv = ["runuser", "-u", "postgres", "--", "psql", "-h", str(socket_dir), "-p", str(url.port or 5432),
-            "-v", "ON_ERROR_STOP=1", "-c", f'CREATE DATABASE "{dbname}" OWNER "{owner}"']  # fmt: skip
+    create = f'CREATE DATABASE "{dbname}" OWNER "{owner}"'
+    psql = ["psql", "-h", str(socket_dir), "-p", str(url.port or 5432), "-v", "ON_ERROR_STOP=1"]
+    argv = ["runuser", "-u", "postgres", "--", *psql, "-c", create]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0 and "already exists" not in done.stderr:
         raise DatabaseSetupError(f"cannot create database {dbname}: {done.stderr.strip()}")

@@ -49,7 +49,7 @@ class ScenarioRun:
 
 def _fmt(value: Any) -> str:
     if value is None:
-        return "–"
+        return "-"
     if isinstance(value, float):
         return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.3g}"
     return str(value)
@@ -61,7 +61,8 @@ def markdown(summary: Mapping[str, Any]) -> str:
     out.append(
         f"Run `{run.get('run_id')}` in {run.get('seconds')} s on {machine.get('cpus')} CPUs, "
         f"{machine.get('memory_gib')} GiB, Python {machine.get('python')}; load average at start "
-        f"{machine.get('load_average_at_start')}. Load: {run.get('load')}; baselines served with {run.get('tuning')}. "
+        f"{machine.get('load_average_at_start')}. Load: {run.get('load')}; "
+        f"baselines served with {run.get('tuning')}. "
         f"Load generator: {run.get('load_generator')}."
     )
     out.append("")
@@ -109,13 +110,13 @@ def markdown(summary: Mapping[str, Any]) -> str:
             out += [f"| {scenario} | {k} | {v:.3f} |" for k, v in row.items()]
         out.append("")
     out += [
-        "Figures: `decided_per_s` = orders whose final answer the client saw and the system's own database "
-        "agrees with (shipped rows or none), per second from the first request to the last answer; "
-        "latencies are request to final answer; `oversold` = units in shipped orders beyond the stock put, "
-        "from each system's database; `lost` = accepted (202) orders with no final answer, neither seen "
-        "by the client nor in the database; `failed` = POSTs not accepted (busy/try again, 4xx/5xx, "
-        "connection errors); `wrong` = final answers the database contradicts. The machine is shared: "
-        "figures are noisy.",
+        "Figures: `decided_per_s` = orders whose final answer the client saw and the system's "
+        "own database agrees with (shipped rows or none), per second from the first request to "
+        "the last answer; latencies are request to final answer; `oversold` = units in shipped "
+        "orders beyond the stock put, from each system's database; `lost` = accepted (202) "
+        "orders with no final answer, neither seen by the client nor in the database; `failed` "
+        "= POSTs not accepted (busy/try again, 4xx/5xx, connection errors); `wrong` = final "
+        "answers the database contradicts. The machine is shared: figures are noisy.",
         "",
     ]
     return "\n".join(out)

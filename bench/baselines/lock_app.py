@@ -37,7 +37,8 @@ DECREMENT = sa.text(
     "UPDATE products SET stock = stock - :q, updated_at = now() WHERE product_id = :pid"
 )
 INSERT_ORDER = sa.text(
-    "INSERT INTO orders (order_id, customer_id, status, total_amount) VALUES (:oid, :cid, 'shipped', :total)"
+    "INSERT INTO orders (order_id, customer_id, status, total_amount) "
+    "VALUES (:oid, :cid, 'shipped', :total)"
 )
 INSERT_ITEM = sa.text(
     "INSERT INTO order_items (order_id, line_no, product_id, quantity, unit_price) "

@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 
 SELECT_PRICES = sa.text("SELECT product_id, price FROM products WHERE product_id = ANY(:pids)")
 INSERT_PENDING = sa.text(
-    "INSERT INTO orders (order_id, customer_id, status, total_amount) VALUES (:oid, :cid, 'accepted', :total)"
+    "INSERT INTO orders (order_id, customer_id, status, total_amount) "
+    "VALUES (:oid, :cid, 'accepted', :total)"
 )
 INSERT_ITEM = sa.text(
     "INSERT INTO order_items (order_id, line_no, product_id, quantity, unit_price) "

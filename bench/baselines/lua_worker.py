@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 LOCK_ORDER = sa.text("SELECT status FROM orders WHERE order_id = :oid FOR UPDATE")
 SELECT_ITEMS = sa.text("SELECT product_id, quantity FROM order_items WHERE order_id = :oid")
 LOCK_STOCK = sa.text(
-    "SELECT product_id, stock FROM products WHERE product_id = ANY(:pids) ORDER BY product_id FOR UPDATE"
+    "SELECT product_id, stock FROM products WHERE product_id = ANY(:pids) "
+    "ORDER BY product_id FOR UPDATE"
 )
 DECREMENT = sa.text(
     "UPDATE products SET stock = stock - :q, updated_at = now() WHERE product_id = :pid"
@@ -79,7 +80,7 @@ def work(engine: sa.Engine, stock: RedisStock, stopping: threading.Event) -> Non
             stopping.wait(1)
             continue
         if popped is not None:
-            handle(engine, stock, popped[1])
+            handle(engine, stock, str(popped[1]))
 
 
 def main() -> None:

@@ -64,7 +64,8 @@ def test_tiny_scenario_figures_come_from_the_baselines_database(
         with engine.begin() as conn:
             sold = conn.execute(
                 sa.text(
-                    "SELECT COALESCE(SUM(i.quantity), 0) FROM order_items i JOIN orders o USING (order_id) "
+                    "SELECT COALESCE(SUM(i.quantity), 0) FROM order_items i "
+                    "JOIN orders o USING (order_id) "
                     "WHERE o.status = 'shipped' AND i.product_id = :pid"
                 ),
                 {"pid": product},
@@ -85,7 +86,8 @@ def test_tiny_scenario_figures_come_from_the_baselines_database(
                 {"oid": extra, "pid": product, "q": over},
             )
             conn.execute(
-                sa.text("UPDATE orders SET status = 'accepted' WHERE order_id = :oid"), {"oid": stuck.order_id}
+                sa.text("UPDATE orders SET status = 'accepted' WHERE order_id = :oid"),
+                {"oid": stuck.order_id},
             )
         engine.dispose()
         stuck.final_status, stuck.t_final = None, None

@@ -35,13 +35,15 @@ def test_scenario_shapes() -> None:
 def test_parse_kafka_perf_output() -> None:
     produced = (
         "123 records sent, 24.6 records/sec (0.00 MB/sec)\n"
-        "300000 records sent, 98231.4 records/sec (18.74 MB/sec), 120.3 ms avg latency, 450.0 ms max latency"
+        "300000 records sent, 98231.4 records/sec (18.74 MB/sec), "
+        "120.3 ms avg latency, 450.0 ms max latency"
     )
     assert parse_producer(produced) == pytest.approx(98231.4)
     consumed = (
         "start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, "
         "rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec\n"
-        "2025-01-01 00:00:00:000, 2025-01-01 00:00:05:000, 57.2, 11.4, 300000, 60000.0, 3000, 2000, 28.6, 150000.0\n"
+        "2025-01-01 00:00:00:000, 2025-01-01 00:00:05:000, 57.2, 11.4, 300000, 60000.0, "
+        "3000, 2000, 28.6, 150000.0\n"
     )
     assert parse_consumer(consumed) == pytest.approx(150000.0)
     with pytest.raises(BenchError):

@@ -1,10 +1,11 @@
-"""The summary's shape: {"scenarios": {scenario: {system: {figure: value}}}} plus limits and ratios."""
+"""The summary shape: {"scenarios": {scenario: {system: {figure: value}}}}, limits, ratios."""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,10 @@ def test_computed_figures_carry_every_required_figure() -> None:
 
 
 def test_summary_shape_ratios_and_json_round_trip(tmp_path: Path) -> None:
-    by_system = {"orderstream": figures(), "baseline_lock": {"skipped": "not running"}}
+    by_system: dict[str, dict[str, Any]] = {
+        "orderstream": dict(figures()),
+        "baseline_lock": {"skipped": "off"},
+    }
     by_system["orderstream"]["p99_ms"] = math.nan
     summary = build_summary(
         {"hot_product": by_system},
