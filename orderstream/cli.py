@@ -44,3 +44,7 @@ def cli(log_level: str) -> None:
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -35,8 +35,6 @@ def ctl(*args: str) -> str:
 
 @pytest.fixture(scope="module")
 def supervised(stack):
-    if stack.kind == "testcontainers":
-        pytest.skip("process-kill tests drive the local supervisor; the stack here is containers")
     status = ctl("status")
     if "sink" not in status or "worker-0" not in status:
         pytest.fail(f"the pipeline is not running under the supervisor:\n{status}")
