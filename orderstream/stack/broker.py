@@ -6,6 +6,7 @@ import base64
 import hashlib
 import logging
 import shutil
+import socket
 import subprocess
 import uuid
 from collections.abc import Iterable
@@ -122,6 +123,9 @@ def program(cfg: StackConfig) -> Program:
 
 
 def ping(bootstrap: str) -> None:
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    # a plain TCP probe first: kafka-python's reconnect backoff would otherwise add seconds
+    socket.create_connection((host, int(port)), timeout=2).close()
     admin = KafkaAdminClient(
         bootstrap_servers=bootstrap, request_timeout_ms=5000, client_id="stack-ping"
     )

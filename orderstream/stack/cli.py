@@ -17,7 +17,8 @@ from orderstream.stack.config import StackConfig
 @click.group()
 def stack() -> None:
     """The local stack: Kafka, PostgreSQL, Redis and the pipeline under supervisord."""
-    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python is chatty at INFO
+    # kafka-python logs every refused connection while we wait; failures surface as exceptions
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
 @stack.command()

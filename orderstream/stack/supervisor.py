@@ -145,6 +145,9 @@ def shutdown(cfg: StackConfig, timeout_s: float = 120) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"supervisord {pid} still alive after {timeout_s}s")
         time.sleep(0.2)
+    reaped_by = time.monotonic() + 5  # give init a moment to reap the daemon's zombie
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < reaped_by:
+        time.sleep(0.1)
 
 
 def _alive(pid: int) -> bool:

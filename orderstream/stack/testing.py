@@ -68,6 +68,9 @@ def acquire(environ: Mapping[str, str] | None = None) -> tuple[StackHandle, Call
             stop_containers()
             raise
 
+        # subprocesses of the tests (e.g. `orderstream stack ctl`) find this stack too
+        os.environ["ORDERSTREAM_STACK_DIR"] = str(tc_cfg.local)
+
         def stop_tc() -> None:
             runner.down(tc_cfg)
             stop_containers()
