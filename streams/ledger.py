@@ -87,7 +87,7 @@ def on_command(state: StockState, command: InventoryCommand, offset: int) -> Pro
         return None
     new_product = apply_command(command, product)
     if new_product is None:
-        logger.warning("%s for unknown product %s ignored", type(command).__name__, command.product_id)
+        logger.info("%s for unknown product %s ignored", type(command).__name__, command.product_id)
         return None
     recent = (*new_product.recent_commands, command.command_id)[-RECENT_COMMANDS:]
     new_product = replace(new_product, applied_commands=offset, recent_commands=recent)

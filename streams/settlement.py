@@ -77,7 +77,9 @@ def settle(
         new, effects = _cancel(order, record, partition, now)
     else:
         if order is None and record.decided_at.timestamp() < now - retention_s:
-            logger.warning("stale %s for pruned order %s ignored", record.__class__.__name__, record.order_id)
+            logger.warning(
+                "stale %s for pruned order %s ignored", record.__class__.__name__, record.order_id
+            )
             return None, []
         new, effects = _line(order, record, partition, now)
     return replace(new, applied_offset={**new.applied_offset, source: offset}), effects
@@ -120,8 +122,12 @@ def _cancel(
     if order is None:
         # unknown yet: remember, so lines arriving later are released
         return OrderState(
-            order_id=record.order_id, partition=partition, first_seen=now, phase="cancelled",
-            decided_at=now, reason="cancelled",
+            order_id=record.order_id,
+            partition=partition,
+            first_seen=now,
+            phase="cancelled",
+            decided_at=now,
+            reason="cancelled",
         ), []
     if order.phase != "pending":
         return order, []  # committed: the sink arbitrates; rejected/cancelled: no-op
@@ -169,7 +175,11 @@ def _after_line(
 ) -> tuple[OrderState, list[Effect]]:
     if isinstance(record, LineRejected):
         return _decide(
-            order, "rejected", now, reason=record.reason, detail=record.detail,
+            order,
+            "rejected",
+            now,
+            reason=record.reason,
+            detail=record.detail,
             line_no=record.line_no,
         )
     count = order.line_count or 0
@@ -178,22 +188,38 @@ def _after_line(
     total = _total(order)
     if order.expected_total is not None and total != order.expected_total:
         return _decide(
-            order, "rejected", now, reason="price_changed",
+            order,
+            "rejected",
+            now,
+            reason="price_changed",
             detail=f"expected {order.expected_total}, total {total}",
         )
     return _decide(order, "committed", now)
 
 
 def _decide(
-    order: OrderState, phase: str, now: float, *, reason: str | None = None,
-    detail: str = "", line_no: int | None = None,
+    order: OrderState,
+    phase: str,
+    now: float,
+    *,
+    reason: str | None = None,
+    detail: str = "",
+    line_no: int | None = None,
 ) -> tuple[OrderState, list[Effect]]:
     lines = order.lines
     if phase != "committed":
-        lines = {n: replace(line, released=line.released or line.reserved) for n, line in lines.items()}
+        lines = {
+            n: replace(line, released=line.released or line.reserved) for n, line in lines.items()
+        }
     decided = replace(
-        order, phase=phase, lines=lines, reason=reason, detail=detail, reject_line_no=line_no,
-        decided_at=now, announced=order.customer_id is not None,
+        order,
+        phase=phase,
+        lines=lines,
+        reason=reason,
+        detail=detail,
+        reject_line_no=line_no,
+        decided_at=now,
+        announced=order.customer_id is not None,
     )
     return decided, replay_effects(decided)
 
@@ -216,23 +242,33 @@ def _announce(order: OrderState) -> list[Effect]:
         total = _total(order)
         status_fields["total"] = str(total)
         event = OrderCommitted(
-            event_id=event_id_for(order.order_id, "committed"), order_id=order.order_id,
-            customer_id=order.customer_id, items=items, total=total, occurred_at=at,
+            event_id=event_id_for(order.order_id, "committed"),
+            order_id=order.order_id,
+            customer_id=order.customer_id,
+            items=items,
+            total=total,
+            occurred_at=at,
         )
         topic = topics.ORDERS_COMMITTED
     elif order.phase == "rejected":
         status_fields["reason"] = order.reason
         event = OrderRejected(
-            event_id=event_id_for(order.order_id, "rejected"), order_id=order.order_id,
-            customer_id=order.customer_id, reason=order.reason,  # type: ignore[arg-type]
-            detail=order.detail, line_no=order.reject_line_no, occurred_at=at,
+            event_id=event_id_for(order.order_id, "rejected"),
+            order_id=order.order_id,
+            customer_id=order.customer_id,
+            reason=order.reason,  # type: ignore[arg-type]
+            detail=order.detail,
+            line_no=order.reject_line_no,
+            occurred_at=at,
         )
         topic = topics.ORDERS_REJECTED
     else:
         status_fields["reason"] = "cancelled"
         event = OrderCancelled(
-            event_id=event_id_for(order.order_id, "cancelled"), order_id=order.order_id,
-            customer_id=order.customer_id, occurred_at=at,
+            event_id=event_id_for(order.order_id, "cancelled"),
+            order_id=order.order_id,
+            customer_id=order.customer_id,
+            occurred_at=at,
         )
         topic = topics.ORDERS_CANCELLED
     return [
@@ -257,7 +293,9 @@ def _release_cmd(order: OrderState, line_no: int, line: OrderLine) -> Emit:
 def _items(order: OrderState) -> tuple[OrderItem, ...]:
     return tuple(
         OrderItem(
-            line_no=n, product_id=line.product_id, quantity=line.quantity,
+            line_no=n,
+            product_id=line.product_id,
+            quantity=line.quantity,
             unit_price=line.unit_price if line.unit_price is not None else Decimal("0"),
         )
         for n, line in sorted(order.lines.items())

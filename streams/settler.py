@@ -86,8 +86,13 @@ class SettleProcessor:
                     cache[record.order_id] = self._load(record.order_id)
                 order = cache[record.order_id]
                 new, produced = settlement.settle(
-                    order, record, source=message.topic, offset=message.offset,
-                    partition=partition, now=now, retention_s=self.retention_s,
+                    order,
+                    record,
+                    source=message.topic,
+                    offset=message.offset,
+                    partition=partition,
+                    now=now,
+                    retention_s=self.retention_s,
                 )
                 if new is not None and new is not order:
                     cache[record.order_id] = dirty[record.order_id] = new
@@ -147,7 +152,9 @@ class SettleProcessor:
         self.indexed_generation[partition] = generation
         logger.info(
             "settle index for partition %s: %s pending, %s decided",
-            partition, len(index.pending), len(index.decided),
+            partition,
+            len(index.pending),
+            len(index.decided),
         )
         return index
 

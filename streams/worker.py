@@ -28,6 +28,10 @@ def worker(index: int, loglevel: str) -> None:
     app = create_app(settings, worker_index=index)
     logger.info(
         "worker %s: app %s, broker %s, prefix %r, partitions %s",
-        index, settings.app_id, settings.kafka_bootstrap, settings.topic_prefix, settings.partitions,
+        index,
+        settings.app_id,
+        settings.kafka_bootstrap,
+        settings.topic_prefix,
+        settings.partitions,
     )
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
