@@ -34,12 +34,17 @@ def create_app(
     fallback: Fallback | None = None,
     limiter: RateLimiter | None = None,
 ) -> falcon.App:
-    config = settings if isinstance(settings, IngressConfig) else IngressConfig.from_settings(settings)
+    config = (
+        settings if isinstance(settings, IngressConfig) else IngressConfig.from_settings(settings)
+    )
     s = config.settings
     fallback = fallback or NoFallback()
     limiter = limiter or RedisRateLimiter(redis, s.rate_limit_per_second, config.namespace)
     idempotency = IdempotencyStore(
-        redis, namespace=config.namespace, ttl_s=s.idempotency_ttl_s, lock_s=config.idempotency_lock_s
+        redis,
+        namespace=config.namespace,
+        ttl_s=s.idempotency_ttl_s,
+        lock_s=config.idempotency_lock_s,
     )
     orders = OrderReader(redis, config.keys, fallback)
     products = ProductReader(redis, config.keys, fallback)
@@ -53,9 +58,14 @@ def create_app(
     )
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
-    app.add_route("/v1/orders", resources.OrdersResource(s, OrderIntake(config, redis, publisher, idempotency)))
+    app.add_route(
+        "/v1/orders",
+        resources.OrdersResource(s, OrderIntake(config, redis, publisher, idempotency)),
+    )
     app.add_route("/v1/orders/{order_id:uuid}", resources.OrderResource(s, orders, waiter))
-    app.add_route("/v1/orders/{order_id:uuid}/cancel", resources.OrderCancelResource(s, orders, publisher))
+    app.add_route(
+        "/v1/orders/{order_id:uuid}/cancel", resources.OrderCancelResource(s, orders, publisher)
+    )
     app.add_route("/v1/products", resources.ProductsResource(products))
     app.add_route("/v1/products/{product_id}", resources.ProductResource(s, products, publisher))
     app.add_route("/v1/products/{product_id}/restock", resources.RestockResource(s, publisher))
@@ -76,7 +86,11 @@ def get_app() -> falcon.App:
     s = config.settings
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     client = redis_lib.Redis.from_url(
-        s.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30, max_connections=2048
+        s.redis_url,
+        socket_timeout=5,
+        socket_connect_timeout=2,
+        health_check_interval=30,
+        max_connections=2048,
     )
     publisher = KafkaPublisher(s.kafka_bootstrap, max_block_ms=int(s.publish_timeout_s * 1000))
     return create_app(config, publisher, client, fallback=SqlStore(s.database_url))

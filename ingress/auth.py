@@ -25,7 +25,11 @@ PUBLIC, STOREFRONT, ADMIN = "public", "storefront", "admin"
 
 class AuthMiddleware:
     def __init__(self, *, storefront_key: str, admin_key: str, limiter: RateLimiter) -> None:
-        self._keys = [(k.encode(), role) for k, role in ((admin_key, ADMIN), (storefront_key, STOREFRONT)) if k]
+        self._keys = [
+            (k.encode(), role)
+            for k, role in ((admin_key, ADMIN), (storefront_key, STOREFRONT))
+            if k
+        ]
         self._ids = {ADMIN: key_id(admin_key), STOREFRONT: key_id(storefront_key)}
         self._limiter = limiter
 

@@ -40,7 +40,9 @@ class ApiError(falcon.HTTPError):
         errors: list[FieldError] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(self.status_code, title=self.default_title, description=detail, headers=headers)
+        super().__init__(
+            self.status_code, title=self.default_title, description=detail, headers=headers
+        )
         self.errors = errors
 
 
@@ -51,7 +53,9 @@ class MalformedJSON(ApiError):
 class Unauthorized(ApiError):
     status_code, slug, default_title = 401, "unauthorized", "Unauthorized"
 
-    def __init__(self, detail: str = "a valid Authorization: Bearer <key> header is required") -> None:
+    def __init__(
+        self, detail: str = "a valid Authorization: Bearer <key> header is required"
+    ) -> None:
         super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="orderstream"'})
 
 
@@ -89,7 +93,9 @@ class ValidationFailed(ApiError):
     status_code, slug, default_title = 422, "validation", "Invalid Request"
 
     def __init__(self, errors: list[FieldError], detail: str | None = None) -> None:
-        super().__init__(detail or "; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+        super().__init__(
+            detail or "; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors
+        )
 
 
 class IdempotencyKeyReused(ApiError):
@@ -136,7 +142,9 @@ def serialize_problem(req: falcon.Request, resp: falcon.Response, exc: falcon.HT
     resp.data = msgspec.json.encode(problem_body(exc))
 
 
-def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any) -> None:
+def handle_unexpected(
+    req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any
+) -> None:
     if isinstance(exc, falcon.HTTPError | falcon.HTTPStatus):
         raise exc
     logger.exception("unhandled error on %s %s", req.method, req.path)

@@ -1,4 +1,4 @@
-"""gunicorn settings for the ingress (``gunicorn -c ingress/gunicorn_conf.py 'ingress.app:get_app()'``).
+"""gunicorn settings: ``gunicorn -c ingress/gunicorn_conf.py 'ingress.app:get_app()'``.
 
 Worker class: gevent (chosen by measurement, see README "HTTP API (ingress)"): long-polling
 clients wait on greenlets, not threads, so 500 of them do not starve order intake.
@@ -12,7 +12,9 @@ import shutil
 from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parent.parent
-_METRICS_DIR = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or _ROOT / ".local" / "ingress-metrics")
+_METRICS_DIR = Path(
+    os.environ.get("PROMETHEUS_MULTIPROC_DIR") or _ROOT / ".local" / "ingress-metrics"
+)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_METRICS_DIR)
 
 worker_class = os.environ.get("INGRESS_WORKER_CLASS", "gevent")

@@ -7,7 +7,13 @@ from typing import Any
 import falcon
 import msgspec
 
-from ingress.errors import FieldError, MalformedJSON, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from ingress.errors import (
+    FieldError,
+    MalformedJSON,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 
 _encoder = msgspec.json.Encoder()
 
@@ -15,7 +21,10 @@ _encoder = msgspec.json.Encoder()
 def read_json(req: falcon.Request, max_bytes: int) -> bytes:
     """The body of a JSON request: 415 unless JSON, 413 past ``max_bytes``, 400 when empty."""
     media = (req.content_type or "").split(";", 1)[0].strip().lower()
-    if not (media == "application/json" or (media.startswith("application/") and media.endswith("+json"))):
+    if not (
+        media == "application/json"
+        or (media.startswith("application/") and media.endswith("+json"))
+    ):
         raise UnsupportedMediaType("send Content-Type: application/json")
     length = req.content_length
     if length is not None and length > max_bytes:
@@ -43,5 +52,7 @@ def query_seconds(req: falcon.Request, name: str, maximum: float) -> float:
     except ValueError:
         value = -1.0
     if not 0 <= value <= maximum:  # also rejects nan
-        raise ValidationFailed([FieldError(f"query:{name}", f"a number of seconds from 0 to {maximum:g}")])
+        raise ValidationFailed(
+            [FieldError(f"query:{name}", f"a number of seconds from 0 to {maximum:g}")]
+        )
     return value

@@ -54,7 +54,6 @@ class IdempotencyStore:
         self._prefix = f"{namespace}os:idem:"
         self._ttl_s = ttl_s
         self._lock_ms = int(lock_s * 1000)
-        self._release = redis.register_script(_RELEASE_LUA)
 
     def key(self, scope: str, idempotency_key: str) -> str:
         return f"{self._prefix}{scope}:{fingerprint(idempotency_key)[:32]}"
@@ -67,13 +66,21 @@ class IdempotencyStore:
 
     @staticmethod
     def outcome(key: str, value: bytes, previous: bytes | None) -> Claim:
-        return Claim(key, value, None if previous is None else msgspec.json.decode(previous, type=Stored))
+        return Claim(
+            key, value, None if previous is None else msgspec.json.decode(previous, type=Stored)
+        )
 
     def complete_in(
-        self, pipe: Any, claim: Claim, fingerprint_: str, status: int, body: bytes, location: str | None
+        self,
+        pipe: Any,
+        claim: Claim,
+        fingerprint_: str,
+        status: int,
+        body: bytes,
+        location: str | None,
     ) -> None:
         done = Stored(fingerprint_, "done", status=status, body=body, location=location)
         pipe.set(claim.key, msgspec.json.encode(done), ex=self._ttl_s)
 
     def release(self, claim: Claim) -> None:
-        self._release(keys=[claim.key], args=[claim.value])
+        self._redis.eval(_RELEASE_LUA, 1, claim.key, claim.value)

@@ -21,7 +21,7 @@ import msgspec
 from ingress.config import IngressConfig
 from ingress.errors import IdempotencyInFlight, IdempotencyKeyReused, Unavailable
 from ingress.idempotency import Claim, IdempotencyStore, fingerprint
-from ingress.publisher import Message, PublishError, Publisher
+from ingress.publisher import Message, Publisher, PublishError
 from ingress.validation import OrderRequest
 from orderstream.readmodel import SET_STATUS_LUA, status_args
 from schemas import codec, topics
@@ -57,7 +57,6 @@ class OrderIntake:
         self._publisher = publisher
         self._idempotency = idempotency
         self._new_order_id = new_order_id
-        self._set_status = redis.register_script(SET_STATUS_LUA)
         self._requests_topic = self._settings.topics(topics.ORDER_REQUESTS)
         self._cancel_topic = self._settings.topics(topics.ORDER_CANCELLATIONS)
 
@@ -98,18 +97,26 @@ class OrderIntake:
                 claim_value = self._idempotency.claim_in(pipe, claim_key, request_fp, order_id)
             fields = {
                 "customer_id": order.customer_id,
-                "items": [{"product_id": i.product_id, "quantity": i.quantity} for i in order.items],
+                "items": [
+                    {"product_id": i.product_id, "quantity": i.quantity} for i in order.items
+                ],
                 "updated_at": utcnow().isoformat(),
             }
-            self._set_status(
-                keys=[keys.order(order_id), keys.order_channel(order_id)],
-                args=status_args("accepted", fields),
-                client=pipe,
+            # EVAL (not EVALSHA): no NOSCRIPT after a Redis restart, no SCRIPT EXISTS round
+            # trip per pipeline; Redis caches the compiled script by its hash.
+            pipe.eval(
+                SET_STATUS_LUA,
+                2,
+                keys.order(order_id),
+                keys.order_channel(order_id),
+                *status_args("accepted", fields),
             )
             results = pipe.execute()
         except Exception as exc:
             logger.warning("redis unavailable for order intake: %s", exc)
-            raise Unavailable("order intake is unavailable (read model / idempotency store)") from None
+            raise Unavailable(
+                "order intake is unavailable (read model / idempotency store)"
+            ) from None
         if claim_key is None or claim_value is None:
             return None
         return self._idempotency.outcome(claim_key, claim_value, results[0])
@@ -150,7 +157,9 @@ class OrderIntake:
         ]
 
     def _compensate(self, order_id: str, claim: Claim | None, exc: PublishError) -> None:
-        logger.warning("order %s: %d of %d lines acked; compensating", order_id, exc.acked, exc.total)
+        logger.warning(
+            "order %s: %d of %d lines acked; compensating", order_id, exc.acked, exc.total
+        )
         cancel = CancelOrder(event_id=event_id_for(order_id, "cancel"), order_id=order_id)
         try:
             self._publisher.publish(

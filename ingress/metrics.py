@@ -22,7 +22,9 @@ from prometheus_client import (
 )
 
 REQUESTS = Counter(
-    "ingress_http_requests_total", "HTTP requests by route, method and status", ["route", "method", "status"]
+    "ingress_http_requests_total",
+    "HTTP requests by route, method and status",
+    ["route", "method", "status"],
 )
 LATENCY = Histogram(
     "ingress_http_request_duration_seconds",
@@ -32,7 +34,9 @@ LATENCY = Histogram(
 )
 ORDERS_ACCEPTED = Counter("ingress_orders_accepted_total", "Orders answered 202 (first time)")
 ORDERS_REPLAYED = Counter("ingress_orders_replayed_total", "Idempotent retries answered from Redis")
-PUBLISH_FAILURES = Counter("ingress_publish_failures_total", "Orders answered 503 because Kafka did not ack")
+PUBLISH_FAILURES = Counter(
+    "ingress_publish_failures_total", "Orders answered 503 because Kafka did not ack"
+)
 
 
 class MetricsMiddleware:

@@ -32,7 +32,9 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
         detail={"type": "string"},
         errors={
             "type": "array",
-            "items": _obj(["field", "message"], field={"type": "string"}, message={"type": "string"}),
+            "items": _obj(
+                ["field", "message"], field={"type": "string"}, message={"type": "string"}
+            ),
         },
     ),
     "OrderAccepted": _obj(
@@ -49,7 +51,10 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
                 ["product_id", "quantity", "unit_price"],
                 product_id={"type": "string"},
                 quantity={"type": "integer"},
-                unit_price={"anyOf": [MONEY, {"type": "null"}], "description": "known once committed"},
+                unit_price={
+                    "anyOf": [MONEY, {"type": "null"}],
+                    "description": "known once committed",
+                },
             ),
         },
         total=MONEY,
@@ -69,7 +74,9 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
         active={"type": "boolean"},
         limit_per_customer={"anyOf": [{"type": "integer"}, {"type": "null"}]},
     ),
-    "ProductList": _obj(["items"], items={"type": "array", "items": {"$ref": REF.format(name="Product")}}),
+    "ProductList": _obj(
+        ["items"], items={"type": "array", "items": {"$ref": REF.format(name="Product")}}
+    ),
     "CommandAccepted": _obj(
         ["command_id", "product_id", "type"],
         command_id={"type": "string"},
@@ -102,15 +109,25 @@ def _json(schema: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": REF.format(name=schema)}}}
 
 
-def _op(summary: str, ok: str, ok_schema: str | None, problems: str, *, auth: str | None = None,
-        body: str | None = None, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _op(
+    summary: str,
+    ok: str,
+    ok_schema: str | None,
+    problems: str,
+    *,
+    auth: str | None = None,
+    body: str | None = None,
+    params: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     responses: dict[str, Any] = {ok: {"description": summary}}
     if ok_schema:
         responses[ok]["content"] = _json(ok_schema)
     for code in problems.split():
         responses[code] = {
             "description": PROBLEMS[code],
-            "content": {"application/problem+json": {"schema": {"$ref": REF.format(name="Problem")}}},
+            "content": {
+                "application/problem+json": {"schema": {"$ref": REF.format(name="Problem")}}
+            },
         }
     op: dict[str, Any] = {"summary": summary, "responses": responses}
     op["security"] = [{"bearer": []}] if auth else []
@@ -132,7 +149,12 @@ def build_spec(settings: Settings) -> dict[str, Any]:
     components["OrderLine"]["properties"]["quantity"]["maximum"] = settings.max_quantity
     components.update(RESPONSE_SCHEMAS)
 
-    order_id = {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+    order_id = {
+        "name": "order_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "format": "uuid"},
+    }
     product_id = {"name": "product_id", "in": "path", "required": True, "schema": PRODUCT_ID}
     idem = {
         "name": "Idempotency-Key",
@@ -150,38 +172,101 @@ def build_spec(settings: Settings) -> dict[str, Any]:
     }
     limits = "401 429 503"
     paths = {
-        "/v1/orders": {"post": _op("Place an order", "202", "OrderAccepted",
-                                   f"400 409 413 415 422 {limits}", auth="storefront",
-                                   body="OrderRequest", params=[idem])},
-        "/v1/orders/{order_id}": {"get": _op("Read an order", "200", "Order", f"404 422 {limits}",
-                                             auth="storefront", params=[order_id, wait])},
-        "/v1/orders/{order_id}/cancel": {"post": _op("Cancel an order", "202", "CancelAccepted",
-                                                     f"404 409 {limits}", auth="storefront",
-                                                     params=[order_id])},
+        "/v1/orders": {
+            "post": _op(
+                "Place an order",
+                "202",
+                "OrderAccepted",
+                f"400 409 413 415 422 {limits}",
+                auth="storefront",
+                body="OrderRequest",
+                params=[idem],
+            )
+        },
+        "/v1/orders/{order_id}": {
+            "get": _op(
+                "Read an order",
+                "200",
+                "Order",
+                f"404 422 {limits}",
+                auth="storefront",
+                params=[order_id, wait],
+            )
+        },
+        "/v1/orders/{order_id}/cancel": {
+            "post": _op(
+                "Cancel an order",
+                "202",
+                "CancelAccepted",
+                f"404 409 {limits}",
+                auth="storefront",
+                params=[order_id],
+            )
+        },
         "/v1/products": {"get": _op("List products", "200", "ProductList", "503")},
         "/v1/products/{product_id}": {
             "get": _op("Read a product", "200", "Product", "404 422 503", params=[product_id]),
-            "put": _op("Create or change a product", "202", "CommandAccepted",
-                       f"400 403 413 415 422 {limits}", auth="admin", body="ProductUpsert",
-                       params=[product_id]),
-            "delete": _op("Discontinue a product", "202", "CommandAccepted", f"403 422 {limits}",
-                          auth="admin", params=[product_id]),
+            "put": _op(
+                "Create or change a product",
+                "202",
+                "CommandAccepted",
+                f"400 403 413 415 422 {limits}",
+                auth="admin",
+                body="ProductUpsert",
+                params=[product_id],
+            ),
+            "delete": _op(
+                "Discontinue a product",
+                "202",
+                "CommandAccepted",
+                f"403 422 {limits}",
+                auth="admin",
+                params=[product_id],
+            ),
         },
         "/v1/products/{product_id}/restock": {
-            "post": _op("Restock a product", "202", "CommandAccepted",
-                        f"400 403 413 415 422 {limits}", auth="admin", body="RestockRequest",
-                        params=[product_id])
+            "post": _op(
+                "Restock a product",
+                "202",
+                "CommandAccepted",
+                f"400 403 413 415 422 {limits}",
+                auth="admin",
+                body="RestockRequest",
+                params=[product_id],
+            )
         },
         "/healthz": {"get": _op("Liveness", "200", "Health", "")},
-        "/readyz": {"get": {**_op("Readiness (Kafka, Redis)", "200", "Ready", ""),
-                            "responses": {"200": {"description": "ready", "content": _json("Ready")},
-                                          "503": {"description": "not ready", "content": _json("Ready")}}}},
-        "/metrics": {"get": {**_op("Prometheus metrics", "200", None, ""),
-                             "responses": {"200": {"description": "metrics",
-                                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-        "/v1/openapi.json": {"get": {**_op("This document", "200", None, ""),
-                                     "responses": {"200": {"description": "OpenAPI 3.1",
-                                                           "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+        "/readyz": {
+            "get": {
+                **_op("Readiness (Kafka, Redis)", "200", "Ready", ""),
+                "responses": {
+                    "200": {"description": "ready", "content": _json("Ready")},
+                    "503": {"description": "not ready", "content": _json("Ready")},
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                **_op("Prometheus metrics", "200", None, ""),
+                "responses": {
+                    "200": {
+                        "description": "metrics",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/v1/openapi.json": {
+            "get": {
+                **_op("This document", "200", None, ""),
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI 3.1",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
     }
     return {
         "openapi": "3.1.0",

@@ -10,6 +10,7 @@ table expects. ``publish`` returns only when every message is acknowledged, or r
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -104,12 +105,15 @@ class KafkaPublisher:
             raise PublishError(f"not acknowledged: {failed!r}", acked, len(messages))
 
     def ready(self, timeout_s: float) -> bool:
-        try:
-            producer = self._get()
-            return bool(producer.bootstrap_connected())
-        except Exception as exc:
-            logger.info("kafka not ready: %s", exc)
-            return False
+        """A bootstrap broker accepts a TCP connection (cheap; no producer state involved)."""
+        for server in self._config["bootstrap_servers"]:
+            host, _, port = server.rpartition(":")
+            try:
+                socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+                return True
+            except OSError as exc:
+                logger.info("kafka not ready at %s: %s", server, exc)
+        return False
 
     def close(self) -> None:
         if self._producer is not None:

@@ -1,14 +1,20 @@
-"""Per-key request rate limit in Redis: a fixed one-second window shared by all workers."""
+"""Per-key request rate limit in Redis: a one-second window shared by all workers.
+
+To keep Redis off the hot path, a worker takes tokens in small batches (INCRBY) and spends
+them locally; the global count is exact per batch, so the limit can be overshot by at
+most ``batch - 1`` requests per worker per second (batch = limit / 200, at most 50).
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Protocol
 
-# KEYS[1] window counter; ARGV[1] window ttl ms. Returns the count in this window.
-_INCR_LUA = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+# KEYS[1] window counter; ARGV[1] tokens taken; ARGV[2] window ttl ms. Returns the new count.
+_TAKE_LUA = """
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+if n == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return n
 """
 
@@ -20,13 +26,36 @@ class RateLimiter(Protocol):
 
 class RedisRateLimiter:
     def __init__(self, redis: Any, limit_per_second: int, namespace: str = "") -> None:
+        self._redis = redis
         self._limit = limit_per_second
+        self._batch = max(1, min(50, limit_per_second // 200))
         self._prefix = f"{namespace}os:rl:"
-        self._incr = redis.register_script(_INCR_LUA)
+        self._lock = threading.Lock()
+        self._refill = threading.Lock()
+        self._tokens: dict[str, tuple[int, int]] = {}  # key_id -> (window, tokens left)
 
     def allow(self, key_id: str) -> int:
         if self._limit <= 0:
             return 0
         window = int(time.time())
-        count = int(self._incr(keys=[f"{self._prefix}{key_id}:{window}"], args=[2000]))
-        return 0 if count <= self._limit else 1
+        if self._take_local(key_id, window):
+            return 0
+        with self._refill:  # one refill per worker at a time: no herd of batch takers
+            if self._take_local(key_id, window):
+                return 0
+            key = f"{self._prefix}{key_id}:{window}"
+            count = int(self._redis.eval(_TAKE_LUA, 1, key, self._batch, 2000))
+            granted = min(self._batch, self._limit - (count - self._batch))
+            if granted <= 0:
+                return 1
+            with self._lock:
+                self._tokens[key_id] = (window, granted - 1)
+            return 0
+
+    def _take_local(self, key_id: str, window: int) -> bool:
+        with self._lock:
+            held_window, left = self._tokens.get(key_id, (window, 0))
+            if held_window == window and left > 0:
+                self._tokens[key_id] = (window, left - 1)
+                return True
+            return False

@@ -105,7 +105,9 @@ class StatusWaiter:
         self._pubsub: Any = None
         self._thread: threading.Thread | None = None
 
-    def wait_for_change(self, reader: OrderReader, order_id: str, seen: str, timeout_s: float) -> dict[str, Any] | None:
+    def wait_for_change(
+        self, reader: OrderReader, order_id: str, seen: str, timeout_s: float
+    ) -> dict[str, Any] | None:
         deadline = time.monotonic() + timeout_s
         channel = self._keys.order_channel(order_id)
         event = threading.Event()

@@ -13,7 +13,7 @@ from ingress.auth import ADMIN, PUBLIC, STOREFRONT
 from ingress.errors import Conflict, NotFound, Unavailable
 from ingress.http import query_seconds, read_json, send_json
 from ingress.intake import OrderIntake
-from ingress.publisher import Message, PublishError, Publisher
+from ingress.publisher import Message, Publisher, PublishError
 from ingress.readside import OrderReader, ProductReader, StatusWaiter
 from ingress.validation import (
     OrderRequest,
@@ -71,7 +71,10 @@ class OrderResource:
         if found is None:
             raise NotFound("no such order")
         if wait_s > 0 and found["status"] not in TERMINAL:
-            found = self._waiter.wait_for_change(self._orders, order_id.hex, found["status"], wait_s) or found
+            found = (
+                self._waiter.wait_for_change(self._orders, order_id.hex, found["status"], wait_s)
+                or found
+            )
         send_json(resp, found)
 
 
@@ -96,10 +99,18 @@ class OrderCancelResource:
         if status in ("shipped", "rejected"):
             raise Conflict(f"the order is {status} and can no longer be cancelled")
         if status != "cancelled":
-            command = CancelOrder(event_id=event_id_for(order_id.hex, "cancel"), order_id=order_id.hex)
+            command = CancelOrder(
+                event_id=event_id_for(order_id.hex, "cancel"), order_id=order_id.hex
+            )
             topic = self._settings.topics(topics.ORDER_CANCELLATIONS)
-            publish(self._publisher, self._settings, Message(topic, order_id.hex.encode(), codec.encode(command)))
-        send_json(resp, {"order_id": order_id.hex, "status": status, "cancellation": "requested"}, 202)
+            publish(
+                self._publisher,
+                self._settings,
+                Message(topic, order_id.hex.encode(), codec.encode(command)),
+            )
+        send_json(
+            resp, {"order_id": order_id.hex, "status": status, "cancellation": "requested"}, 202
+        )
 
 
 class ProductsResource:
@@ -154,7 +165,9 @@ class RestockResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response, product_id: str) -> None:
         check_product_id(product_id)
         body = decode(read_json(req, self._settings.max_body_bytes), RestockRequest)
-        command = Restock(command_id=uuid.uuid4().hex, product_id=product_id, quantity=body.quantity)
+        command = Restock(
+            command_id=uuid.uuid4().hex, product_id=product_id, quantity=body.quantity
+        )
         send_command(resp, self._publisher, self._settings, command)
 
 
@@ -195,10 +208,16 @@ def publish(publisher: Publisher, settings: Settings, message: Message) -> None:
         raise Unavailable("Kafka did not acknowledge the command; nothing was accepted") from None
 
 
-def send_command(resp: falcon.Response, publisher: Publisher, settings: Settings, command: InventoryCommand) -> None:
+def send_command(
+    resp: falcon.Response, publisher: Publisher, settings: Settings, command: InventoryCommand
+) -> None:
     topic = settings.topics(topics.INVENTORY_COMMANDS)
     publish(publisher, settings, Message(topic, command.product_id.encode(), codec.encode(command)))
-    body = {"command_id": command.command_id, "product_id": command.product_id, "type": type(command).__struct_config__.tag}
+    body = {
+        "command_id": command.command_id,
+        "product_id": command.product_id,
+        "type": type(command).__struct_config__.tag,
+    }
     send_json(resp, body, 202)
 
 

@@ -94,7 +94,9 @@ class SqlStore:
 
     def products(self, product_id: str | None = None) -> list[dict[str, Any]] | None:
         def read(conn: sa.Connection) -> list[dict[str, Any]]:
-            query = sa.text("SELECT * FROM products" + (" WHERE product_id = :id" if product_id else ""))
+            query = sa.text(
+                "SELECT * FROM products" + (" WHERE product_id = :id" if product_id else "")
+            )
             rows = conn.execute(query, {"id": product_id}).mappings().all()
             return [product_row(row) for row in rows]
 

@@ -1,0 +1,299 @@
+"""Benchmark of the running ingress (never run by tests): ``python -m ingress.bench``.
+
+Load generators: ``wrk`` (C, one thread; apt ``wrk``) for the closed-loop throughput runs,
+and an open-loop asyncio/aiohttp client for the fixed-rate latency run (latency measured
+from each request's scheduled send time, so a stall is not hidden). 500 long-pollers are
+idle aiohttp connections in a separate process.
+
+Runs, in order: bare Falcon endpoint (``/healthz``), POST /v1/orders at fixed concurrency,
+POST /v1/orders at a fixed rate, then POST /v1/orders again with 500 long-pollers.
+With ``--spawn gevent,gthread`` it starts its own gunicorn per worker class on
+``--port`` (default 18090) with topic/key prefix ``bench.`` (the topics are created here)
+so the shared pipeline does not consume the orders; otherwise it targets ``--url``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from orderstream.settings import REPO_ROOT, Settings
+from schemas.topics import ALL_TOPICS
+
+WRK_POST = """
+local counter = 0
+local run = tostring(os.time()) .. "-" .. tostring(math.random(1, 1000000000))
+request = function()
+  counter = counter + 1
+  local body = '{"customer_id":"bench-' .. (counter % 997) .. '","items":[{"product_id":"bench-'
+    .. math.random(1, 200) .. '","quantity":1}]}'
+  return wrk.format("POST", "/v1/orders", {["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer __KEY__", ["Idempotency-Key"] = run .. "-" .. counter}, body)
+end
+"""
+WRK_DONE = """
+done = function(summary, latency, requests)
+  io.write(string.format('\\nRESULT {"requests":%d,"duration_us":%d,"non2xx":%d,"errors":%d,'
+    .. '"p50_us":%d,"p99_us":%d,"max_us":%d}\\n', summary.requests, summary.duration,
+    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout, latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+def wrk(url: str, script: str, *, connections: int, seconds: int) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script + WRK_DONE)
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", f.name, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    os.unlink(f.name)
+    result = json.loads(out.split("RESULT ", 1)[1])
+    secs = result["duration_us"] / 1e6
+    ok = result["requests"] - result["non2xx"] - result["errors"]
+    return {
+        "ok_per_s": round(ok / secs),
+        "requests": result["requests"],
+        "non2xx": result["non2xx"],
+        "errors": result["errors"],
+        "p50_ms": result["p50_us"] / 1000,
+        "p99_ms": result["p99_us"] / 1000,
+    }
+
+
+async def fixed_rate(url: str, key: str, rate: int, seconds: int) -> dict[str, Any]:
+    import aiohttp
+
+    latencies: list[float] = []
+    failures = 0
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as session:
+
+        async def one(i: int, scheduled: float) -> None:
+            nonlocal failures
+            body = json.dumps(
+                {
+                    "customer_id": f"r{i % 997}",
+                    "items": [{"product_id": f"bench-{i % 200}", "quantity": 1}],
+                }
+            )
+            try:
+                async with session.post(
+                    f"{url}/v1/orders",
+                    data=body,
+                    headers={**headers, "Idempotency-Key": f"fr-{scheduled}-{i}"},
+                ) as r:
+                    await r.read()
+                    if r.status != 202:
+                        failures += 1
+            except Exception:
+                failures += 1
+            latencies.append(time.perf_counter() - scheduled)
+
+        start = time.perf_counter() + 0.2
+        tasks = []
+        for i in range(rate * seconds):
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, scheduled)))
+        await asyncio.gather(*tasks)
+    q = statistics.quantiles(latencies, n=100)
+    return {
+        "rate": rate,
+        "sent": len(latencies),
+        "failures": failures,
+        "p50_ms": round(q[49] * 1000, 2),
+        "p99_ms": round(q[98] * 1000, 2),
+    }
+
+
+async def long_pollers(
+    url: str, key: str, order_ids: list[str], wait_s: int, seconds: float
+) -> None:
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {key}"}
+    stop = time.monotonic() + seconds
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=wait_s + 30)
+    ) as session:
+
+        async def poll(order_id: str) -> None:
+            while time.monotonic() < stop:
+                try:
+                    async with session.get(
+                        f"{url}/v1/orders/{order_id}?wait={wait_s}", headers=headers
+                    ) as r:
+                        await r.read()
+                except Exception:
+                    await asyncio.sleep(0.5)
+
+        await asyncio.gather(*(poll(o) for o in order_ids))
+
+
+def post_order(url: str, key: str, i: int) -> str:
+    body = json.dumps(
+        {"customer_id": "poller", "items": [{"product_id": f"bench-{i}", "quantity": 1}]}
+    ).encode()
+    req = urllib.request.Request(
+        f"{url}/v1/orders",
+        body,
+        method="POST",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return str(json.load(r)["order_id"])
+
+
+def suite(url: str, key: str, args: argparse.Namespace) -> dict[str, Any]:
+    post = WRK_POST.replace("__KEY__", key)
+    results: dict[str, Any] = {}
+    results["bare_healthz"] = wrk(
+        f"{url}/healthz", "", connections=args.connections, seconds=args.seconds
+    )
+    results["orders"] = wrk(
+        f"{url}/v1/orders", post, connections=args.connections, seconds=args.seconds
+    )
+    results["orders_fixed_rate"] = asyncio.run(fixed_rate(url, key, args.rate, args.seconds))
+    order_ids = [post_order(url, key, i) for i in range(args.pollers)]
+    poller = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ingress.bench",
+            "_pollers",
+            url,
+            key,
+            str(args.seconds + 15),
+            *order_ids,
+        ]
+    )
+    try:
+        time.sleep(5)  # let every poller connect and park
+        results["orders_with_pollers"] = wrk(
+            f"{url}/v1/orders", post, connections=args.connections, seconds=args.seconds
+        )
+    finally:
+        poller.send_signal(signal.SIGTERM)
+        poller.wait(timeout=30)
+    results["pollers_ratio"] = round(
+        results["orders_with_pollers"]["ok_per_s"] / max(1, results["orders"]["ok_per_s"]), 3
+    )
+    return results
+
+
+def spawn(worker_class: str, port: int, settings: Settings) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "INGRESS_WORKER_CLASS": worker_class,
+        "ORDERSTREAM_TOPIC_PREFIX": "bench.",
+        "INGRESS_THREADS": os.environ.get(
+            "INGRESS_THREADS", "600" if worker_class == "gthread" else "1"
+        ),
+        "PROMETHEUS_MULTIPROC_DIR": str(REPO_ROOT / ".local" / f"bench-metrics-{port}"),
+    }
+    log = open(REPO_ROOT / ".local" / f"bench-ingress-{worker_class}.log", "wb")
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "-c",
+            "ingress/gunicorn_conf.py",
+            "ingress.app:get_app()",
+            "--bind",
+            f"127.0.0.1:{port}",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+            return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.terminate()
+    raise RuntimeError(f"gunicorn {worker_class} did not start")
+
+
+def ensure_bench_topics(settings: Settings) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        existing = set(admin.list_topics())
+        new = [
+            NewTopic(f"bench.{t}", settings.partitions, 1)
+            for t in ALL_TOPICS
+            if f"bench.{t}" not in existing
+        ]
+        if new:
+            try:
+                admin.create_topics(new, timeout_ms=30000)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_pollers":
+        url, key, seconds, *ids = argv[1:]
+        asyncio.run(long_pollers(url, key, ids, 20, float(seconds)))
+        return
+    parser = argparse.ArgumentParser(prog="python -m ingress.bench")
+    parser.add_argument("--url", help="a running ingress (default: INGRESS_URL)")
+    parser.add_argument(
+        "--spawn", help="comma-separated gunicorn worker classes to start and measure"
+    )
+    parser.add_argument("--port", type=int, default=18090)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--pollers", type=int, default=500)
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    report: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "connections": args.connections,
+        "seconds": args.seconds,
+    }
+    if args.spawn:
+        ensure_bench_topics(settings)
+        for worker_class in args.spawn.split(","):
+            proc = spawn(worker_class, args.port, settings)
+            try:
+                report[worker_class] = suite(
+                    f"http://127.0.0.1:{args.port}", settings.storefront_key, args
+                )
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=60)
+            print(json.dumps({worker_class: report[worker_class]}), flush=True)
+    else:
+        report["target"] = suite(args.url or settings.ingress_url, settings.storefront_key, args)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""POST /v1/orders: one message per line keyed by product, 202 after acks, idempotency."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+from ingress_fakes import Harness, order_body
+
+from ingress.idempotency import Stored
+from orderstream.readmodel import Keys, decode_order
+from schemas import codec
+from schemas.common import event_id_for
+from schemas.orders import CancelOrder, OrderLineRequested
+
+
+def test_accepts_an_order_as_one_message_per_line_keyed_by_product(h: Harness) -> None:
+    r = h.post_order(order_body(("sku-a", 2), ("sku-b", 1), expected_total="30.00"))
+
+    assert r.status_code == 202
+    order_id = r.json["order_id"]
+    assert r.json == {"order_id": order_id, "status": "accepted"}
+    assert r.headers["Location"] == f"/v1/orders/{order_id}"
+    assert len(order_id) == 32
+    lines = [codec.decode(m.value, OrderLineRequested) for m in h.publisher.sent]
+    assert [m.topic for m in h.publisher.sent] == ["orders.requests"] * 2
+    assert [m.key for m in h.publisher.sent] == [b"sku-a", b"sku-b"]
+    assert [(ln.line_no, ln.line_count, ln.product_id, ln.quantity) for ln in lines] == [
+        (0, 2, "sku-a", 2),
+        (1, 2, "sku-b", 1),
+    ]
+    assert lines[0].event_id == event_id_for(order_id, 0, "requested")
+    assert {str(ln.expected_total) for ln in lines} == {"30.00"}
+    assert {ln.order_id for ln in lines} == {order_id}
+
+
+def test_writes_the_accepted_status_to_the_read_model(h: Harness) -> None:
+    order_id = h.post_order(order_body(("sku-a", 2))).json["order_id"]
+
+    stored = decode_order(h.redis.hgetall(Keys().order(order_id)))
+    assert stored is not None
+    assert stored["status"] == "accepted"
+    assert stored["customer_id"] == "cust-1"
+    assert stored["items"] == [{"product_id": "sku-a", "quantity": 2}]
+
+
+def test_uses_the_topic_prefix(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness(topic_prefix="t1.")
+    h.post_order(order_body(("sku-a", 1)))
+    assert h.publisher.sent[0].topic == "t1.orders.requests"
+
+
+def test_a_retry_with_the_same_key_and_body_replays_the_same_order(h: Harness) -> None:
+    first = h.post_order(order_body(("sku-a", 1)), key="k-1")
+    second = h.post_order(order_body(("sku-a", 1)), key="k-1")
+
+    assert second.status_code == 202
+    assert second.json == first.json
+    assert second.headers["Location"] == first.headers["Location"]
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert len(h.publisher.sent) == 1
+
+
+def test_the_same_key_with_another_body_is_422(h: Harness) -> None:
+    h.post_order(order_body(("sku-a", 1)), key="k-1")
+    r = h.post_order(order_body(("sku-a", 2)), key="k-1")
+
+    assert r.status_code == 422
+    assert r.json["type"].endswith("idempotency-key-reused")
+    assert len(h.publisher.sent) == 1
+
+
+def test_keys_are_scoped_per_storefront_key(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h = make_harness()
+    first = h.post_order(order_body(("sku-a", 1)), key="k-1")
+    # the admin key is another scope: the same Idempotency-Key is a new order there
+    other = h.client.simulate_post(
+        "/v1/orders",
+        json=order_body(("sku-a", 1)),
+        headers={"Authorization": "Bearer ak-test-admin", "Idempotency-Key": "k-1"},
+    )
+    assert other.status_code == 202
+    assert other.json["order_id"] != first.json["order_id"]
+
+
+def test_a_key_still_in_flight_is_409(h: Harness) -> None:
+    first = h.post_order(order_body(("sku-a", 1)), key="k-1")
+    # make the stored record look in flight (as while another worker is publishing)
+    (key,) = h.redis.keys("os:idem:*")
+    stored = msgspec.json.decode(h.redis.get(key), type=Stored)
+    h.redis.set(key, msgspec.json.encode(Stored(stored.fingerprint, "in_flight", "x")))
+
+    r = h.post_order(order_body(("sku-a", 1)), key="k-1")
+
+    assert first.status_code == 202
+    assert r.status_code == 409
+    assert r.headers["Retry-After"] == "1"
+    assert r.json["status"] == 409
+
+
+def test_a_replay_leaves_no_read_model_entry_for_the_unused_order_id(h: Harness) -> None:
+    h.post_order(order_body(("sku-a", 1)), key="k-1")
+    h.post_order(order_body(("sku-a", 1)), key="k-1")
+    assert len(h.redis.keys("os:order:*")) == 1
+
+
+def test_kafka_failure_is_503_and_nothing_is_accepted(h: Harness) -> None:
+    h.publisher.fail_after = 0
+    r = h.post_order(order_body(("sku-a", 1)), key="k-1")
+
+    assert r.status_code == 503
+    assert r.headers["Content-Type"] == "application/problem+json"
+    assert r.headers["Retry-After"]
+    assert h.redis.keys("os:order:*") == []
+    assert not [m for m in h.publisher.sent if m.topic == "orders.requests"]
+
+
+def test_a_failed_publish_releases_the_key_so_a_retry_succeeds(h: Harness) -> None:
+    h.publisher.fail_after = 0
+    assert h.post_order(order_body(("sku-a", 1)), key="k-1").status_code == 503
+    h.publisher.fail_after = None
+
+    r = h.post_order(order_body(("sku-a", 1)), key="k-1")
+
+    assert r.status_code == 202
+    assert [m.topic for m in h.publisher.sent].count("orders.requests") == 1
+
+
+def test_a_partial_publish_is_compensated_with_a_cancel_order(h: Harness) -> None:
+    h.publisher.fail_after = 1  # first line acked, second fails; the CancelOrder (1 msg) passes
+    r = h.post_order(order_body(("sku-a", 1), ("sku-b", 1)))
+
+    assert r.status_code == 503
+    requested = [m for m in h.publisher.sent if m.topic == "orders.requests"]
+    cancels = [m for m in h.publisher.sent if m.topic == "orders.cancellations"]
+    assert len(requested) == 1
+    (cancel,) = cancels
+    order_id = codec.decode(requested[0].value, OrderLineRequested).order_id
+    assert cancel.key == order_id.encode()
+    assert codec.decode(cancel.value, CancelOrder).order_id == order_id
+
+
+def test_redis_down_is_503_before_anything_is_published(h: Harness) -> None:
+    h.server.connected = False  # fakeredis: every command raises ConnectionError
+    r = h.post_order(order_body(("sku-a", 1)), key="k-1")
+    assert r.status_code == 503
+    assert h.publisher.sent == []
+
+
+def test_response_is_json(h: Harness) -> None:
+    r = h.post_order(order_body(("sku-a", 1)))
+    assert r.headers["Content-Type"] == "application/json"
+    assert json.loads(r.text)["status"] == "accepted"
