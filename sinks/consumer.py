@@ -47,6 +47,7 @@ class SinkConsumer:
         self._stop = stop or threading.Event()
         self._unpositioned: set[TopicPartition] = set()
         self._backoff = Backoff()
+        self.flush_failures = 0
 
     def subscribe(self, topics: tuple[str, ...]) -> None:
         self._consumer.subscribe(topics=list(topics), listener=_Listener(self))
@@ -91,6 +92,7 @@ class SinkConsumer:
             try:
                 self._sink.flush()
             except Exception as error:
+                self.flush_failures += 1
                 logger.warning(
                     "flush of %d records failed: %s", len(self._sink), _first_line(error)
                 )

@@ -84,7 +84,7 @@ class OutboxRelay:
             uow.connection.execute(
                 update(outbox)
                 .where(outbox.c.id.in_(bindparam("ids", expanding=True)))
-                .values(sent_at=func.now()),
+                .values(sent_at=func.clock_timestamp()),  # after the acks
                 {"ids": [row.id for row in rows]},
             )
             uow.commit()
@@ -123,6 +123,8 @@ class OutboxListener:
                 self._conn = psycopg.connect(self._conninfo, autocommit=True)
                 self._conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
             for _ in self._conn.notifies(timeout=timeout_s, stop_after=1):
+                pass
+            for _ in self._conn.notifies(timeout=0.001):  # coalesce the ones queued meanwhile
                 pass
         except psycopg.Error as error:
             logger.warning("LISTEN failed (%s); polling", error)

@@ -6,6 +6,7 @@ import threading
 
 import redis
 from kafka import KafkaConsumer
+from kafka.coordinator.assignors.range import RangePartitionAssignor
 from sqlalchemy import Engine, create_engine, make_url
 
 from orderstream.readmodel import Keys
@@ -69,6 +70,11 @@ def make_sink_consumer(
         isolation_level="read_committed",
         max_poll_records=settings.sink_batch_size,
         max_partition_fetch_bytes=4 * 1024 * 1024,
+        session_timeout_ms=10_000,
+        # Range assignment gives one member partition p of every source topic: the
+        # cancellations and the commits of one order (same key, same partition count)
+        # are arbitrated by one sink instance.
+        partition_assignment_strategy=(RangePartitionAssignor,),
     )
     runner = SinkConsumer(
         kafka,

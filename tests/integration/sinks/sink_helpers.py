@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from schemas.common import event_id_for
 from schemas.orders import CancelOrder, OrderCommitted, OrderItem
 from schemas.topics import ALL_TOPICS
 from sinks.consumer import SinkConsumer
+from sinks.records import SOURCE_TOPICS
 from sinks.wiring import make_sink_consumer
 
 T = TypeVar("T")
@@ -85,6 +87,17 @@ def create_topics(settings: Settings) -> list[str]:
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:
         admin.create_topics([NewTopic(n, settings.partitions, 1) for n in names], timeout_ms=30000)
+        # wait until every partition has a leader (fresh topics answer NotLeader at first)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            described = admin.describe_topics(names)
+            if all(
+                len(d.get("partitions", [])) == settings.partitions
+                and all(p.get("leader_id", -1) >= 0 for p in d["partitions"])
+                for d in described
+            ):
+                break
+            time.sleep(0.2)
     finally:
         admin.close()
     return names
@@ -100,7 +113,7 @@ def delete_topics(settings: Settings, names: list[str]) -> None:
         admin.close()
 
 
-def test_settings(base: Settings, namespace: str, database_url: str, **over: Any) -> Settings:
+def settings_for_test(base: Settings, namespace: str, database_url: str, **over: Any) -> Settings:
     return replace(
         base,
         topic_prefix=namespace,
@@ -205,17 +218,19 @@ def sink_subprocess(settings: Settings, log: Path, group_id: str) -> subprocess.
     )
 
 
+@functools.cache
+def _offsets_client(bootstrap: str) -> KafkaConsumer:
+    return KafkaConsumer(bootstrap_servers=bootstrap)
+
+
 def end_offsets(settings: Settings, logical_topics: list[str]) -> dict[tuple[str, int], int]:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    try:
-        tps = [
-            TopicPartition(settings.topics(t), p)
-            for t in logical_topics
-            for p in range(settings.partitions)
-        ]
-        return {(tp.topic, tp.partition): o for tp, o in consumer.end_offsets(tps).items()}
-    finally:
-        consumer.close()
+    tps = [
+        TopicPartition(settings.topics(t), p)
+        for t in logical_topics
+        for p in range(settings.partitions)
+    ]
+    consumer = _offsets_client(settings.kafka_bootstrap)
+    return {(tp.topic, tp.partition): o for tp, o in consumer.end_offsets(tps).items()}
 
 
 def read_topic(
@@ -239,3 +254,40 @@ def read_topic(
         return records
     finally:
         consumer.close()
+
+
+def count(engine: sa.Engine, sql: str, **params: object) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text(sql), params).scalar_one())
+
+
+def statuses(engine: sa.Engine, prefix: str) -> dict[str, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT order_id, status FROM orders WHERE order_id LIKE :p"),
+            {"p": prefix + "%"},
+        )
+        return {r[0]: r[1] for r in rows}
+
+
+def offsets_caught_up(engine: sa.Engine, settings: Settings) -> bool:
+    """consumed_offsets equals the end of every source partition (nothing skipped)."""
+    ends = {k: v for k, v in end_offsets(settings, list(SOURCE_TOPICS)).items() if v > 0}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT topic, partition, next_offset FROM consumed_offsets WHERE topic LIKE :p"
+            ),
+            {"p": settings.topic_prefix + "%"},
+        )
+        stored = {(t, p): o for t, p, o in rows}
+    return all(stored.get(k) == v for k, v in ends.items())
+
+
+def outbox_rows(engine: sa.Engine, topic: str) -> list[tuple[str, str | None, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT event_id, key, payload FROM outbox WHERE topic = :t ORDER BY id"),
+            {"t": topic},
+        )
+        return [(r[0], r[1], r[2]) for r in rows]

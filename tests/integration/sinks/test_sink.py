@@ -3,8 +3,10 @@ dead letters. Every wait is bounded; assertions are about rows, never timings.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,9 +15,12 @@ from sink_helpers import (
     Producer,
     cancel_order,
     committed_order,
-    end_offsets,
+    count,
+    offsets_caught_up,
+    outbox_rows,
     sink_in_thread,
     sink_subprocess,
+    statuses,
     wait_until,
 )
 
@@ -31,44 +36,6 @@ from schemas.topics import (
     ORDERS_REJECTED,
     ORDERS_SHIPPED,
 )
-from sinks.records import SOURCE_TOPICS
-
-
-def count(engine: sa.Engine, sql: str, **params: object) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(sa.text(sql), params).scalar_one())
-
-
-def statuses(engine: sa.Engine, prefix: str) -> dict[str, str]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT order_id, status FROM orders WHERE order_id LIKE :p"),
-            {"p": prefix + "%"},
-        )
-        return {r[0]: r[1] for r in rows}
-
-
-def offsets_caught_up(engine: sa.Engine, settings: Settings) -> bool:
-    """consumed_offsets equals the end of every source partition (nothing skipped)."""
-    ends = {k: v for k, v in end_offsets(settings, list(SOURCE_TOPICS)).items() if v > 0}
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT topic, partition, next_offset FROM consumed_offsets WHERE topic LIKE :p"
-            ),
-            {"p": settings.topic_prefix + "%"},
-        )
-        stored = {(t, p): o for t, p, o in rows}
-    return all(stored.get(k) == v for k, v in ends.items())
-
-
-def outbox_rows(engine: sa.Engine, topic: str) -> list[tuple[str, str | None, str]]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT event_id, key, payload FROM outbox WHERE topic = :t ORDER BY id"),
-            {"t": topic},
-        )
-        return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
 def test_replayed_events_give_one_row_per_order_and_one_outbox_row_per_event(
@@ -132,6 +99,10 @@ def test_replayed_events_give_one_row_per_order_and_one_outbox_row_per_event(
     check()
 
 
+def written_at_least(engine: sa.Engine, prefix: str, n: int) -> Callable[[], bool]:
+    return lambda: len(statuses(engine, prefix)) >= n
+
+
 def test_sigkill_mid_batch_loses_and_duplicates_nothing(
     sink_settings: Settings,
     sink_engine: sa.Engine,
@@ -144,18 +115,14 @@ def test_sigkill_mid_batch_loses_and_duplicates_nothing(
     for oid in ids:
         producer.send(ORDERS_COMMITTED, oid, committed_order(oid, lines=2))
     producer.flush()
-    settings = sink_settings
+    settings = dataclasses.replace(sink_settings, sink_batch_size=50)
     group = f"{namespace}sink-kill"
     log = tmp_path / "sink.log"
     kills = 0
     for threshold in (500, 2500):
         proc = sink_subprocess(settings, log, group)
         try:
-            wait_until(
-                lambda t=threshold: len(statuses(sink_engine, namespace)) >= t,
-                120,
-                f">= {threshold} orders written",
-            )
+            wait_until(written_at_least(sink_engine, namespace, threshold), 120, "orders")
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)

@@ -11,6 +11,7 @@ from schemas.inventory import Discontinue, UpsertProduct
 from schemas.orders import CancelOrder, OrderCancelled, OrderCommitted, OrderItem, OrderRejected
 from schemas.topics import TopicNames
 from sinks.projection import plan_batch
+from sinks.records import SinkEvent
 
 TOPICS = TopicNames("t-")
 
@@ -102,7 +103,7 @@ def test_cancel_after_shipped_is_too_late() -> None:
 
 
 def test_settler_cancellation_and_rejection_get_a_row_without_outbox() -> None:
-    events = [
+    events: list[SinkEvent] = [
         OrderCancelled(event_id="e1", order_id="o1", customer_id="c1"),
         OrderRejected(event_id="e2", order_id="o2", customer_id="c2", reason="out_of_stock"),
     ]
@@ -148,7 +149,7 @@ def test_replaying_any_batch_over_its_own_result_plans_nothing(
     script: list[tuple[str, int]],
 ) -> None:
     """Idempotence: feed a batch, apply its plan to the 'database', feed it again."""
-    events = []
+    events: list[SinkEvent] = []
     for kind, n in script:
         oid = f"o{n}"
         if kind == "commit":
@@ -168,4 +169,6 @@ def test_replaying_any_batch_over_its_own_result_plans_nothing(
     second = plan_batch(events, status, set(first.cancel_requests), TOPICS)
     assert second.orders == [] and second.outbox == [] and second.cancel_requests == []
     shipped = [o.order_id for o in first.orders if o.status == "shipped"]
-    assert sorted(shipped) == sorted(r.key for r in first.outbox if r.topic == "t-orders.shipped")
+    assert sorted(shipped) == sorted(
+        str(r.key) for r in first.outbox if r.topic == "t-orders.shipped"
+    )
