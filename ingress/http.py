@@ -29,7 +29,10 @@ def read_json(req: falcon.Request, max_bytes: int) -> bytes:
     length = req.content_length
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(f"the body may be at most {max_bytes} bytes")
-    body = req.bounded_stream.read(max_bytes + 1)
+    # No Content-Length (chunked): Falcon's bounded_stream would read nothing, and the
+    # server's input stream (gunicorn) ends at the end of the chunked body.
+    stream = req.bounded_stream if length is not None else req.stream
+    body = stream.read(max_bytes + 1)
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"the body may be at most {max_bytes} bytes")
     if not body.strip():

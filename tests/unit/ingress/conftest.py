@@ -17,7 +17,7 @@ from orderstream.settings import Settings
 @pytest.fixture
 def make_harness() -> Callable[..., Harness]:
     def make(**overrides: Any) -> Harness:
-        settings = Settings(storefront_key=STOREFRONT, admin_key=ADMIN, **overrides)
+        settings = Settings(**{"storefront_key": STOREFRONT, "admin_key": ADMIN, **overrides})
         server = fakeredis.FakeServer()
         redis = fakeredis.FakeRedis(server=server)
         publisher = FakePublisher()

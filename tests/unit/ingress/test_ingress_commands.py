@@ -1,0 +1,123 @@
+"""Admin commands to inventory.commands and storefront cancellation."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from ingress_fakes import ADMIN_AUTH, STORE, Harness, order_body
+
+from orderstream.readmodel import SET_STATUS_LUA, Keys, status_args
+from schemas import codec
+from schemas.inventory import Discontinue, InventoryCommand, Restock, UpsertProduct
+from schemas.orders import CancelOrder
+
+
+def command(h: Harness) -> InventoryCommand:
+    (message,) = h.publisher.sent
+    assert message.topic == "inventory.commands"
+    return codec.inventory_command_decoder.decode(message.value)  # type: ignore[no-any-return]
+
+
+def test_put_product_publishes_an_upsert_keyed_by_product(h: Harness) -> None:
+    r = h.client.simulate_put(
+        "/v1/products/mug-1",
+        json={"name": "Mug", "price": "9.50", "stock": 10, "limit_per_customer": 2},
+        headers=ADMIN_AUTH,
+    )
+    assert r.status_code == 202
+    cmd = command(h)
+    assert isinstance(cmd, UpsertProduct)
+    assert h.publisher.sent[0].key == b"mug-1"
+    assert (cmd.name, str(cmd.price), cmd.stock, cmd.limit_per_customer) == ("Mug", "9.50", 10, 2)
+    assert r.json == {"command_id": cmd.command_id, "product_id": "mug-1", "type": "upsert_product"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "Mug", "price": 9.5},
+        {"name": "Mug"},
+        {"name": "", "price": "1"},
+        {"name": "M", "price": "1", "stock": -1},
+    ],
+)
+def test_put_product_rejects_bad_bodies(h: Harness, body: dict[str, object]) -> None:
+    assert (
+        h.client.simulate_put("/v1/products/mug-1", json=body, headers=ADMIN_AUTH).status_code
+        == 422
+    )
+    assert h.publisher.sent == []
+
+
+def test_restock_and_delete(h: Harness) -> None:
+    r = h.client.simulate_post(
+        "/v1/products/mug-1/restock", json={"quantity": 5}, headers=ADMIN_AUTH
+    )
+    assert r.status_code == 202
+    restock = command(h)
+    assert isinstance(restock, Restock) and restock.quantity == 5
+    h.publisher.sent.clear()
+    assert h.client.simulate_delete("/v1/products/mug-1", headers=ADMIN_AUTH).status_code == 202
+    assert isinstance(command(h), Discontinue)
+
+
+def test_restock_needs_a_positive_quantity(h: Harness) -> None:
+    r = h.client.simulate_post(
+        "/v1/products/mug-1/restock", json={"quantity": 0}, headers=ADMIN_AUTH
+    )
+    assert r.status_code == 422
+
+
+def test_a_command_kafka_does_not_ack_is_503(h: Harness) -> None:
+    h.publisher.fail_after = 0
+    r = h.client.simulate_delete("/v1/products/mug-1", headers=ADMIN_AUTH)
+    assert r.status_code == 503
+    assert r.headers["Retry-After"]
+
+
+def set_status(h: Harness, order_id: str, status: str) -> None:
+    keys = Keys()
+    h.redis.eval(
+        SET_STATUS_LUA,
+        2,
+        keys.order(order_id),
+        keys.order_channel(order_id),
+        *status_args(status, {}),
+    )
+
+
+def cancel(h: Harness, order_id: str):  # type: ignore[no-untyped-def]
+    return h.client.simulate_post(f"/v1/orders/{order_id}/cancel", headers=STORE)
+
+
+def test_cancel_publishes_a_cancel_order_keyed_by_order(h: Harness) -> None:
+    order_id = h.post_order(order_body(("a", 1))).json["order_id"]
+    h.publisher.sent.clear()
+    r = cancel(h, order_id)
+    assert r.status_code == 202
+    (message,) = h.publisher.sent
+    assert message.topic == "orders.cancellations"
+    assert message.key == order_id.encode()
+    assert codec.decode(message.value, CancelOrder).order_id == order_id
+
+
+def test_cancel_of_an_unknown_order_is_404(h: Harness) -> None:
+    assert cancel(h, uuid.uuid4().hex).status_code == 404
+
+
+@pytest.mark.parametrize("status", ["shipped", "rejected"])
+def test_cancel_once_shipped_or_rejected_is_409(h: Harness, status: str) -> None:
+    order_id = uuid.uuid4().hex
+    set_status(h, order_id, status)
+    assert cancel(h, order_id).status_code == 409
+    assert h.publisher.sent == []
+
+
+def test_cancel_of_a_cancelled_order_is_202_again_without_publishing(h: Harness) -> None:
+    order_id = uuid.uuid4().hex
+    set_status(h, order_id, "cancelled")
+    r = cancel(h, order_id)
+    assert r.status_code == 202
+    assert r.json["status"] == "cancelled"
+    assert h.publisher.sent == []

@@ -1,0 +1,158 @@
+"""GET orders (Redis read model, PostgreSQL fallback, long-poll) and products."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+from ingress_fakes import STORE, Harness, order_body
+
+from orderstream.readmodel import SET_STATUS_LUA, Keys, product_fields, status_args
+
+
+def set_status(h: Harness, order_id: str, status: str, **fields: object) -> None:
+    keys = Keys()
+    h.redis.eval(
+        SET_STATUS_LUA,
+        2,
+        keys.order(order_id),
+        keys.order_channel(order_id),
+        *status_args(status, fields),
+    )
+
+
+def test_a_placed_order_is_readable_at_once(h: Harness) -> None:
+    order_id = h.post_order(order_body(("sku-a", 2))).json["order_id"]
+    r = h.client.simulate_get(f"/v1/orders/{order_id}", headers=STORE)
+    assert r.status_code == 200
+    assert r.json == {
+        "order_id": order_id,
+        "status": "accepted",
+        "items": [{"product_id": "sku-a", "quantity": 2, "unit_price": None}],
+    }
+
+
+def test_committed_order_shows_prices_total_and_reason_when_present(h: Harness) -> None:
+    order_id = uuid.uuid4().hex
+    set_status(
+        h,
+        order_id,
+        "rejected",
+        items=[{"product_id": "a", "quantity": 1, "unit_price": "2.50"}],
+        total="2.50",
+        reason="out_of_stock",
+    )
+    r = h.client.simulate_get(f"/v1/orders/{order_id}", headers=STORE)
+    assert r.json == {
+        "order_id": order_id,
+        "status": "rejected",
+        "reason": "out_of_stock",
+        "items": [{"product_id": "a", "quantity": 1, "unit_price": "2.50"}],
+        "total": "2.50",
+    }
+
+
+def test_unknown_order_is_404(h: Harness) -> None:
+    r = h.client.simulate_get(f"/v1/orders/{uuid.uuid4().hex}", headers=STORE)
+    assert r.status_code == 404
+    assert r.headers["Content-Type"] == "application/problem+json"
+
+
+def test_a_non_uuid_order_id_is_404(h: Harness) -> None:
+    assert h.client.simulate_get("/v1/orders/not-an-id", headers=STORE).status_code == 404
+
+
+def test_falls_back_to_postgres_when_redis_has_no_entry(h: Harness) -> None:
+    order_id = uuid.uuid4().hex
+    h.fallback.orders[order_id] = {
+        "status": "shipped",
+        "reason": None,
+        "total": "5.00",
+        "items": [{"product_id": "a", "quantity": 2, "unit_price": "2.50"}],
+    }
+    r = h.client.simulate_get(f"/v1/orders/{order_id}", headers=STORE)
+    assert r.status_code == 200
+    assert r.json["status"] == "shipped"
+    assert r.json["total"] == "5.00"
+
+
+def test_wait_must_be_within_bounds(h: Harness) -> None:
+    order_id = h.post_order(order_body(("a", 1))).json["order_id"]
+    for bad in ("-1", "31", "abc", "nan"):
+        r = h.client.simulate_get(f"/v1/orders/{order_id}", params={"wait": bad}, headers=STORE)
+        assert r.status_code == 422, bad
+        assert r.json["errors"][0]["field"] == "query:wait"
+
+
+def test_wait_returns_at_once_for_a_terminal_order(h: Harness) -> None:
+    order_id = uuid.uuid4().hex
+    set_status(h, order_id, "shipped", items=[])
+    r = h.client.simulate_get(f"/v1/orders/{order_id}", params={"wait": "30"}, headers=STORE)
+    assert r.json["status"] == "shipped"
+
+
+def test_wait_returns_the_new_status_when_it_changes(h: Harness) -> None:
+    order_id = h.post_order(order_body(("a", 1))).json["order_id"]
+    changer = threading.Timer(0.3, set_status, args=(h, order_id, "committed"))
+    changer.start()
+    try:
+        r = h.client.simulate_get(f"/v1/orders/{order_id}", params={"wait": "20"}, headers=STORE)
+    finally:
+        changer.join(timeout=10)
+    assert r.status_code == 200
+    assert r.json["status"] == "committed"
+
+
+def test_wait_without_a_change_returns_the_current_status(h: Harness) -> None:
+    order_id = h.post_order(order_body(("a", 1))).json["order_id"]
+    r = h.client.simulate_get(f"/v1/orders/{order_id}", params={"wait": "0.2"}, headers=STORE)
+    assert r.json["status"] == "accepted"
+
+
+def put_product(h: Harness, product_id: str, **kw: object) -> None:
+    fields = {
+        "name": "Mug",
+        "price": "9.50",
+        "available": 3,
+        "active": True,
+        "limit_per_customer": None,
+    }
+    fields.update(kw)
+    keys = Keys()
+    h.redis.hset(keys.product(product_id), mapping=product_fields(**fields))  # type: ignore[arg-type]
+    h.redis.sadd(keys.products(), product_id)
+
+
+def test_products_come_from_the_read_model(h: Harness) -> None:
+    put_product(h, "mug-1")
+    put_product(h, "cap-2", name="Cap", active=False, available=0)
+    listed = h.client.simulate_get("/v1/products")
+    one = h.client.simulate_get("/v1/products/mug-1")
+    assert [p["product_id"] for p in listed.json["items"]] == ["cap-2", "mug-1"]
+    assert one.json == {
+        "product_id": "mug-1",
+        "name": "Mug",
+        "price": "9.50",
+        "available": 3,
+        "active": True,
+        "limit_per_customer": None,
+    }
+
+
+def test_unknown_product_is_404_and_a_bad_id_is_422(h: Harness) -> None:
+    assert h.client.simulate_get("/v1/products/nope").status_code == 404
+    assert h.client.simulate_get("/v1/products/bad%20id").status_code == 422
+
+
+def test_products_fall_back_to_postgres(h: Harness) -> None:
+    row = {
+        "product_id": "pg-1",
+        "name": "PG",
+        "price": "1.00",
+        "available": 0,
+        "active": True,
+        "limit_per_customer": None,
+    }
+    h.fallback.product_rows.append(row)
+    assert h.client.simulate_get("/v1/products/pg-1").json == row
+    assert h.client.simulate_get("/v1/products").json == {"items": [row]}
