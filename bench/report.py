@@ -114,7 +114,8 @@ def markdown(summary: Mapping[str, Any]) -> str:
         "own database agrees with (shipped rows or none), per second from the first request to "
         "the last answer; latencies are request to final answer; `oversold` = units in shipped "
         "orders beyond the stock put, from each system's database; `lost` = accepted (202) "
-        "orders with no final answer, neither seen by the client nor in the database; `failed` "
+        "orders with no final answer, neither seen by the client nor in the database after "
+        "a further drain period (`unanswered` counts late answers too); `failed` "
         "= POSTs not accepted (busy/try again, 4xx/5xx, connection errors); `wrong` = final "
         "answers the database contradicts. The machine is shared: figures are noisy.",
         "",

@@ -22,6 +22,7 @@ from bench.figures import (
     OrderOutcome,
     compute_figures,
     failure_kinds,
+    is_lost,
     reason_counts,
     throughput_series,
 )
@@ -117,11 +118,23 @@ def load_scenario(
 
 
 def evaluate(
-    system: RunningSystem, scenario: Scenario, outcomes: list[OrderOutcome], cpu: dict[str, float]
+    system: RunningSystem,
+    scenario: Scenario,
+    outcomes: list[OrderOutcome],
+    cpu: dict[str, float],
+    settle_s: float = 0.0,
 ) -> ScenarioRun:
-    """The figures, with oversold and lost read from the system's own database."""
+    """The figures, with oversold and lost read from the system's own database.
+
+    Accepted orders the client never saw answered get up to ``settle_s`` more seconds to reach a
+    terminal status in the database (late, not lost) before they are counted lost.
+    """
     accepted_ids = [o.order_id for o in outcomes if o.accepted and o.order_id]
     durable = read_durable(system.database_url, accepted_ids, list(scenario.stock))
+    deadline = time.monotonic() + settle_s
+    while time.monotonic() < deadline and any(is_lost(o, durable.statuses) for o in outcomes):
+        time.sleep(1.0)
+        durable = read_durable(system.database_url, accepted_ids, list(scenario.stock))
     figures = compute_figures(outcomes, durable, scenario.stock, cpu)
     latencies = [((o.t_final or 0) - o.t_sent) * 1000 for o in outcomes if o.answered]
     series = throughput_series(outcomes, durable)
@@ -129,7 +142,8 @@ def evaluate(
 
 
 def run_scenario(system: RunningSystem, scenario: Scenario, load: LoadConfig) -> ScenarioRun:
-    return evaluate(system, scenario, *load_scenario(system, scenario, load))
+    outcomes, cpu = load_scenario(system, scenario, load)
+    return evaluate(system, scenario, outcomes, cpu, settle_s=load.drain_s)
 
 
 def run_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]:
