@@ -18,13 +18,17 @@ from dataclasses import dataclass
 
 import psycopg
 from kafka import KafkaProducer
-from sqlalchemy import Engine, bindparam, delete, func, select, update
+from sqlalchemy import Engine, delete, func, select, text
 
 from sinks.backoff import Backoff
 from sinks.tables import OUTBOX_CHANNEL, outbox
 from sinks.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
+
+
+# clock_timestamp(): the time after the acks, not the transaction's start
+_MARK_SENT = text("UPDATE outbox SET sent_at = clock_timestamp() WHERE id = ANY(:ids)")
 
 
 @dataclass
@@ -81,12 +85,7 @@ class OutboxRelay:
             self._producer.flush(timeout=self._send_timeout_s)
             for future in futures:
                 future.get(timeout=self._send_timeout_s)  # raises if not acknowledged
-            uow.connection.execute(
-                update(outbox)
-                .where(outbox.c.id.in_(bindparam("ids", expanding=True)))
-                .values(sent_at=func.clock_timestamp()),  # after the acks
-                {"ids": [row.id for row in rows]},
-            )
+            uow.connection.execute(_MARK_SENT, {"ids": [row.id for row in rows]})
             uow.commit()
         self.stats.sent += len(rows)
         self.stats.rounds += 1
