@@ -140,6 +140,22 @@ def _op(
     return op
 
 
+OPERATION_IDS = {
+    ("post", "/v1/orders"): "placeOrder",
+    ("get", "/v1/orders/{order_id}"): "getOrder",
+    ("post", "/v1/orders/{order_id}/cancel"): "cancelOrder",
+    ("get", "/v1/products"): "listProducts",
+    ("get", "/v1/products/{product_id}"): "getProduct",
+    ("put", "/v1/products/{product_id}"): "upsertProduct",
+    ("delete", "/v1/products/{product_id}"): "discontinueProduct",
+    ("post", "/v1/products/{product_id}/restock"): "restockProduct",
+    ("get", "/healthz"): "healthz",
+    ("get", "/readyz"): "readyz",
+    ("get", "/metrics"): "metrics",
+    ("get", "/v1/openapi.json"): "openapi",
+}
+
+
 def build_spec(settings: Settings) -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         [OrderRequest, ProductUpsert, RestockRequest], ref_template=REF
@@ -171,18 +187,22 @@ def build_spec(settings: Settings) -> dict[str, Any]:
         "schema": {"type": "number", "minimum": 0, "maximum": settings.max_wait_s},
     }
     limits = "401 429 503"
+    place = _op(
+        "Place an order",
+        "202",
+        "OrderAccepted",
+        f"400 409 413 415 422 {limits}",
+        auth="storefront",
+        body="OrderRequest",
+        params=[idem],
+    )
+    by_id = {"order_id": "$response.body#/order_id"}
+    place["responses"]["202"]["links"] = {
+        "GetOrder": {"operationId": "getOrder", "parameters": by_id},
+        "CancelOrder": {"operationId": "cancelOrder", "parameters": by_id},
+    }
     paths = {
-        "/v1/orders": {
-            "post": _op(
-                "Place an order",
-                "202",
-                "OrderAccepted",
-                f"400 409 413 415 422 {limits}",
-                auth="storefront",
-                body="OrderRequest",
-                params=[idem],
-            )
-        },
+        "/v1/orders": {"post": place},
         "/v1/orders/{order_id}": {
             "get": _op(
                 "Read an order",
@@ -268,6 +288,9 @@ def build_spec(settings: Settings) -> dict[str, Any]:
             }
         },
     }
+    for path, ops in paths.items():
+        for method, op in ops.items():
+            op.setdefault("operationId", OPERATION_IDS.get((method, path), f"{method}{path}"))
     return {
         "openapi": "3.1.0",
         "info": {"title": "orderstream ingress", "version": "1.0.0"},

@@ -27,35 +27,6 @@ from schemas.orders import OrderLineRequested
 PARTITIONS = 8
 
 
-@pytest.fixture
-def settings(stack: Any, namespace: str) -> Iterator[Settings]:
-    s = replace(stack.settings_for(namespace), partitions=PARTITIONS, publish_timeout_s=10.0)
-    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
-    names = [
-        s.topics(t)
-        for t in (topics.ORDER_REQUESTS, topics.ORDER_CANCELLATIONS, topics.INVENTORY_COMMANDS)
-    ]
-    admin.create_topics(
-        [NewTopic(n, PARTITIONS, 1) for n in names], timeout_ms=30000, wait_for_metadata=True
-    )
-    try:
-        yield s
-    finally:
-        admin.delete_topics(names, timeout_ms=30000)
-        admin.close()
-
-
-@pytest.fixture
-def client(settings: Settings, redis_client: Any) -> Iterator[testing.TestClient]:
-    publisher = KafkaPublisher(
-        settings.kafka_bootstrap, max_block_ms=int(settings.publish_timeout_s * 1000)
-    )
-    try:
-        yield testing.TestClient(create_app(settings, publisher, redis_client))
-    finally:
-        publisher.close()
-
-
 def auth(settings: Settings, **extra: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {settings.storefront_key}", **extra}
 
