@@ -39,3 +39,7 @@ test-e2e: install
 
 ci:
 	@.ci/run
+
+.PHONY: bench
+bench:
+	@$(OS) bench $(BENCH_ARGS)
