@@ -50,12 +50,11 @@ def create_app(
     products = ProductReader(redis, config.keys, fallback)
     waiter = StatusWaiter(redis, config.keys, config.wait_recheck_s)
 
-    app = falcon.App(
-        middleware=[
-            MetricsMiddleware(),
-            AuthMiddleware(storefront_key=s.storefront_key, admin_key=s.admin_key, limiter=limiter),
-        ]
-    )
+    middleware: list[Any] = [
+        MetricsMiddleware(),
+        AuthMiddleware(storefront_key=s.storefront_key, admin_key=s.admin_key, limiter=limiter),
+    ]
+    app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
     app.add_route(

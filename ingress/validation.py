@@ -37,12 +37,12 @@ class Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True
     """Base of every request body."""
 
 
-class OrderLine(Body):
+class OrderLine(Body, frozen=True):
     product_id: ProductId
     quantity: Quantity
 
 
-class ShippingAddress(Body, kw_only=True):
+class ShippingAddress(Body, kw_only=True, frozen=True):
     name: Text
     line1: Text
     line2: OptionalText | None = None
@@ -52,14 +52,14 @@ class ShippingAddress(Body, kw_only=True):
     country: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
 
 
-class PaymentMethod(Body):
+class PaymentMethod(Body, frozen=True):
     """A reference to a payment instrument held by the payment provider (never card data)."""
 
     type: Literal["card", "paypal", "invoice"]
     token: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
-class OrderRequest(Body):
+class OrderRequest(Body, frozen=True):
     customer_id: CustomerId
     items: Annotated[list[OrderLine], msgspec.Meta(min_length=1)]
     shipping_address: ShippingAddress | None = None
@@ -67,14 +67,14 @@ class OrderRequest(Body):
     expected_total: MoneyString | None = None
 
 
-class ProductUpsert(Body):
+class ProductUpsert(Body, frozen=True):
     name: Text
     price: MoneyString
     stock: Stock | None = None
     limit_per_customer: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
 
 
-class RestockRequest(Body):
+class RestockRequest(Body, frozen=True):
     quantity: Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)]
 
 
@@ -89,7 +89,7 @@ def decode(body: bytes, type_: type[T]) -> T:
     if decoder is None:
         decoder = _decoders[type_] = msgspec.json.Decoder(type_)
     try:
-        return decoder.decode(body)  # type: ignore[no-any-return]
+        return decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise ValidationFailed([field_error(str(exc))]) from None
     except msgspec.DecodeError as exc:

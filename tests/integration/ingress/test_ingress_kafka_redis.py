@@ -6,16 +6,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from falcon import testing
 from kafka import KafkaConsumer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
 
 from ingress.app import create_app
 from ingress.publisher import KafkaPublisher
