@@ -10,6 +10,7 @@ from pathlib import Path
 from orderstream.settings import REPO_ROOT, STACK_ENV, read_env_file
 
 DEFAULT_WORKERS = 2
+DEFAULT_WORKER_WEB_PORT = 16066
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class StackConfig:
     pg_port: int = 15432
     redis_port: int = 16379
     ingress_port: int = 18080
-    worker_web_port: int = 16066  # worker N listens on worker_web_port + N
+    worker_web_port: int = DEFAULT_WORKER_WEB_PORT  # worker N listens on worker_web_port + N
     workers: int = DEFAULT_WORKERS
 
     @classmethod
@@ -44,7 +45,7 @@ class StackConfig:
             pg_port=15432 + offset,
             redis_port=16379 + offset,
             ingress_port=18080 + offset,
-            worker_web_port=16066 + offset,
+            worker_web_port=DEFAULT_WORKER_WEB_PORT + offset,
             workers=workers,
         )
 

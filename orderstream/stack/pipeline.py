@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
-from orderstream.stack.config import StackConfig
+from orderstream.stack.config import DEFAULT_WORKER_WEB_PORT, StackConfig
 from orderstream.stack.supervisor import Program
 
 logger = logging.getLogger(__name__)
@@ -41,17 +41,17 @@ def programs(cfg: StackConfig, env: Mapping[str, str]) -> list[Program]:
     if has_module(cfg, "streams.worker"):
         for n in range(cfg.workers):
             command = [str(bin_ / "orderstream"), "worker", "--index", str(n)]
+            if cfg.worker_web_port != DEFAULT_WORKER_WEB_PORT:  # shifted ports: tell the worker
+                command += ["--web-port", str(cfg.worker_web_port + n)]
             found.append(
                 Program(
                     f"worker-{n}",
                     command,
                     cfg.root,
-                    # a hint for the worker (it picks 16066+N itself unless it honours this)
-                    {**env, "ORDERSTREAM_WEB_PORT": str(cfg.worker_web_port + n)},
+                    env,
                     autostart=False,
                     priority=40,
                     stopwaitsecs=60,
-                    startsecs=5,
                 )
             )
     if has_module(cfg, "sinks.cli"):
