@@ -39,14 +39,25 @@ def migrate() -> None:
     "--group-id", default=None, help="Kafka consumer group (default: <prefix><app_id>.sink)."
 )
 @click.option("--no-read-model", is_flag=True, help="Do not write the Redis read model.")
-def sink(group_id: str | None, no_read_model: bool) -> None:
+@click.option("--shard", default=0, show_default=True, help="This instance's shard.")
+@click.option("--shards", default=1, show_default=True, help="Instances sharing the partitions.")
+def sink(group_id: str | None, no_read_model: bool, shard: int, shards: int) -> None:
     """Project order events into PostgreSQL; queue shipped events in the outbox."""
-    from sinks.wiring import make_sink_consumer
+    from sinks.lock import ShardLock
+    from sinks.wiring import libpq_url, lock_name, make_sink_consumer
 
     settings = Settings.from_env()
     stop = _stop_on_signals()
+    lock = ShardLock(libpq_url(settings.database_url), lock_name(settings, shard, shards))
+    if not lock.acquire(stop):
+        return
     runner, pg_sink, engine = make_sink_consumer(
-        settings, group_id=group_id, with_read_model=not no_read_model, stop=stop
+        settings,
+        group_id=group_id,
+        with_read_model=not no_read_model,
+        stop=stop,
+        shard=shard,
+        shards=shards,
     )
     pg_sink.setup()
     logger.info("sink consuming with batch size %d", settings.sink_batch_size)
@@ -55,6 +66,7 @@ def sink(group_id: str | None, no_read_model: bool) -> None:
     finally:
         runner.close()
         engine.dispose()
+        lock.release()
 
 
 @click.command()

@@ -1,12 +1,14 @@
 """The sink's consumer loop (kafka-python): poll, batch, flush, back off.
 
-PostgreSQL is the source of truth for what was consumed: on assignment each partition
-is paused until it has been positioned at the ``consumed_offsets`` row (or the
-beginning). Offsets committed to Kafka are only a courtesy for lag monitoring.
+Partitions are assigned statically (``shard`` of ``shards``: partition p when
+p % shards == shard), not by the group protocol: PostgreSQL is the source of truth for
+what was consumed, so no group rebalance is needed, and one PostgreSQL advisory lock
+per shard (``sinks.lock``) keeps a second instance of the same shard waiting. Each
+partition is positioned at its ``consumed_offsets`` row (or the beginning) before it
+is read. Offsets committed to Kafka are only a courtesy for lag monitoring.
 While PostgreSQL is down the partitions stay paused and the flush is retried with
 exponential backoff; nothing is skipped, because offsets only advance in the
-committed transaction. On revocation the batch is flushed, or dropped if that fails
-(it was not committed, so it will be read again by whoever owns the partition).
+committed transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import threading
 import time
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from sqlalchemy import Engine
 
 from sinks.backoff import Backoff
@@ -49,8 +51,27 @@ class SinkConsumer:
         self._backoff = Backoff()
         self.flush_failures = 0
 
-    def subscribe(self, topics: tuple[str, ...]) -> None:
-        self._consumer.subscribe(topics=list(topics), listener=_Listener(self))
+    def assign(self, topics: tuple[str, ...], shard: int = 0, shards: int = 1) -> None:
+        """Own partition p of every topic where p % shards == shard (same p for every
+        topic: the cancellations and the commits of one order meet in one instance)."""
+        partitions: list[TopicPartition] = []
+        for topic in topics:
+            found = self._wait_partitions(topic)
+            partitions += [TopicPartition(topic, p) for p in sorted(found) if p % shards == shard]
+        self._consumer.assign(partitions)
+        self._consumer.pause(*partitions)
+        self._unpositioned = set(partitions)
+        logger.info("assigned %d partitions (shard %d of %d)", len(partitions), shard, shards)
+
+    def _wait_partitions(self, topic: str) -> set[int]:
+        backoff = Backoff(max_s=2.0)
+        while not self._stop.is_set():
+            found = self._consumer.partitions_for_topic(topic)
+            if found:
+                return set(found)
+            logger.warning("no partitions for topic %s yet (auto-creation is off)", topic)
+            self._stop.wait(backoff.next_delay())
+        return set()
 
     def run(self) -> None:
         first_at: float | None = None
@@ -167,38 +188,6 @@ class SinkConsumer:
             self._consumer.commit_async(offsets)
         except Exception as error:
             logger.debug("kafka offset commit skipped: %s", error)
-
-    def on_revoked(self, revoked: list[TopicPartition]) -> None:
-        self._unpositioned -= set(revoked)
-        if not len(self._sink):
-            return
-        for attempt in range(3):
-            try:
-                self._sink.flush()
-                return
-            except Exception as error:
-                logger.warning(
-                    "flush on revocation failed (%d): %s", attempt + 1, _first_line(error)
-                )
-                time.sleep(0.2 * (attempt + 1))
-        logger.warning("dropping %d uncommitted records on revocation", len(self._sink))
-        self._sink.discard()
-
-    def on_assigned(self, assigned: list[TopicPartition]) -> None:
-        if assigned:
-            self._consumer.pause(*assigned)
-            self._unpositioned |= set(assigned)
-
-
-class _Listener(ConsumerRebalanceListener):
-    def __init__(self, owner: SinkConsumer) -> None:
-        self._owner = owner
-
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self._owner.on_revoked(revoked)
-
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self._owner.on_assigned(assigned)
 
 
 def _first_line(error: BaseException) -> str:

@@ -6,7 +6,6 @@ import threading
 
 import redis
 from kafka import KafkaConsumer
-from kafka.coordinator.assignors.range import RangePartitionAssignor
 from sqlalchemy import Engine, create_engine, make_url
 
 from orderstream.readmodel import Keys
@@ -35,6 +34,10 @@ def make_engine(settings: Settings, pool_size: int = 2) -> Engine:
     )
 
 
+def lock_name(settings: Settings, shard: int, shards: int) -> str:
+    return f"{consumer_name(settings)}:{settings.topic_prefix}:{shard}/{shards}"
+
+
 def libpq_url(database_url: str) -> str:
     """``postgresql+psycopg://...`` as a plain libpq URL (for psycopg.connect)."""
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -52,7 +55,10 @@ def make_sink_consumer(
     group_id: str | None = None,
     with_read_model: bool = True,
     stop: threading.Event | None = None,
+    shard: int = 0,
+    shards: int = 1,
 ) -> tuple[SinkConsumer, PostgresSink, Engine]:
+    """The sink for one shard; ``group_id`` is only used to report lag to Kafka."""
     engine = make_engine(settings)
     name = consumer_name(settings)
     sink = PostgresSink(
@@ -70,11 +76,6 @@ def make_sink_consumer(
         isolation_level="read_committed",
         max_poll_records=settings.sink_batch_size,
         max_partition_fetch_bytes=4 * 1024 * 1024,
-        session_timeout_ms=10_000,
-        # Range assignment gives one member partition p of every source topic: the
-        # cancellations and the commits of one order (same key, same partition count)
-        # are arbitrated by one sink instance.
-        partition_assignment_strategy=(RangePartitionAssignor,),
     )
     runner = SinkConsumer(
         kafka,
@@ -85,5 +86,5 @@ def make_sink_consumer(
         settings.sink_batch_timeout_s,
         stop,
     )
-    runner.subscribe(source_topics(settings.topics))
+    runner.assign(source_topics(settings.topics), shard, shards)
     return runner, sink, engine
