@@ -107,7 +107,7 @@ def markdown(summary: Mapping[str, Any]) -> str:
             "|---|---|---|",
         ]
         for scenario, row in ratios.items():
-            out += [f"| {scenario} | {k} | {v:.3f} |" for k, v in row.items()]
+            out += [f"| {scenario} | {k} | {v:.3g} |" for k, v in row.items()]
         out.append("")
     out += [
         "Figures: `decided_per_s` = orders whose final answer the client saw and the system's "
