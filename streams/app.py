@@ -31,6 +31,7 @@ def create_app(
     settings: Settings,
     *,
     worker_index: int = 0,
+    web_port: int | None = None,
     store: str = "rocksdb://",  # faust-streaming drives RocksDB through rocksdict
     broker: str | None = None,
     redis_client: aioredis.Redis | None = None,
@@ -49,7 +50,8 @@ def create_app(
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         web_host="127.0.0.1",
-        web_port=WEB_PORT_BASE + worker_index,
+        web_bind="127.0.0.1",
+        web_port=web_port or WEB_PORT_BASE + worker_index,
         producer_linger=0.005,
         producer_max_batch_size=256 * 1024,
         broker_max_poll_records=2000,

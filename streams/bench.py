@@ -1,0 +1,341 @@
+"""``python -m streams.bench``: order lines decided per second by ONE worker, here.
+
+Scenarios: one hot product (half the lines get stock) and lines spread over 10,000
+products; plus the same broker's raw aiokafka consume->produce rate in the same run.
+Method per scenario: topics under a fresh prefix; the catalog is applied by a worker
+which is then stopped; all lines are produced; a worker is started on the backlog; the
+rate is (lines - 1) / (last - first reservation timestamp). Never run from tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from orderstream.settings import Settings
+from schemas import codec
+from schemas import topics as names
+from schemas.inventory import UpsertProduct
+from schemas.orders import OrderLineRequested
+from streams.tables import changelog_topic
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Scenario:
+    name: str
+    products: int
+    lines: int
+    stock_per_product: int
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Bench:
+    def __init__(self, base: Settings, partitions: int, workdir: Path) -> None:
+        self.base = base
+        self.partitions = partitions
+        self.workdir = workdir
+
+    def settings_for(self, prefix: str) -> Settings:
+        return Settings(
+            kafka_bootstrap=self.base.kafka_bootstrap,
+            redis_url=self.base.redis_url,
+            partitions=self.partitions,
+            topic_prefix=prefix,
+            app_id=f"{prefix}bench",
+            data_dir=str(self.workdir / prefix),
+            hold_time_s=60,
+        )
+
+    async def create_topics(self, settings: Settings, extra: tuple[str, ...] = ()) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            wanted = [*settings.topics.all(), *extra]
+            await admin.create_topics([NewTopic(t, self.partitions, 1) for t in wanted])
+        finally:
+            await admin.close()
+        await asyncio.sleep(2)  # let leaders settle
+
+    async def delete_topics(self, prefix: str) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.base.kafka_bootstrap)
+        await admin.start()
+        try:
+            found = [t for t in await admin.list_topics() if t.startswith(prefix)]
+            if found:
+                await admin.delete_topics(found)
+        finally:
+            await admin.close()
+
+    def start_worker(self, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "REDIS_URL": settings.redis_url,
+            "ORDERSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+            "ORDERSTREAM_APP_ID": settings.app_id,
+            "ORDERSTREAM_PARTITIONS": str(settings.partitions),
+            "ORDERSTREAM_DATA_DIR": settings.data_dir,
+            "ORDERSTREAM_HOLD_TIME_S": str(settings.hold_time_s),
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "orderstream.cli",
+            "--log-level",
+            "WARNING",
+            "worker",
+            "--index",
+            "0",
+            "--web-port",
+            str(_free_port()),
+            "--loglevel",
+            "warning",
+        ]
+        return subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+    async def end_offsets(self, topic: str) -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.base.kafka_bootstrap)
+        await consumer.start()
+        try:
+            parts = [TopicPartition(topic, p) for p in range(self.partitions)]
+            ends = await consumer.end_offsets(parts)
+            return sum(ends.values())
+        finally:
+            await consumer.stop()
+
+    async def wait_offsets(self, topic: str, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while await self.end_offsets(topic) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic} did not reach {count} messages in {timeout}s")
+            await asyncio.sleep(0.5)
+
+    async def produce(self, settings: Settings, topic: str, items: list[tuple[str, bytes]]) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            linger_ms=10,
+            max_batch_size=512 * 1024,
+            acks="all",
+        )
+        await producer.start()
+        try:
+            name = settings.topics(topic)
+            for start in range(0, len(items), 5000):
+                futures = [
+                    await producer.send(name, key=k.encode(), value=v)
+                    for k, v in items[start : start + 5000]
+                ]
+                await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+
+    async def run_scenario(self, scenario: Scenario) -> dict[str, object]:
+        prefix = f"b{uuid.uuid4().hex[:5]}."
+        settings = self.settings_for(prefix)
+        log = self.workdir / f"{prefix}worker.log"
+        await self.create_topics(settings)
+        try:
+            products = [f"{scenario.name.upper()}-{n}" for n in range(scenario.products)]
+            catalog = [
+                (
+                    p,
+                    codec.encode(
+                        UpsertProduct(
+                            command_id=f"bench-{p}",
+                            product_id=p,
+                            name=p,
+                            price=Decimal("9.99"),
+                            stock=scenario.stock_per_product,
+                        )
+                    ),
+                )
+                for p in products
+            ]
+            await self.produce(settings, names.INVENTORY_COMMANDS, catalog)
+            worker = self.start_worker(settings, log)
+            try:
+                await self.wait_offsets(changelog_topic(settings), len(products), 300)
+                await asyncio.sleep(3)  # let the worker commit its offsets
+            finally:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(timeout=60)
+            rng = random.Random(7)
+            lines = []
+            for i in range(scenario.lines):
+                p = products[0] if len(products) == 1 else rng.choice(products)
+                request = OrderLineRequested(
+                    event_id=f"e{i}",
+                    order_id=f"{prefix}o{i}",
+                    line_no=0,
+                    line_count=1,
+                    customer_id=f"c{i}",
+                    product_id=p,
+                    quantity=1,
+                )
+                lines.append((p, codec.encode(request)))
+            await self.produce(settings, names.ORDER_REQUESTS, lines)
+            worker = self.start_worker(settings, log)
+            try:
+                reservations = settings.topics(names.ORDER_RESERVATIONS)
+                await self.wait_offsets(reservations, scenario.lines, 900)
+                first, last, reserved = await self.output_window(reservations)
+            finally:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(timeout=60)
+            rate = (scenario.lines - 1) / max(last - first, 1e-6)
+            return {
+                "scenario": scenario.name,
+                "lines": scenario.lines,
+                "products": scenario.products,
+                "reserved": reserved,
+                "seconds": round(last - first, 2),
+                "lines_per_s": round(rate),
+            }
+        finally:
+            await self.delete_topics(prefix)
+
+    async def output_window(self, topic: str) -> tuple[float, float, int]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.base.kafka_bootstrap, enable_auto_commit=False
+        )
+        await consumer.start()
+        first, last, reserved = float("inf"), 0.0, 0
+        try:
+            parts = [TopicPartition(topic, p) for p in range(self.partitions)]
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            ends = await consumer.end_offsets(parts)
+            while any(await consumer.position(tp) < ends[tp] for tp in parts):
+                batch = await consumer.getmany(timeout_ms=1000, max_records=10000)
+                for records in batch.values():
+                    for m in records:
+                        first, last = min(first, m.timestamp / 1000), max(last, m.timestamp / 1000)
+                        reserved += b'"line_reserved"' in m.value
+        finally:
+            await consumer.stop()
+        return first, last, reserved
+
+    async def raw_rate(self, lines: int) -> dict[str, object]:
+        """aiokafka consume -> produce of the same kind of messages, no processing."""
+        prefix = f"b{uuid.uuid4().hex[:5]}."
+        settings = self.settings_for(prefix)
+        out = f"{prefix}raw.out"
+        await self.create_topics(settings, extra=(out,))
+        try:
+            payload = codec.encode(
+                OrderLineRequested(
+                    event_id="e",
+                    order_id="o",
+                    line_no=0,
+                    line_count=1,
+                    customer_id="c",
+                    product_id="P",
+                    quantity=1,
+                )
+            )
+            await self.produce(
+                settings, names.ORDER_REQUESTS, [(f"P{i % 10000}", payload) for i in range(lines)]
+            )
+            consumer = AIOKafkaConsumer(
+                settings.topics(names.ORDER_REQUESTS),
+                bootstrap_servers=settings.kafka_bootstrap,
+                group_id=f"{prefix}raw",
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+                max_poll_records=2000,
+            )
+            producer = AIOKafkaProducer(
+                bootstrap_servers=settings.kafka_bootstrap,
+                linger_ms=5,
+                acks="all",
+                max_batch_size=256 * 1024,
+            )
+            await consumer.start()
+            await producer.start()
+            seen, started = 0, 0.0
+            try:
+                while seen < lines:
+                    batch = await consumer.getmany(timeout_ms=1000)
+                    if batch and not started:
+                        started = time.monotonic()
+                    futures = [
+                        await producer.send(out, key=m.key, value=m.value)
+                        for records in batch.values()
+                        for m in records
+                    ]
+                    await asyncio.gather(*futures)
+                    await consumer.commit()
+                    seen += len(futures)
+                elapsed = time.monotonic() - started
+            finally:
+                await consumer.stop()
+                await producer.stop()
+            return {
+                "scenario": "raw aiokafka consume->produce",
+                "messages": lines,
+                "seconds": round(elapsed, 2),
+                "messages_per_s": round(lines / elapsed),
+            }
+        finally:
+            await self.delete_topics(prefix)
+
+
+async def main_async(args: argparse.Namespace) -> list[dict[str, object]]:
+    base = Settings.from_env()
+    workdir = Path(tempfile.mkdtemp(prefix="streams-bench-"))
+    bench = Bench(base, args.partitions, workdir)
+    results = [await bench.raw_rate(args.lines)]
+    results.append(
+        await bench.run_scenario(
+            Scenario("hot", products=1, lines=args.lines, stock_per_product=args.lines // 2)
+        )
+    )
+    results.append(
+        await bench.run_scenario(
+            Scenario("spread", products=args.products, lines=args.lines, stock_per_product=1000)
+        )
+    )
+    raw = float(results[0]["messages_per_s"])  # type: ignore[arg-type]
+    for r in results[1:]:
+        r["share_of_raw"] = round(float(r["lines_per_s"]) / raw, 2)  # type: ignore[arg-type]
+    print(f"worker logs: {workdir}", file=sys.stderr)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lines", type=int, default=60_000)
+    parser.add_argument("--products", type=int, default=10_000)
+    parser.add_argument("--partitions", type=int, default=8)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    for result in asyncio.run(main_async(args)):
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""A real worker subprocess on the real Kafka, under a test's own topic prefix and app id."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from orderstream.settings import Settings
+from schemas import codec
+from schemas import topics as names
+from schemas.common import event_id_for
+from schemas.inventory import UpsertProduct
+from schemas.orders import OrderLineRequested
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class StreamsEnv:
+    """Topics under ``prefix``, a worker process, a producer and output readers."""
+
+    def __init__(
+        self, base: Settings, prefix: str, tmp: Path, partitions: int = 4, hold_time_s: float = 30.0
+    ) -> None:
+        self.prefix = prefix
+        self.app_id = f"{prefix}app-{uuid.uuid4().hex[:6]}"
+        self.settings = Settings(
+            kafka_bootstrap=base.kafka_bootstrap,
+            redis_url=base.redis_url,
+            partitions=partitions,
+            topic_prefix=prefix,
+            app_id=self.app_id,
+            data_dir=str(tmp / "workers"),
+            hold_time_s=hold_time_s,
+        )
+        self.tmp = tmp
+        self.admin = KafkaAdminClient(bootstrap_servers=base.kafka_bootstrap)
+        self.topics = [self.settings.topics(t) for t in names.ALL_TOPICS]
+        self.admin.create_topics(
+            [NewTopic(t, partitions, 1) for t in self.topics], timeout_ms=30000
+        )
+        self.producer = KafkaProducer(
+            bootstrap_servers=base.kafka_bootstrap, acks="all", linger_ms=5
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    # ----------------------------------------------------------------- worker
+    def start_worker(self, index: int = 0) -> None:
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
+            "REDIS_URL": self.settings.redis_url,
+            "ORDERSTREAM_TOPIC_PREFIX": self.prefix,
+            "ORDERSTREAM_APP_ID": self.app_id,
+            "ORDERSTREAM_PARTITIONS": str(self.settings.partitions),
+            "ORDERSTREAM_DATA_DIR": self.settings.data_dir,
+            "ORDERSTREAM_HOLD_TIME_S": str(self.settings.hold_time_s),
+        }
+        self.runs += 1
+        log = open(self.tmp / f"worker-{self.runs}.log", "wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "orderstream.cli",
+                "worker",
+                "--index",
+                str(index),
+                "--web-port",
+                str(free_port()),
+            ],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill_worker(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop_worker(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+
+    def worker_log(self) -> str:
+        return "\n".join(
+            p.read_text(errors="replace")[-4000:] for p in sorted(self.tmp.glob("worker-*.log"))
+        )
+
+    # ---------------------------------------------------------------- produce
+    def send(self, topic: str, key: str, record: Any) -> None:
+        self.producer.send(
+            self.settings.topics(topic), key=key.encode(), value=codec.encode(record)
+        )
+
+    def upsert(self, product_id: str, stock: int, price: str = "10.00", **kw: Any) -> None:
+        self.send(
+            names.INVENTORY_COMMANDS,
+            product_id,
+            UpsertProduct(
+                command_id=f"up-{product_id}-{uuid.uuid4().hex[:6]}",
+                product_id=product_id,
+                name=product_id,
+                price=price,
+                stock=stock,
+                **kw,  # type: ignore[arg-type]
+            ),
+        )
+
+    def order(
+        self, order_id: str, lines: Iterable[tuple[str, int]], customer_id: str = "c1"
+    ) -> None:
+        lines = list(lines)
+        for line_no, (product_id, quantity) in enumerate(lines):
+            self.send(
+                names.ORDER_REQUESTS,
+                product_id,
+                OrderLineRequested(
+                    event_id=event_id_for(order_id, line_no, "requested"),
+                    order_id=order_id,
+                    line_no=line_no,
+                    line_count=len(lines),
+                    customer_id=customer_id,
+                    product_id=product_id,
+                    quantity=quantity,
+                ),
+            )
+
+    def flush(self) -> None:
+        self.producer.flush(timeout=30)
+
+    # ------------------------------------------------------------------- read
+    def read(self, topic: str, decoder: Any, timeout_s: float = 30.0) -> list[Any]:
+        """Everything on ``topic`` up to its current end offsets (decoded)."""
+        name = self.settings.topics(topic)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False
+        )
+        try:
+            parts = [TopicPartition(name, p) for p in range(self.settings.partitions)]
+            consumer.assign(parts)
+            consumer.seek_to_beginning(*parts)
+            end = consumer.end_offsets(parts)
+            out: list[Any] = []
+            deadline = time.monotonic() + timeout_s
+            while any(consumer.position(tp) < end[tp] for tp in parts):
+                assert time.monotonic() < deadline, f"could not read {name} to its end"
+                for records in consumer.poll(timeout_ms=500).values():
+                    out += [decoder.decode(m.value) for m in records]
+            return out
+        finally:
+            consumer.close()
+
+    def close(self) -> None:
+        self.stop_worker()
+        self.producer.close()
+        try:
+            changelogs = [t for t in self.admin.list_topics() if t.startswith(self.app_id)]
+            self.admin.delete_topics(self.topics + changelogs, timeout_ms=30000)
+        finally:
+            self.admin.close()
