@@ -26,7 +26,7 @@ from sinks.records import (
     key_text,
     parse,
 )
-from sinks.store import load_cancel_requests, load_status, save_offsets, write_outbox, write_plan
+from sinks.store import load_known, save_offsets, write_outbox, write_plan
 from sinks.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -102,13 +102,8 @@ class PostgresSink:
             if parsed.event is not None:
                 events.append(parsed.event)
         with UnitOfWork(self._engine) as uow:
-            order_ids = order_ids_of(events)
-            plan = plan_batch(
-                events,
-                load_status(uow.connection, order_ids),
-                load_cancel_requests(uow.connection, order_ids),
-                self._topics,
-            )
+            status, cancels = load_known(uow.connection, order_ids_of(events))
+            plan = plan_batch(events, status, cancels, self._topics)
             write_plan(uow.connection, plan)
             write_outbox(uow.connection, dead)
             save_offsets(uow.connection, self._consumer, next_offsets(batch))

@@ -19,8 +19,15 @@ TopicPartitionKey = tuple[str, int]
 
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
-_LOAD_STATUS = text("SELECT order_id, status FROM orders WHERE order_id = ANY(:ids)")
-_LOAD_CANCELS = text("SELECT order_id FROM cancel_requests WHERE order_id = ANY(:ids)")
+_LOAD_KNOWN = text(
+    """
+    SELECT i.id, o.status, c.order_id IS NOT NULL
+    FROM unnest(CAST(:ids AS text[])) AS i(id)
+    LEFT JOIN orders o ON o.order_id = i.id
+    LEFT JOIN cancel_requests c ON c.order_id = i.id
+    WHERE o.order_id IS NOT NULL OR c.order_id IS NOT NULL
+    """
+)
 _LOAD_OFFSETS = text(
     "SELECT topic, partition, next_offset FROM consumed_offsets WHERE consumer = :consumer"
 )
@@ -80,18 +87,20 @@ _DISCONTINUE = text(
 )
 
 
-def load_status(conn: Connection, order_ids: Iterable[str]) -> dict[str, str]:
+def load_known(conn: Connection, order_ids: Iterable[str]) -> tuple[dict[str, str], set[str]]:
+    """What PostgreSQL holds for these orders: their status, and which have a cancel
+    request (one round trip)."""
     ids = list(order_ids)
+    status: dict[str, str] = {}
+    cancels: set[str] = set()
     if not ids:
-        return {}
-    return {order_id: status for order_id, status in conn.execute(_LOAD_STATUS, {"ids": ids})}
-
-
-def load_cancel_requests(conn: Connection, order_ids: Iterable[str]) -> set[str]:
-    ids = list(order_ids)
-    if not ids:
-        return set()
-    return {order_id for (order_id,) in conn.execute(_LOAD_CANCELS, {"ids": ids})}
+        return status, cancels
+    for order_id, order_status, cancel_requested in conn.execute(_LOAD_KNOWN, {"ids": ids}):
+        if order_status is not None:
+            status[order_id] = order_status
+        if cancel_requested:
+            cancels.add(order_id)
+    return status, cancels
 
 
 def load_offsets(
