@@ -100,7 +100,7 @@ def produce(
     return sent_at
 
 
-def spawn(command: str, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def spawn(command: str, settings: Settings, log: Path, *args: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url,
@@ -112,7 +112,11 @@ def spawn(command: str, settings: Settings, log: Path) -> subprocess.Popen[bytes
     }
     exe = str(Path(sys.executable).parent / "orderstream")
     return subprocess.Popen(
-        [exe, command], cwd=REPO_ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+        [exe, command, *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -154,9 +158,21 @@ def percentiles(values: list[float]) -> dict[str, float]:
 @click.option("--rate", default=2000.0, show_default=True, help="Steady phase orders/s.")
 @click.option("--seconds", default=20.0, show_default=True, help="Steady phase duration.")
 @click.option("--batch-size", default=None, type=int, help="Sink batch size (default: settings).")
+@click.option(
+    "--relay-poll",
+    type=float,
+    default=None,
+    help="Run the relay without LISTEN/NOTIFY, polling every this many seconds.",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=None)
 def main(
-    orders: int, lines: int, rate: float, seconds: float, batch_size: int | None, out: Path | None
+    orders: int,
+    lines: int,
+    rate: float,
+    seconds: float,
+    batch_size: int | None,
+    relay_poll: float | None,
+    out: Path | None,
 ) -> None:
     base = Settings.from_env()
     prefix = f"bench-{uuid.uuid4().hex[:6]}."
@@ -201,7 +217,14 @@ def main(
         # 1. backlog
         click.echo(f"producing {orders} committed orders to {topic}", err=True)
         produce(producer, topic, [f"b{n}" for n in range(orders)], lines)
-        procs = [spawn(cmd, settings, logs / f"bench-{cmd}.log") for cmd in ("sink", "relay")]
+        relay_args = (
+            [] if relay_poll is None else ["--no-listen", "--poll-interval", str(relay_poll)]
+        )
+        result["relay"] = "LISTEN/NOTIFY" if relay_poll is None else f"poll every {relay_poll}s"
+        procs = [
+            spawn("sink", settings, logs / "bench-sink.log"),
+            spawn("relay", settings, logs / "bench-relay.log", *relay_args),
+        ]
         for proc in procs:
             stack.callback(proc.wait, 30)
             stack.callback(proc.terminate)

@@ -80,7 +80,8 @@ def sink(group_id: str | None, no_read_model: bool, shard: int, shards: int) -> 
 @click.option(
     "--retention-hours", default=168.0, show_default=True, help="Keep sent outbox rows this long."
 )
-def relay(batch_size: int, poll_interval: float, retention_hours: float) -> None:
+@click.option("--no-listen", is_flag=True, help="Poll only (no LISTEN/NOTIFY).")
+def relay(batch_size: int, poll_interval: float, retention_hours: float, no_listen: bool) -> None:
     """Publish the outbox to Kafka (at least once, in id order)."""
     from sinks.relay import OutboxListener, OutboxRelay, make_producer, run_relay
     from sinks.wiring import libpq_url, make_engine
@@ -89,7 +90,7 @@ def relay(batch_size: int, poll_interval: float, retention_hours: float) -> None
     stop = _stop_on_signals()
     engine = make_engine(settings)
     producer = make_producer(settings.kafka_bootstrap)
-    listener = OutboxListener(libpq_url(settings.database_url))
+    listener = OutboxListener(None if no_listen else libpq_url(settings.database_url))
     try:
         run_relay(
             OutboxRelay(engine, producer, batch_size),

@@ -110,13 +110,17 @@ class OutboxRelay:
 
 
 class OutboxListener:
-    """Waits for the sink's NOTIFY (a psycopg connection in autocommit mode)."""
+    """Waits for the sink's NOTIFY (a psycopg connection in autocommit mode); without a
+    conninfo it only sleeps (plain polling, for comparison)."""
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str | None) -> None:
         self._conninfo = conninfo
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
 
     def wait(self, timeout_s: float) -> None:
+        if self._conninfo is None:
+            time.sleep(timeout_s)
+            return
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = psycopg.connect(self._conninfo, autocommit=True)
