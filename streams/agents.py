@@ -15,6 +15,7 @@ from orderstream.settings import Settings
 from schemas import codec
 from schemas import topics as names
 from schemas.orders import OrderExpiryCheck
+from streams.faustutil import DirectSender, DirectTableWriter
 from streams.readmodel import ReadModelWriter
 from streams.settler import SettleProcessor
 from streams.stock import StockProcessor
@@ -47,12 +48,19 @@ def register_agents(
     tables: StreamTables,
     readmodel: ReadModelWriter,
 ) -> StreamAgents:
+    sender = DirectSender(app)
     stock = StockProcessor(
-        tables.stock_by_product, topics, settings.topics(names.ORDER_REQUESTS), readmodel
+        DirectTableWriter(tables.stock_by_product, sender),
+        sender,
+        topics,
+        settings.topics(names.ORDER_REQUESTS),
+        readmodel,
     )
     settler = SettleProcessor(
         app,
         tables.pending_orders,
+        DirectTableWriter(tables.pending_orders, sender),
+        sender,
         topics,
         readmodel,
         hold_time_s=settings.hold_time_s,
@@ -62,12 +70,16 @@ def register_agents(
     reservations_name = settings.topics(names.ORDER_RESERVATIONS)
 
     async def reserve_stock(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            stock.process(events)
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            BATCH_MAX, within=BATCH_WITHIN_S
+        ):
+            await stock.process(events)
 
     async def settle_orders(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            settler.process(events)
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            BATCH_MAX, within=BATCH_WITHIN_S
+        ):
+            await settler.process(events)
 
     async def send_expiry_ticks() -> None:
         """Tick every partition of orders.reservations this worker owns, in-stream."""

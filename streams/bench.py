@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,7 +55,10 @@ def _free_port() -> int:
 
 
 class Bench:
-    def __init__(self, base: Settings, partitions: int, workdir: Path) -> None:
+    def __init__(
+        self, base: Settings, partitions: int, workdir: Path, profile: bool = False
+    ) -> None:
+        self.profile = profile
         self.base = base
         self.partitions = partitions
         self.workdir = workdir
@@ -90,7 +94,9 @@ class Bench:
         finally:
             await admin.close()
 
-    def start_worker(self, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, settings: Settings, log: Path, profile: str | None = None
+    ) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
             "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
@@ -115,7 +121,27 @@ class Bench:
             "--loglevel",
             "warning",
         ]
-        return subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+        spy = shutil.which("py-spy") or os.environ.get("PY_SPY")
+        if profile and self.profile and spy:  # sample the measured worker (folded stacks)
+            subprocess.Popen(
+                [
+                    spy,
+                    "record",
+                    "--pid",
+                    str(proc.pid),
+                    "--duration",
+                    "12",
+                    "--format",
+                    "raw",
+                    "-o",
+                    profile,
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        return proc
 
     async def end_offsets(self, topic: str) -> int:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.base.kafka_bootstrap)
@@ -127,11 +153,11 @@ class Bench:
         finally:
             await consumer.stop()
 
-    async def wait_offsets(self, topic: str, count: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+    async def wait_offsets(self, topic: str, count: int, limit_s: float) -> None:
+        deadline = time.monotonic() + limit_s
         while await self.end_offsets(topic) < count:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic} did not reach {count} messages in {timeout}s")
+                raise TimeoutError(f"{topic} did not reach {count} messages in {limit_s}s")
             await asyncio.sleep(0.5)
 
     async def produce(self, settings: Settings, topic: str, items: list[tuple[str, bytes]]) -> None:
@@ -198,7 +224,8 @@ class Bench:
                 )
                 lines.append((p, codec.encode(request)))
             await self.produce(settings, names.ORDER_REQUESTS, lines)
-            worker = self.start_worker(settings, log)
+            profile = str(self.workdir / f"{scenario.name}.folded")
+            worker = self.start_worker(settings, log, profile)
             try:
                 reservations = settings.topics(names.ORDER_RESERVATIONS)
                 await self.wait_offsets(reservations, scenario.lines, 900)
@@ -229,7 +256,7 @@ class Bench:
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
             ends = await consumer.end_offsets(parts)
-            while any(await consumer.position(tp) < ends[tp] for tp in parts):
+            while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
                 batch = await consumer.getmany(timeout_ms=1000, max_records=10000)
                 for records in batch.values():
                     for m in records:
@@ -307,7 +334,7 @@ class Bench:
 async def main_async(args: argparse.Namespace) -> list[dict[str, object]]:
     base = Settings.from_env()
     workdir = Path(tempfile.mkdtemp(prefix="streams-bench-"))
-    bench = Bench(base, args.partitions, workdir)
+    bench = Bench(base, args.partitions, workdir, profile=args.profile)
     results = [await bench.raw_rate(args.lines)]
     results.append(
         await bench.run_scenario(
@@ -331,6 +358,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=60_000)
     parser.add_argument("--products", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--profile", action="store_true", help="cProfile the measured worker")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     for result in asyncio.run(main_async(args)):

@@ -63,7 +63,7 @@ class ReadModelWriter:
                 if products:
                     pipe.sadd(self.keys.products(), *products)
                 for product_id, fields in products.items():
-                    pipe.hset(self.keys.product(product_id), mapping=fields)
+                    pipe.hset(self.keys.product(product_id), mapping=fields)  # type: ignore[arg-type]
                 for key, (status, fields) in statuses.items():
                     order_id = key.partition("\x00")[0]
                     await self._script(

@@ -112,7 +112,7 @@ def is_product_key(key: bytes) -> bool:
 
 
 _encoder = msgspec.msgpack.Encoder(decimal_format="string")
-_stock_decoder = msgspec.msgpack.Decoder(StockRecord)  # type: ignore[arg-type]
+_stock_decoder = msgspec.msgpack.Decoder(StockRecord)
 _order_decoder = msgspec.msgpack.Decoder(OrderState)
 
 
@@ -122,7 +122,7 @@ def encode(record: StockRecord | OrderState) -> bytes:
 
 def decode_stock(data: bytes) -> StockRecord:
     """Decode a ``stock_by_product`` value (also usable on its changelog topic)."""
-    return _stock_decoder.decode(data)  # type: ignore[no-any-return]
+    return _stock_decoder.decode(data)
 
 
 def decode_order(data: bytes) -> OrderState:

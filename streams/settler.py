@@ -20,7 +20,7 @@ from schemas import codec
 from schemas import topics as names
 from schemas.orders import OrderExpiryCheck
 from streams import settlement
-from streams.faustutil import bound
+from streams.faustutil import DirectSender, DirectTableWriter, bound
 from streams.readmodel import ReadModelWriter
 from streams.records import OrderState, decode_order, encode
 from streams.settlement import Effect, Emit
@@ -41,6 +41,8 @@ class SettleProcessor:
         self,
         app: faust.App,
         table: faust.types.TableT,
+        writer: DirectTableWriter,
+        sender: DirectSender,
         topics: StreamTopics,
         readmodel: ReadModelWriter,
         *,
@@ -49,6 +51,8 @@ class SettleProcessor:
     ) -> None:
         self.app = app
         self.table = table
+        self.writer = writer
+        self.sender = sender
         self.topics = topics
         self.readmodel = readmodel
         self.hold_time_s = hold_time_s
@@ -56,14 +60,14 @@ class SettleProcessor:
         self.index: dict[int, PartitionIndex] = defaultdict(PartitionIndex)
         self.indexed_generation: dict[int, int] = {}
 
-    def process(self, events: Sequence[EventT]) -> None:
+    async def process(self, events: Sequence[EventT]) -> None:
         by_partition: dict[int, list[EventT]] = defaultdict(list)
         for event in events:
             by_partition[event.message.partition].append(event)
         for partition, partition_events in by_partition.items():
-            self._process_partition(partition, partition_events)
+            await self._process_partition(partition, partition_events)
 
-    def _process_partition(self, partition: int, events: list[EventT]) -> None:
+    async def _process_partition(self, partition: int, events: list[EventT]) -> None:
         cache: dict[str, OrderState | None] = {}
         dirty: dict[str, OrderState] = {}
         effects: list[Effect] = []
@@ -73,14 +77,14 @@ class SettleProcessor:
             for event in events:
                 message = event.message
                 try:
-                    record = codec.reservation_stream_decoder.decode(message.value)
+                    record = codec.reservation_stream_decoder.decode(message.value or b"")
                 except (codec.DecodeError, codec.ValidationError) as exc:
                     logger.error("undecodable %s@%s: %s", message.topic, message.offset, exc)
                     continue
                 if isinstance(record, OrderExpiryCheck):
-                    self._write(dirty)
+                    await self._write(partition, dirty)
                     cache.clear()
-                    effects += self._tick(partition, message.topic, message.offset, now)
+                    effects += await self._tick(partition, message.topic, message.offset, now)
                     continue
                 if record.order_id not in cache:
                     cache[record.order_id] = self._load(record.order_id)
@@ -98,11 +102,11 @@ class SettleProcessor:
                     cache[record.order_id] = dirty[record.order_id] = new
                     self._track(index, order, new)
                 effects += produced
-            self._write(dirty)
-        self._send(effects)
+            await self._write(partition, dirty)
+        await self._send(effects)
 
     # ------------------------------------------------------------------ expiry
-    def _tick(self, partition: int, topic: str, offset: int, now: float) -> list[Effect]:
+    async def _tick(self, partition: int, topic: str, offset: int, now: float) -> list[Effect]:
         index = self._ensure_index(partition)
         effects: list[Effect] = []
         # a replayed tick may have decided orders whose effects never left: emit again
@@ -120,7 +124,7 @@ class SettleProcessor:
             new, produced = settlement.expire(
                 order, now=now, hold_time_s=self.hold_time_s, source=topic, tick_offset=offset
             )
-            self.table[order_id.encode()] = encode(new)
+            await self.writer.put(partition, order_id.encode(), encode(new))
             self._track(index, order, new)
             effects += produced
         while index.decided and now - index.decided[0][0] >= self.retention_s:
@@ -129,7 +133,7 @@ class SettleProcessor:
             if order is not None and settlement.prunable(
                 order, now=now, retention_s=self.retention_s
             ):
-                del self.table[order_id.encode()]
+                await self.writer.put(partition, order_id.encode(), None)
         return effects
 
     def _ensure_index(self, partition: int) -> PartitionIndex:
@@ -167,20 +171,19 @@ class SettleProcessor:
             index.decided.append((new.decided_at or new.first_seen, new.order_id))
 
     def _load(self, order_id: str) -> OrderState | None:
-        raw = self.table.get(order_id.encode())
+        raw = self.writer.get(order_id.encode())
         return decode_order(raw) if raw is not None else None
 
-    def _write(self, dirty: dict[str, OrderState]) -> None:
+    async def _write(self, partition: int, dirty: dict[str, OrderState]) -> None:
         for order_id, order in dirty.items():
-            self.table[order_id.encode()] = encode(order)
+            await self.writer.put(partition, order_id.encode(), encode(order))
         dirty.clear()
 
-    def _send(self, effects: list[Effect]) -> None:
+    async def _send(self, effects: list[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, Emit):
-                self.topics.output(effect.topic).send_soon(
-                    key=effect.key.encode(), value=codec.encode(effect.value)
-                )
+                topic = self.topics.output(effect.topic).get_topic_name()
+                await self.sender.send(topic, effect.key.encode(), codec.encode(effect.value))
             else:
                 self.readmodel.enqueue_status(effect.order_id, effect.status, effect.fields)
 

@@ -13,14 +13,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import faust
 from faust.types import EventT
 
 from schemas import codec
 from schemas import topics as names
 from schemas.orders import LineRejected, LineReserved
 from streams import ledger
-from streams.faustutil import bound
+from streams.faustutil import DirectSender, DirectTableWriter, bound
 from streams.readmodel import ReadModelWriter
 from streams.records import LineState, ProductState, StockRecord, decode_stock, encode
 from streams.topics import StreamTopics
@@ -31,7 +30,7 @@ logger = logging.getLogger(__name__)
 class StockCache:
     """``ledger.StockState`` over a Faust table for one partition's batch."""
 
-    def __init__(self, table: faust.types.TableT) -> None:
+    def __init__(self, table: DirectTableWriter) -> None:
         self.table = table
         self.values: dict[bytes, StockRecord | None] = {}
         self.dirty: dict[bytes, StockRecord] = {}
@@ -49,19 +48,19 @@ class StockCache:
         self.values[key] = record
         self.dirty[key] = record
 
-    def write(self) -> list[ProductState]:
+    async def write(self, partition: int) -> list[ProductState]:
         """Write dirty records (lines, customers, products); returns the products."""
-        table = self.table
+        put = self.table.put
         products = []
         for key, record in self.dirty.items():
             if isinstance(record, LineState):
-                table[key] = encode(record)
+                await put(partition, key, encode(record))
         for key, record in self.dirty.items():
             if not isinstance(record, LineState | ProductState):
-                table[key] = encode(record)
+                await put(partition, key, encode(record))
         for key, record in self.dirty.items():
             if isinstance(record, ProductState):
-                table[key] = encode(record)
+                await put(partition, key, encode(record))
                 products.append(record)
         self.dirty.clear()
         return products
@@ -93,28 +92,30 @@ def _line_event_id(line: LineState) -> str:
 class StockProcessor:
     def __init__(
         self,
-        table: faust.types.TableT,
+        table: DirectTableWriter,
+        sender: DirectSender,
         topics: StreamTopics,
         requests_topic: str,
         readmodel: ReadModelWriter,
     ) -> None:
         self.table = table
+        self.sender = sender
         self.topics = topics
         self.requests_topic = requests_topic
         self.readmodel = readmodel
-        self.reservations = topics.output(names.ORDER_RESERVATIONS)
-        self.dead_letter = topics.output(names.DEAD_LETTER)
+        self.reservations = topics.output(names.ORDER_RESERVATIONS).get_topic_name()
+        self.dead_letter = topics.output(names.DEAD_LETTER).get_topic_name()
         self.lines_decided = 0
 
-    def process(self, events: Sequence[EventT]) -> None:
+    async def process(self, events: Sequence[EventT]) -> None:
         by_partition: dict[int, list[EventT]] = defaultdict(list)
         for event in events:
             by_partition[event.message.partition].append(event)
         now = datetime.now(UTC)
         for partition_events in by_partition.values():
-            self._process_partition(partition_events, now)
+            await self._process_partition(partition_events, now)
 
-    def _process_partition(self, events: list[EventT], now: datetime) -> None:
+    async def _process_partition(self, events: list[EventT], now: datetime) -> None:
         cache = StockCache(self.table)
         results: list[LineState] = []
         with bound(events[-1]):
@@ -122,18 +123,18 @@ class StockProcessor:
                 message = event.message
                 try:
                     if message.topic == self.requests_topic:
-                        request = codec.order_request_decoder.decode(message.value)
+                        request = codec.order_request_decoder.decode(message.value or b"")
                         results.append(ledger.on_request(cache, request, message.offset, now))
                     else:
-                        command = codec.inventory_command_decoder.decode(message.value)
+                        command = codec.inventory_command_decoder.decode(message.value or b"")
                         ledger.on_command(cache, command, message.offset)
                 except (codec.DecodeError, codec.ValidationError) as exc:
                     logger.error("undecodable %s@%s: %s", message.topic, message.offset, exc)
-                    self.dead_letter.send_soon(key=message.key, value=message.value)
-            products = cache.write()
-        send = self.reservations.send_soon
+                    await self.sender.send(self.dead_letter, message.key, message.value)
+            products = await cache.write(events[-1].message.partition)
+        send, topic = self.sender.send, self.reservations
         for line in results:
-            send(key=line.order_id.encode(), value=codec.encode(line_result(line)))
+            await send(topic, line.order_id.encode(), codec.encode(line_result(line)))
         for product in products:
             self.readmodel.enqueue_product(product)
         self.lines_decided += len(results)
