@@ -111,7 +111,9 @@ def plan_batch(
     plan = BatchPlan()
     status: dict[str, str] = dict(known_status)
     cancels: set[str] = set(cancel_requested)
-    for event in events:
+    # Nothing in a batch is shipped before the batch commits, so every cancel request the
+    # batch holds came in time: take them first (a stable sort keeps the rest in order).
+    for event in sorted(events, key=lambda e: not isinstance(e, CancelOrder)):
         if isinstance(event, OrderCommitted):
             _on_committed(event, status, cancels, plan, topics, at)
         elif isinstance(event, OrderRejected):

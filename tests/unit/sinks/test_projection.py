@@ -95,9 +95,16 @@ def test_cancel_recorded_in_an_earlier_batch_wins() -> None:
 
 
 def test_cancel_after_shipped_is_too_late() -> None:
-    plan = plan_batch([committed(), cancel()], {}, set(), TOPICS)
-    assert [o.status for o in plan.orders] == ["shipped"]
+    plan = plan_batch([cancel()], {"o1": "shipped"}, set(), TOPICS)
+    assert plan.orders == [] and plan.outbox == []
     assert plan.cancel_requests == []
+
+
+def test_cancel_in_the_same_batch_as_the_commit_wins_whatever_the_order() -> None:
+    # nothing of a batch is shipped before it commits, so its cancels all came in time
+    plan = plan_batch([committed(), cancel()], {}, set(), TOPICS)
+    assert [o.status for o in plan.orders] == ["cancelled"]
+    assert [r.topic for r in plan.outbox] == ["t-orders.cancelled"] + ["t-inventory.commands"] * 2
     late = plan_batch([cancel()], {"o1": "shipped"}, set(), TOPICS)
     assert late.is_empty
 
