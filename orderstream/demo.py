@@ -7,6 +7,7 @@ throughput, and the two numbers that must be zero (oversold, lost).
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 import uuid
@@ -117,6 +118,7 @@ def summarize(products: dict[str, int], result: SaleResult) -> dict[str, object]
 @click.option("--wait", "wait_s", default=60.0, show_default=True, help="max seconds per order")
 def demo(product_count: int, stock: int, buyers: int, concurrency: int, wait_s: float) -> None:
     """Seed a catalog and run a short flash sale against the running stack."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     settings = Settings.from_env()
     run = uuid.uuid4().hex[:6]
     products = {f"DEMO-{run}-{i}": stock for i in range(product_count)}
