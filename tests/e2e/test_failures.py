@@ -17,6 +17,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from orderstream.client import OrderstreamClient
 from schemas import topics
+from tests.e2e.records import rows_per_order
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -93,12 +94,7 @@ def test_sink_killed_mid_batch_loses_and_duplicates_nothing(
     order_ids = [f["order_id"] for f in finals]
     assert len(set(order_ids)) == 150
     assert Counter(f["status"] for f in finals) == {"shipped": 90, "rejected": 60}
-    with pg.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT order_id, count(*) FROM orders WHERE order_id = ANY(:ids) GROUP BY 1"),
-            {"ids": order_ids},
-        ).all()
-    assert len(rows) == 150 and all(n == 1 for _, n in rows)
+    assert rows_per_order(pg, order_ids) == Counter({o: 1 for o in order_ids})
     assert shipped_by_product(pg, products) == Counter({p: 30 for p in products})
     assert reconcile(products) == []
 

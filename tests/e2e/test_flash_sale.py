@@ -2,44 +2,12 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-import sqlalchemy as sa
-
 from orderstream.client import OrderstreamClient
-
-
-def shipped_units(pg: sa.Engine, product_id: str) -> int:
-    with pg.connect() as conn:
-        return int(
-            conn.execute(
-                sa.text(
-                    "SELECT COALESCE(SUM(i.quantity), 0) FROM order_items i JOIN orders o"
-                    " USING (order_id) WHERE i.product_id = :p AND o.status = 'shipped'"
-                ),
-                {"p": product_id},
-            ).scalar_one()
-        )
-
-
-def rows_per_order(pg: sa.Engine, order_ids: list[str], timeout: float = 30.0) -> Counter[str]:
-    """Rows per order id, once every order has its row (the settler tells the read model
-    of a rejection before the sink has written the row: wait for the sink, bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with pg.connect() as conn:
-            rows = Counter(
-                conn.execute(
-                    sa.text("SELECT order_id FROM orders WHERE order_id = ANY(:ids)"),
-                    {"ids": order_ids},
-                ).scalars()
-            )
-        if set(rows) >= set(order_ids) or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.2)
+from tests.e2e.records import rows_per_order, shipped_units
 
 
 def test_flash_sale_sells_exactly_the_stock(api: OrderstreamClient, pg, stocked, reconcile):
