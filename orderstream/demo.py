@@ -7,15 +7,14 @@ throughput, and the two numbers that must be zero (oversold, lost).
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
+import aiohttp
 import click
-import httpx
 from tqdm import tqdm
 
 from orderstream.client import TERMINAL, OrderstreamClient
@@ -31,31 +30,30 @@ class SaleResult:
 
 
 async def _buyer(
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
+    base: str,
     headers: dict[str, str],
     customer: str,
     lines: list[tuple[str, int]],
     result: SaleResult,
     wait_s: float,
-    bar: tqdm,
 ) -> None:
     body = {"customer_id": customer, "items": [{"product_id": p, "quantity": q} for p, q in lines]}
-    response = await http.post(
-        "/v1/orders", json=body, headers={**headers, "Idempotency-Key": uuid.uuid4().hex}
-    )
-    if response.status_code != 202:
-        result.refused[response.status_code] += 1
-        bar.update(1)
-        return
-    order_id = response.json()["order_id"]
+    posted = {**headers, "Idempotency-Key": uuid.uuid4().hex}
+    async with http.post(f"{base}/v1/orders", json=body, headers=posted) as response:
+        if response.status != 202:
+            result.refused[response.status] += 1
+            return
+        order_id = (await response.json())["order_id"]
     result.accepted[order_id] = lines
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        poll = await http.get(f"/v1/orders/{order_id}", params={"wait": 10}, headers=headers)
-        if poll.status_code == 200 and poll.json()["status"] in TERMINAL:
-            result.final[order_id] = poll.json()
-            break
-    bar.update(1)
+        url = f"{base}/v1/orders/{order_id}?wait=10"
+        async with http.get(url, headers=headers) as poll:
+            final = await poll.json() if poll.status == 200 else {}
+        if final.get("status") in TERMINAL:
+            result.final[order_id] = final
+            return
 
 
 async def run_sale(
@@ -65,24 +63,34 @@ async def run_sale(
     concurrency: int,
     wait_s: float,
 ) -> SaleResult:
+    """``buyers`` orders of 1-2 lines from ``concurrency`` closed-loop clients (aiohttp:
+    an httpx client spent a whole core here before the pipeline did)."""
     result = SaleResult()
     headers = {"Authorization": f"Bearer {settings.storefront_key}"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     rng = random.Random(7)
     product_ids = list(products)
-    semaphore = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(
-        base_url=settings.ingress_url, limits=limits, timeout=wait_s + 15
-    ) as http:
+    orders = [
+        (f"demo-{i}", [(p, 1) for p in rng.sample(product_ids, k=rng.choice([1, 1, 1, 2]))])
+        for i in range(buyers)
+    ]
+    queue: asyncio.Queue[tuple[str, list[tuple[str, int]]]] = asyncio.Queue()
+    for order in orders:
+        queue.put_nowait(order)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=wait_s + 15)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         with tqdm(total=buyers, desc="flash sale", unit="order") as bar:
 
-            async def one(i: int) -> None:
-                lines = [(pid, 1) for pid in rng.sample(product_ids, k=rng.choice([1, 1, 1, 2]))]
-                async with semaphore:
-                    await _buyer(http, headers, f"demo-{i}", lines, result, wait_s, bar)
+            async def client() -> None:
+                while not queue.empty():
+                    customer, lines = queue.get_nowait()
+                    await _buyer(
+                        http, settings.ingress_url, headers, customer, lines, result, wait_s
+                    )
+                    bar.update(1)
 
             started = time.monotonic()
-            await asyncio.gather(*(one(i) for i in range(buyers)))
+            await asyncio.gather(*(client() for _ in range(concurrency)))
             result.elapsed_s = time.monotonic() - started
     return result
 
@@ -118,7 +126,6 @@ def summarize(products: dict[str, int], result: SaleResult) -> dict[str, object]
 @click.option("--wait", "wait_s", default=60.0, show_default=True, help="max seconds per order")
 def demo(product_count: int, stock: int, buyers: int, concurrency: int, wait_s: float) -> None:
     """Seed a catalog and run a short flash sale against the running stack."""
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     settings = Settings.from_env()
     run = uuid.uuid4().hex[:6]
     products = {f"DEMO-{run}-{i}": stock for i in range(product_count)}
