@@ -40,6 +40,9 @@ def cli(log_level: str) -> None:
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if logging.getLogger().level > logging.DEBUG:
+        # kafka-python logs every connection and fetch at INFO
+        logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
 def main() -> None:

@@ -20,11 +20,11 @@ import click
 import msgspec
 import redis
 import sqlalchemy as sa
-from kafka import KafkaConsumer, TopicPartition
 
 from orderstream.readmodel import Keys, decode_order, decode_product
 from orderstream.settings import Settings
 from orderstream.stockview import StockSnapshot, stock_changelog_topic, stock_snapshot
+from orderstream.topicread import read_to_end
 from schemas import topics
 from schemas.orders import TERMINAL_STATUSES
 
@@ -80,29 +80,13 @@ class Reconciler:
 
     def _shipped_events(self, order_ids: set[str]) -> dict[str, set[str]]:
         """order_id -> distinct event ids seen on orders.shipped (read to its end)."""
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            enable_auto_commit=False,
-            consumer_timeout_ms=2000,
-        )
-        try:
-            topic = self.settings.topics(topics.ORDERS_SHIPPED)
-            partitions = [
-                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
-            ]
-            consumer.assign(partitions)
-            consumer.seek_to_beginning(*partitions)
-            end = consumer.end_offsets(partitions)
-            events: dict[str, set[str]] = defaultdict(set)
-            while any(consumer.position(tp) < end[tp] for tp in partitions):
-                for records in consumer.poll(timeout_ms=1000).values():
-                    for record in records:
-                        body = msgspec.json.decode(record.value)
-                        if body.get("order_id") in order_ids:
-                            events[body["order_id"]].add(body["event_id"])
-            return events
-        finally:
-            consumer.close()
+        events: dict[str, set[str]] = defaultdict(set)
+        topic = self.settings.topics(topics.ORDERS_SHIPPED)
+        for record in read_to_end(self.settings.kafka_bootstrap, topic):
+            body = msgspec.json.decode(record.value)
+            if body.get("order_id") in order_ids:
+                events[body["order_id"]].add(body["event_id"])
+        return events
 
     def _stock(self, product_ids: list[str] | None) -> dict[str, StockSnapshot]:
         return stock_snapshot(

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer, TopicPartition
-
 from orderstream.settings import Settings
+from orderstream.topicread import read_to_end
 from streams.records import ProductState, decode_stock, is_product_key
 from streams.tables import STOCK_TABLE, changelog_topic
 
@@ -31,25 +30,11 @@ def stock_snapshot(
 ) -> dict[str, StockSnapshot]:
     """Latest state per product, read from the changelog to its current end."""
     wanted = {p.encode() for p in product_ids} if product_ids is not None else None
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not partitions:
-            return {}
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)
-        latest: dict[bytes, bytes | None] = {}
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            for records in consumer.poll(timeout_ms=1000).values():
-                for record in records:
-                    key = record.key
-                    if key is None or not is_product_key(key):
-                        continue
-                    if wanted is None or key in wanted:
-                        latest[key] = record.value
-    finally:
-        consumer.close()
+    latest: dict[bytes, bytes | None] = {}
+    for record in read_to_end(bootstrap, topic):
+        key = record.key
+        if key is not None and is_product_key(key) and (wanted is None or key in wanted):
+            latest[key] = record.value
     snapshot = {}
     for key, value in latest.items():
         if value is None:  # tombstone
