@@ -99,8 +99,8 @@ class Reconciler:
         orders = self._orders(scope)
         stock = self._stock(scope)
         violations: list[Violation] = []
-        violations += self._check_orders(orders)
-        violations += self._check_stock(orders, stock, scope)
+        violations += check_orders(orders)
+        violations += check_stock(orders, stock, scope)
         violations += self._check_read_model(orders, stock)
         shipped = {o for o, order in orders.items() if order["status"] == "shipped"}
         events = self._shipped_events(set(orders))
@@ -114,78 +114,6 @@ class Reconciler:
                     )
                 )
         return violations
-
-    def _check_orders(self, orders: dict[str, dict[str, Any]]) -> list[Violation]:
-        found = []
-        for order_id, order in orders.items():
-            if order["status"] not in TERMINAL_STATUSES:
-                found.append(Violation("3 nothing lost", order_id, f"status {order['status']}"))
-            items = order["items"]
-            if order["status"] == "shipped":
-                line_nos = [i.line_no for i in items]
-                if not items or line_nos != list(range(len(items))):
-                    found.append(Violation("5 all or nothing", order_id, f"lines {line_nos}"))
-                total = sum((i.unit_price * i.quantity for i in items), start=0)
-                if total != order["total"]:
-                    found.append(
-                        Violation(
-                            "5 all or nothing", order_id, f"total {order['total']} != {total}"
-                        )
-                    )
-                products = Counter(i.product_id for i in items)
-                if any(n > 1 for n in products.values()):
-                    found.append(Violation("4 no duplicates", order_id, f"products {products}"))
-        return found
-
-    def _check_stock(
-        self,
-        orders: dict[str, dict[str, Any]],
-        stock: dict[str, StockSnapshot],
-        scope: list[str] | None,
-    ) -> list[Violation]:
-        shipped: Counter[str] = Counter()
-        for order in orders.values():
-            if order["status"] == "shipped":
-                for item in order["items"]:
-                    shipped[item.product_id] += item.quantity
-        found = []
-        for product_id in scope if scope is not None else sorted(set(stock) | set(shipped)):
-            state = stock.get(product_id)
-            if state is None:
-                if shipped[product_id]:
-                    found.append(
-                        Violation("1 no oversell", product_id, "shipped but no stock state")
-                    )
-                continue
-            if state.available < 0:
-                found.append(Violation("1 no oversell", product_id, f"available {state.available}"))
-            if shipped[product_id] > state.added:
-                found.append(
-                    Violation(
-                        "1 no oversell",
-                        product_id,
-                        f"shipped {shipped[product_id]} > ever added {state.added}",
-                    )
-                )
-            if state.available != state.added - state.reserved + state.released:
-                found.append(
-                    Violation(
-                        "2 conservation",
-                        product_id,
-                        f"available {state.available} != added {state.added} - reserved "
-                        f"{state.reserved} + released {state.released}",
-                    )
-                )
-            held = state.reserved - state.released
-            if held != shipped[product_id]:
-                found.append(
-                    Violation(
-                        "2 conservation",
-                        product_id,
-                        f"stock table holds {held} units, PostgreSQL shipped {shipped[product_id]}",
-                    )
-                )
-        return found
 
     def _check_read_model(
         self, orders: dict[str, dict[str, Any]], stock: dict[str, StockSnapshot]
@@ -212,6 +140,77 @@ class Reconciler:
                     )
                 )
         return found
+
+
+def check_orders(orders: dict[str, dict[str, Any]]) -> list[Violation]:
+    """Invariants 3-5 on PostgreSQL's orders (each with its ``items`` rows)."""
+    found = []
+    for order_id, order in orders.items():
+        if order["status"] not in TERMINAL_STATUSES:
+            found.append(Violation("3 nothing lost", order_id, f"status {order['status']}"))
+        items = order["items"]
+        if order["status"] == "shipped":
+            line_nos = [i.line_no for i in items]
+            if not items or line_nos != list(range(len(items))):
+                found.append(Violation("5 all or nothing", order_id, f"lines {line_nos}"))
+            total = sum((i.unit_price * i.quantity for i in items), start=0)
+            if total != order["total"]:
+                found.append(
+                    Violation("5 all or nothing", order_id, f"total {order['total']} != {total}")
+                )
+            products = Counter(i.product_id for i in items)
+            if any(n > 1 for n in products.values()):
+                found.append(Violation("4 no duplicates", order_id, f"products {products}"))
+    return found
+
+
+def check_stock(
+    orders: dict[str, dict[str, Any]],
+    stock: dict[str, StockSnapshot],
+    scope: list[str] | None,
+) -> list[Violation]:
+    """Invariants 1-2: the stock table against itself and against PostgreSQL."""
+    shipped: Counter[str] = Counter()
+    for order in orders.values():
+        if order["status"] == "shipped":
+            for item in order["items"]:
+                shipped[item.product_id] += item.quantity
+    found = []
+    for product_id in scope if scope is not None else sorted(set(stock) | set(shipped)):
+        state = stock.get(product_id)
+        if state is None:
+            if shipped[product_id]:
+                found.append(Violation("1 no oversell", product_id, "shipped but no stock state"))
+            continue
+        if state.available < 0:
+            found.append(Violation("1 no oversell", product_id, f"available {state.available}"))
+        if shipped[product_id] > state.added:
+            found.append(
+                Violation(
+                    "1 no oversell",
+                    product_id,
+                    f"shipped {shipped[product_id]} > ever added {state.added}",
+                )
+            )
+        if state.available != state.added - state.reserved + state.released:
+            found.append(
+                Violation(
+                    "2 conservation",
+                    product_id,
+                    f"available {state.available} != added {state.added} - reserved "
+                    f"{state.reserved} + released {state.released}",
+                )
+            )
+        held = state.reserved - state.released
+        if held != shipped[product_id]:
+            found.append(
+                Violation(
+                    "2 conservation",
+                    product_id,
+                    f"stock table holds {held} units, PostgreSQL shipped {shipped[product_id]}",
+                )
+            )
+    return found
 
 
 @click.command()
