@@ -43,3 +43,11 @@ ci:
 .PHONY: bench
 bench:
 	@$(OS) bench $(BENCH_ARGS)
+
+# Against the running stack (`make up` first): a short flash sale, then the invariants.
+.PHONY: demo reconcile
+demo:
+	@$(OS) demo $(DEMO_ARGS)
+
+reconcile:
+	@$(OS) reconcile
