@@ -56,9 +56,17 @@ def _free_port() -> int:
 
 class Bench:
     def __init__(
-        self, base: Settings, partitions: int, workdir: Path, profile: bool = False
+        self,
+        base: Settings,
+        partitions: int,
+        workdir: Path,
+        profile: bool = False,
+        profile_s: float = 12,
+        profile_delay_s: float = 0,
     ) -> None:
         self.profile = profile
+        self.profile_s = profile_s
+        self.profile_delay_s = profile_delay_s
         self.base = base
         self.partitions = partitions
         self.workdir = workdir
@@ -124,20 +132,23 @@ class Bench:
         proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
         spy = shutil.which("py-spy") or os.environ.get("PY_SPY")
         if profile and self.profile and spy:  # sample the measured worker (folded stacks)
+            record = [
+                spy,
+                "record",
+                "--pid",
+                str(proc.pid),
+                "--duration",
+                str(round(self.profile_s)),
+                "--format",
+                "raw",
+                "-o",
+                profile,
+                "--nonblocking",
+            ]
+            # skip the worker's start-up (imports, rebalance) when asked to
+            delay = f"sleep {self.profile_delay_s}; " if self.profile_delay_s else ""
             subprocess.Popen(
-                [
-                    spy,
-                    "record",
-                    "--pid",
-                    str(proc.pid),
-                    "--duration",
-                    "12",
-                    "--format",
-                    "raw",
-                    "-o",
-                    profile,
-                    "--nonblocking",
-                ],
+                ["sh", "-c", delay + 'exec "$@"', "py-spy", *record],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -334,21 +345,33 @@ class Bench:
 async def main_async(args: argparse.Namespace) -> list[dict[str, object]]:
     base = Settings.from_env()
     workdir = Path(tempfile.mkdtemp(prefix="streams-bench-"))
-    bench = Bench(base, args.partitions, workdir, profile=args.profile)
-    results = [await bench.raw_rate(args.lines)]
-    results.append(
-        await bench.run_scenario(
-            Scenario("hot", products=1, lines=args.lines, stock_per_product=args.lines // 2)
-        )
+    bench = Bench(
+        base,
+        args.partitions,
+        workdir,
+        profile=args.profile,
+        profile_s=args.profile_seconds,
+        profile_delay_s=args.profile_delay,
     )
-    results.append(
-        await bench.run_scenario(
-            Scenario("spread", products=args.products, lines=args.lines, stock_per_product=1000)
+    results = [await bench.raw_rate(args.lines)] if "raw" in args.only else []
+    if "hot" in args.only:
+        results.append(
+            await bench.run_scenario(
+                Scenario("hot", products=1, lines=args.lines, stock_per_product=args.lines // 2)
+            )
         )
-    )
-    raw = float(results[0]["messages_per_s"])  # type: ignore[arg-type]
-    for r in results[1:]:
-        r["share_of_raw"] = round(float(r["lines_per_s"]) / raw, 2)  # type: ignore[arg-type]
+    if "spread" in args.only:
+        results.append(
+            await bench.run_scenario(
+                Scenario(
+                    "spread", products=args.products, lines=args.lines, stock_per_product=1000
+                )
+            )
+        )
+    if "raw" in args.only:
+        raw = float(results[0]["messages_per_s"])  # type: ignore[arg-type]
+        for r in results[1:]:
+            r["share_of_raw"] = round(float(r["lines_per_s"]) / raw, 2)  # type: ignore[arg-type]
     print(f"worker logs: {workdir}", file=sys.stderr)
     return results
 
@@ -358,7 +381,17 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=60_000)
     parser.add_argument("--products", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=8)
-    parser.add_argument("--profile", action="store_true", help="cProfile the measured worker")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the measured worker ($PY_SPY or PATH)"
+    )
+    parser.add_argument("--profile-seconds", type=float, default=12)
+    parser.add_argument("--profile-delay", type=float, default=0, help="skip start-up")
+    parser.add_argument(
+        "--only",
+        type=lambda v: set(v.split(",")),
+        default={"raw", "hot", "spread"},
+        help="comma-separated subset of raw,hot,spread",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     for result in asyncio.run(main_async(args)):
