@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from orderstream.readmodel import Keys
 from orderstream.settings import Settings
 from streams.agents import StreamAgents, register_agents
+from streams.faustutil import PromptFetchConsumer
 from streams.readmodel import ReadModelWriter
 from streams.tables import StreamTables, declare_tables
 from streams.topics import StreamTopics, declare_topics
@@ -25,6 +26,11 @@ class StreamApp(faust.App):
     stream_tables: StreamTables
     stream_agents: StreamAgents
     readmodel: ReadModelWriter
+
+    def _new_transport(self) -> faust.types.TransportT:
+        transport = super()._new_transport()
+        transport.Consumer = PromptFetchConsumer  # type: ignore[misc]
+        return transport
 
 
 def create_app(
