@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 import faust
+import mode.loop
 
 from orderstream.settings import Settings
 from streams.app import create_app
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 @click.option("--loglevel", default="info", show_default=True)
 def worker(index: int, web_port: int | None, loglevel: str) -> None:
     """Run one stock-decision worker (reserve_stock + settle_orders)."""
+    mode.loop.use("uvloop")  # before the app or any loop exists
     settings = Settings.from_env()
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # Faust creates only <N>/
     app = create_app(settings, worker_index=index, web_port=web_port)
