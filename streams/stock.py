@@ -132,6 +132,13 @@ class StockProcessor:
                     logger.error("undecodable %s@%s: %s", message.topic, message.offset, exc)
                     await self.sender.send(self.dead_letter, message.key, message.value)
             products = await cache.write(events[-1].message.partition)
+        # A replay after a crash changes no product, but the read-model write the crash cut
+        # off may be missing: publish every product the batch touched (absolute values).
+        written = {product.product_id for product in products}
+        for key in {event.message.key for event in events if event.message.key}:
+            record = cache.get(key)
+            if isinstance(record, ProductState) and record.product_id not in written:
+                products.append(record)
         send, topic = self.sender.send, self.reservations
         for line in results:
             await send(topic, line.order_id.encode(), codec.encode(line_result(line)))
