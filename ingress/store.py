@@ -1,9 +1,5 @@
-"""The PostgreSQL fallback of the read side (SQLAlchemy Core; tables owned by the sink).
-
-Coded against the sink's shape: ``orders(order_id, customer_id, status, reason,
-total_amount, created_at, updated_at)``, ``order_items(order_id, line_no, product_id,
-quantity, unit_price)`` and, if present, ``products``. A missing table reads as "not found".
-"""
+"""The PostgreSQL fallback of the read side (SQLAlchemy Core on the sink's tables,
+``sinks.tables``). A missing table (migrations not run yet) reads as "not found"."""
 
 from __future__ import annotations
 
@@ -14,36 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from ingress.errors import Unavailable
+from sinks.tables import order_items, orders, products
 
 logger = logging.getLogger(__name__)
-
-metadata = sa.MetaData()
-orders = sa.Table(
-    "orders",
-    metadata,
-    sa.Column("order_id", sa.String, primary_key=True),
-    sa.Column("customer_id", sa.String),
-    sa.Column("status", sa.String),
-    sa.Column("reason", sa.String),
-    sa.Column("total_amount", sa.Numeric),
-)
-order_items = sa.Table(
-    "order_items",
-    metadata,
-    sa.Column("order_id", sa.String),
-    sa.Column("line_no", sa.Integer),
-    sa.Column("product_id", sa.String),
-    sa.Column("quantity", sa.Integer),
-    sa.Column("unit_price", sa.Numeric),
-)
-products = sa.Table(
-    "products",
-    metadata,
-    sa.Column("product_id", sa.String, primary_key=True),
-    sa.Column("name", sa.String),
-    sa.Column("price", sa.Numeric),
-)
-
 
 class SqlStore:
     """Reads the durable record; every method returns None when there is nothing to read."""
@@ -94,11 +63,10 @@ class SqlStore:
 
     def products(self, product_id: str | None = None) -> list[dict[str, Any]] | None:
         def read(conn: sa.Connection) -> list[dict[str, Any]]:
-            query = sa.text(
-                "SELECT * FROM products" + (" WHERE product_id = :id" if product_id else "")
-            )
-            rows = conn.execute(query, {"id": product_id}).mappings().all()
-            return [product_row(row) for row in rows]
+            query = sa.select(products).order_by(products.c.product_id)
+            if product_id is not None:
+                query = query.where(products.c.product_id == product_id)
+            return [product_row(row) for row in conn.execute(query).mappings()]
 
         return self._run(read)
 
@@ -115,16 +83,14 @@ class SqlStore:
 
 
 def product_row(row: Any) -> dict[str, Any]:
-    active = row.get("active")
-    if active is None and "discontinued" in row:
-        active = not row["discontinued"]
-    available = row.get("available", row.get("stock", 0))
-    limit = row.get("limit_per_customer")
+    """A ``products`` row as the API shows it. PostgreSQL does not hold live stock (the
+    stock table does), so a product read from the fallback shows 0 available."""
+    limit = row["limit_per_customer"]
     return {
         "product_id": row["product_id"],
-        "name": row.get("name") or "",
-        "price": str(row.get("price") or "0"),
-        "available": int(available or 0),
-        "active": True if active is None else bool(active),
+        "name": row["name"],
+        "price": str(row["price"]),
+        "available": 0,
+        "active": bool(row["active"]),
         "limit_per_customer": None if limit is None else int(limit),
     }
