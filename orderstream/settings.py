@@ -75,6 +75,15 @@ class Settings:
             values[f.name] = type(default)(raw) if not isinstance(default, str) else raw
         return cls(**values)  # type: ignore[arg-type]
 
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes ``from_env`` in a child process build these settings."""
+        return {
+            (f.name.upper() if f.name in _STACK_NAMES else f"ORDERSTREAM_{f.name.upper()}"): str(
+                getattr(self, f.name)
+            )
+            for f in fields(self)
+        }
+
 
 _STACK_NAMES = {
     "kafka_bootstrap",

@@ -101,15 +101,7 @@ def produce(
 
 
 def spawn(command: str, settings: Settings, log: Path, *args: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "REDIS_URL": settings.redis_url,
-        "ORDERSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "ORDERSTREAM_SINK_BATCH_SIZE": str(settings.sink_batch_size),
-        "ORDERSTREAM_SINK_BATCH_TIMEOUT_S": str(settings.sink_batch_timeout_s),
-    }
+    env = {**os.environ, **settings.to_env()}
     exe = str(Path(sys.executable).parent / "orderstream")
     return subprocess.Popen(
         [exe, command, *args],

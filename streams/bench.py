@@ -105,16 +105,7 @@ class Bench:
     def start_worker(
         self, settings: Settings, log: Path, profile: str | None = None
     ) -> subprocess.Popen[bytes]:
-        env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "REDIS_URL": settings.redis_url,
-            "ORDERSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-            "ORDERSTREAM_APP_ID": settings.app_id,
-            "ORDERSTREAM_PARTITIONS": str(settings.partitions),
-            "ORDERSTREAM_DATA_DIR": settings.data_dir,
-            "ORDERSTREAM_HOLD_TIME_S": str(settings.hold_time_s),
-        }
+        env = {**os.environ, **settings.to_env()}
         cmd = [
             sys.executable,
             "-m",
@@ -363,9 +354,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, object]]:
     if "spread" in args.only:
         results.append(
             await bench.run_scenario(
-                Scenario(
-                    "spread", products=args.products, lines=args.lines, stock_per_product=1000
-                )
+                Scenario("spread", products=args.products, lines=args.lines, stock_per_product=1000)
             )
         )
     if "raw" in args.only:

@@ -193,16 +193,7 @@ def sink_in_thread(settings: Settings, with_read_model: bool = False) -> Iterato
 
 
 def sink_subprocess(settings: Settings, log: Path, group_id: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "REDIS_URL": settings.redis_url,
-        "ORDERSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "ORDERSTREAM_SINK_BATCH_SIZE": str(settings.sink_batch_size),
-        "ORDERSTREAM_SINK_BATCH_TIMEOUT_S": str(settings.sink_batch_timeout_s),
-        "PYTHONPATH": str(REPO_ROOT),
-    }
+    env = {**os.environ, **settings.to_env(), "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.Popen(
         [
             str(Path(sys.executable).parent / "orderstream"),

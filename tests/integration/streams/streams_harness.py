@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -72,16 +73,8 @@ class StreamsEnv:
 
     # ----------------------------------------------------------------- worker
     def start_worker(self, index: int = 0) -> None:
-        env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
-            "REDIS_URL": self.settings.redis_url,
-            "ORDERSTREAM_TOPIC_PREFIX": self.prefix,
-            "ORDERSTREAM_APP_ID": self.app_id,
-            "ORDERSTREAM_PARTITIONS": str(self.settings.partitions),
-            "ORDERSTREAM_DATA_DIR": self.settings.data_dir,
-            "ORDERSTREAM_HOLD_TIME_S": str(self.settings.hold_time_s),
-        }
+        worker_settings = replace(self.settings, topic_prefix=self.prefix, app_id=self.app_id)
+        env = {**os.environ, **worker_settings.to_env()}
         self.runs += 1
         log = open(self.tmp / f"worker-{self.runs}.log", "wb")
         self.proc = subprocess.Popen(
