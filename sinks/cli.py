@@ -36,7 +36,10 @@ def migrate() -> None:
 
 @click.command()
 @click.option(
-    "--group-id", default=None, help="Kafka consumer group (default: <prefix><app_id>.sink)."
+    "--group-id",
+    default=None,
+    help="Group id under which offsets/lag are reported to Kafka; partitions are owned by "
+    "--shard, not by the group (default: <prefix><app_id>.sink).",
 )
 @click.option("--no-read-model", is_flag=True, help="Do not write the Redis read model.")
 @click.option("--shard", default=0, show_default=True, help="This instance's shard.")
