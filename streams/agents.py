@@ -15,7 +15,7 @@ from orderstream.settings import Settings
 from schemas import codec
 from schemas import topics as names
 from schemas.orders import OrderExpiryCheck
-from streams.faustutil import DirectSender, DirectTableWriter
+from streams.faustutil import DirectTableWriter, Outbox
 from streams.readmodel import ReadModelWriter
 from streams.settler import SettleProcessor
 from streams.stock import StockProcessor
@@ -48,10 +48,11 @@ def register_agents(
     tables: StreamTables,
     readmodel: ReadModelWriter,
 ) -> StreamAgents:
-    sender = DirectSender(app)
+    # one outbox per agent: each flushes its own records at the end of its own batch
+    stock_outbox, settle_outbox = Outbox(app), Outbox(app)
     stock = StockProcessor(
-        DirectTableWriter(tables.stock_by_product, sender),
-        sender,
+        DirectTableWriter(tables.stock_by_product, stock_outbox),
+        stock_outbox,
         topics,
         settings.topics(names.ORDER_REQUESTS),
         readmodel,
@@ -59,8 +60,8 @@ def register_agents(
     settler = SettleProcessor(
         app,
         tables.pending_orders,
-        DirectTableWriter(tables.pending_orders, sender),
-        sender,
+        DirectTableWriter(tables.pending_orders, settle_outbox),
+        settle_outbox,
         topics,
         readmodel,
         hold_time_s=settings.hold_time_s,

@@ -4,7 +4,9 @@ Scenarios: one hot product (half the lines get stock) and lines spread over 10,0
 products; plus the same broker's raw aiokafka consume->produce rate in the same run.
 Method per scenario: topics under a fresh prefix; the catalog is applied by a worker
 which is then stopped; all lines are produced; a worker is started on the backlog; the
-rate is (lines - 1) / (last - first reservation timestamp). Never run from tests.
+rate is (lines - 1) / (last - first decision timestamp), a decision being the order's
+``OrderCommitted``/``OrderRejected`` (the lines are single-line orders, decided in
+reserve_stock). Never run from tests.
 """
 
 from __future__ import annotations
@@ -155,11 +157,13 @@ class Bench:
         finally:
             await consumer.stop()
 
-    async def wait_offsets(self, topic: str, count: int, limit_s: float) -> None:
+    async def wait_offsets(self, topic: str | list[str], count: int, limit_s: float) -> None:
+        """Wait until ``topic`` (or the topics together) holds ``count`` messages."""
+        topics = [topic] if isinstance(topic, str) else topic
         deadline = time.monotonic() + limit_s
-        while await self.end_offsets(topic) < count:
+        while sum([await self.end_offsets(t) for t in topics]) < count:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic} did not reach {count} messages in {limit_s}s")
+                raise TimeoutError(f"{topics} did not reach {count} messages in {limit_s}s")
             await asyncio.sleep(0.5)
 
     async def produce(self, settings: Settings, topic: str, items: list[tuple[str, bytes]]) -> None:
@@ -229,9 +233,13 @@ class Bench:
             profile = str(self.workdir / f"{scenario.name}.folded")
             worker = self.start_worker(settings, log, profile)
             try:
-                reservations = settings.topics(names.ORDER_RESERVATIONS)
-                await self.wait_offsets(reservations, scenario.lines, 900)
-                first, last, reserved = await self.output_window(reservations)
+                # single-line orders are decided in reserve_stock: one decision per line
+                decisions = [
+                    settings.topics(names.ORDERS_COMMITTED),
+                    settings.topics(names.ORDERS_REJECTED),
+                ]
+                await self.wait_offsets(decisions, scenario.lines, 900)
+                first, last, reserved = await self.output_window(decisions)
             finally:
                 worker.send_signal(signal.SIGTERM)
                 worker.wait(timeout=60)
@@ -247,14 +255,15 @@ class Bench:
         finally:
             await self.delete_topics(prefix)
 
-    async def output_window(self, topic: str) -> tuple[float, float, int]:
+    async def output_window(self, topics: list[str]) -> tuple[float, float, int]:
+        """First and last record timestamps over ``topics``, and the orders committed."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.base.kafka_bootstrap, enable_auto_commit=False
         )
         await consumer.start()
         first, last, reserved = float("inf"), 0.0, 0
         try:
-            parts = [TopicPartition(topic, p) for p in range(self.partitions)]
+            parts = [TopicPartition(t, p) for t in topics for p in range(self.partitions)]
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
             ends = await consumer.end_offsets(parts)
@@ -263,7 +272,7 @@ class Bench:
                 for records in batch.values():
                     for m in records:
                         first, last = min(first, m.timestamp / 1000), max(last, m.timestamp / 1000)
-                        reserved += b'"line_reserved"' in m.value
+                        reserved += b'"order_committed"' in m.value
         finally:
             await consumer.stop()
         return first, last, reserved

@@ -20,10 +20,11 @@ from schemas import codec
 from schemas import topics as names
 from schemas.orders import OrderExpiryCheck
 from streams import settlement
-from streams.faustutil import DirectSender, DirectTableWriter, bound
+from streams.effects import deliver
+from streams.faustutil import DirectTableWriter, Outbox, bound
 from streams.readmodel import ReadModelWriter
 from streams.records import OrderState, decode_order, encode
-from streams.settlement import Effect, Emit
+from streams.settlement import Effect
 from streams.topics import StreamTopics
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class SettleProcessor:
         app: faust.App,
         table: faust.types.TableT,
         writer: DirectTableWriter,
-        sender: DirectSender,
+        outbox: Outbox,
         topics: StreamTopics,
         readmodel: ReadModelWriter,
         *,
@@ -52,7 +53,7 @@ class SettleProcessor:
         self.app = app
         self.table = table
         self.writer = writer
-        self.sender = sender
+        self.outbox = outbox
         self.topics = topics
         self.readmodel = readmodel
         self.hold_time_s = hold_time_s
@@ -65,9 +66,10 @@ class SettleProcessor:
         for event in events:
             by_partition[event.message.partition].append(event)
         for partition, partition_events in by_partition.items():
-            await self._process_partition(partition, partition_events)
+            self._process_partition(partition, partition_events)
+        await self.outbox.flush()
 
-    async def _process_partition(self, partition: int, events: list[EventT]) -> None:
+    def _process_partition(self, partition: int, events: list[EventT]) -> None:
         cache: dict[str, OrderState | None] = {}
         dirty: dict[str, OrderState] = {}
         effects: list[Effect] = []
@@ -82,9 +84,9 @@ class SettleProcessor:
                     logger.error("undecodable %s@%s: %s", message.topic, message.offset, exc)
                     continue
                 if isinstance(record, OrderExpiryCheck):
-                    await self._write(partition, dirty)
+                    self._write(partition, dirty)
                     cache.clear()
-                    effects += await self._tick(partition, message.topic, message.offset, now)
+                    effects += self._tick(partition, message.topic, message.offset, now)
                     continue
                 if record.order_id not in cache:
                     cache[record.order_id] = self._load(record.order_id)
@@ -102,11 +104,11 @@ class SettleProcessor:
                     cache[record.order_id] = dirty[record.order_id] = new
                     self._track(index, order, new)
                 effects += produced
-            await self._write(partition, dirty)
-        await self._send(effects)
+            self._write(partition, dirty)
+        deliver(effects, self.outbox, self.topics, self.readmodel)
 
     # ------------------------------------------------------------------ expiry
-    async def _tick(self, partition: int, topic: str, offset: int, now: float) -> list[Effect]:
+    def _tick(self, partition: int, topic: str, offset: int, now: float) -> list[Effect]:
         index = self._ensure_index(partition)
         effects: list[Effect] = []
         # a replayed tick may have decided orders whose effects never left: emit again
@@ -124,7 +126,7 @@ class SettleProcessor:
             new, produced = settlement.expire(
                 order, now=now, hold_time_s=self.hold_time_s, source=topic, tick_offset=offset
             )
-            await self.writer.put(partition, order_id.encode(), encode(new))
+            self.writer.put(partition, order_id.encode(), encode(new))
             self._track(index, order, new)
             effects += produced
         while index.decided and now - index.decided[0][0] >= self.retention_s:
@@ -133,7 +135,7 @@ class SettleProcessor:
             if order is not None and settlement.prunable(
                 order, now=now, retention_s=self.retention_s
             ):
-                await self.writer.put(partition, order_id.encode(), None)
+                self.writer.put(partition, order_id.encode(), None)
         return effects
 
     def _ensure_index(self, partition: int) -> PartitionIndex:
@@ -174,18 +176,10 @@ class SettleProcessor:
         raw = self.writer.get(order_id.encode())
         return decode_order(raw) if raw is not None else None
 
-    async def _write(self, partition: int, dirty: dict[str, OrderState]) -> None:
+    def _write(self, partition: int, dirty: dict[str, OrderState]) -> None:
         for order_id, order in dirty.items():
-            await self.writer.put(partition, order_id.encode(), encode(order))
+            self.writer.put(partition, order_id.encode(), encode(order))
         dirty.clear()
-
-    async def _send(self, effects: list[Effect]) -> None:
-        for effect in effects:
-            if isinstance(effect, Emit):
-                topic = self.topics.output(effect.topic).get_topic_name()
-                await self.sender.send(topic, effect.key.encode(), codec.encode(effect.value))
-            else:
-                self.readmodel.enqueue_status(effect.order_id, effect.status, effect.fields)
 
 
 def tick_topic(topics: StreamTopics) -> faust.TopicT:

@@ -4,11 +4,19 @@ One batch from ``take_events`` may hold events of several partitions; each parti
 events are applied in order against a write-back cache of the table, then the dirty keys
 are written while one of that partition's events is bound (lines, then customers, then
 products: the order the ledger's healing relies on), then results are sent.
+
+A single-line order is settled here, in its product's partition: its one line record is
+the whole order, so ``settlement.settle`` is applied to it directly and the order's
+decision (``OrderCommitted``/``OrderRejected``, the read-model status, a release when the
+price check fails) leaves with the batch. Only orders whose lines live in several product
+partitions go through ``orders.reservations`` and ``settle_orders``. A replay recalls the
+recorded line and so re-emits the same decision with the same event ids.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -18,8 +26,9 @@ from faust.types import EventT
 from schemas import codec
 from schemas import topics as names
 from schemas.orders import LineRejected, LineReserved
-from streams import ledger
-from streams.faustutil import DirectSender, DirectTableWriter, bound
+from streams import ledger, settlement
+from streams.effects import deliver
+from streams.faustutil import DirectTableWriter, Outbox, bound
 from streams.readmodel import ReadModelWriter
 from streams.records import LineState, ProductState, StockRecord, decode_stock, encode
 from streams.topics import StreamTopics
@@ -48,19 +57,19 @@ class StockCache:
         self.values[key] = record
         self.dirty[key] = record
 
-    async def write(self, partition: int) -> list[ProductState]:
+    def write(self, partition: int) -> list[ProductState]:
         """Write dirty records (lines, customers, products); returns the products."""
         put = self.table.put
         products = []
         for key, record in self.dirty.items():
             if isinstance(record, LineState):
-                await put(partition, key, encode(record))
+                put(partition, key, encode(record))
         for key, record in self.dirty.items():
             if not isinstance(record, LineState | ProductState):
-                await put(partition, key, encode(record))
+                put(partition, key, encode(record))
         for key, record in self.dirty.items():
             if isinstance(record, ProductState):
-                await put(partition, key, encode(record))
+                put(partition, key, encode(record))
                 products.append(record)
         self.dirty.clear()
         return products
@@ -93,19 +102,20 @@ class StockProcessor:
     def __init__(
         self,
         table: DirectTableWriter,
-        sender: DirectSender,
+        outbox: Outbox,
         topics: StreamTopics,
         requests_topic: str,
         readmodel: ReadModelWriter,
     ) -> None:
         self.table = table
-        self.sender = sender
+        self.outbox = outbox
         self.topics = topics
         self.requests_topic = requests_topic
         self.readmodel = readmodel
         self.reservations = topics.output(names.ORDER_RESERVATIONS).get_topic_name()
         self.dead_letter = topics.output(names.DEAD_LETTER).get_topic_name()
         self.lines_decided = 0
+        self.orders_settled = 0  # single-line orders decided in place
 
     async def process(self, events: Sequence[EventT]) -> None:
         by_partition: dict[int, list[EventT]] = defaultdict(list)
@@ -113,9 +123,10 @@ class StockProcessor:
             by_partition[event.message.partition].append(event)
         now = datetime.now(UTC)
         for partition_events in by_partition.values():
-            await self._process_partition(partition_events, now)
+            self._process_partition(partition_events, now)
+        await self.outbox.flush()
 
-    async def _process_partition(self, events: list[EventT], now: datetime) -> None:
+    def _process_partition(self, events: list[EventT], now: datetime) -> None:
         cache = StockCache(self.table)
         results: list[LineState] = []
         with bound(events[-1]):
@@ -130,8 +141,8 @@ class StockProcessor:
                         ledger.on_command(cache, command, message.offset)
                 except (codec.DecodeError, codec.ValidationError) as exc:
                     logger.error("undecodable %s@%s: %s", message.topic, message.offset, exc)
-                    await self.sender.send(self.dead_letter, message.key, message.value)
-            products = await cache.write(events[-1].message.partition)
+                    self.outbox.add(self.dead_letter, message.key, message.value)
+            products = cache.write(events[-1].message.partition)
         # A replay after a crash changes no product, but the read-model write the crash cut
         # off may be missing: publish every product the batch touched (absolute values).
         written = {product.product_id for product in products}
@@ -139,9 +150,27 @@ class StockProcessor:
             record = cache.get(key)
             if isinstance(record, ProductState) and record.product_id not in written:
                 products.append(record)
-        send, topic = self.sender.send, self.reservations
         for line in results:
-            await send(topic, line.order_id.encode(), codec.encode(line_result(line)))
+            if line.line_count == 1:
+                self._settle_in_place(line)
+            else:
+                self.outbox.add(
+                    self.reservations, line.order_id.encode(), codec.encode(line_result(line))
+                )
         for product in products:
             self.readmodel.enqueue_product(product)
         self.lines_decided += len(results)
+
+    def _settle_in_place(self, line: LineState) -> None:
+        """Decide a single-line order from its line record, as ``settle_orders`` would."""
+        _, effects = settlement.settle(
+            None,
+            line_result(line),
+            source=self.requests_topic,
+            offset=line.request_offset,
+            partition=-1,  # the order is not kept by the settler
+            now=line.decided_at.timestamp(),  # the same decision time on every replay
+            retention_s=math.inf,  # never stale: it is being decided now
+        )
+        deliver(effects, self.outbox, self.topics, self.readmodel)
+        self.orders_settled += 1

@@ -18,7 +18,6 @@ from orderstream.readmodel import Keys, decode_product
 from schemas import codec
 from schemas import topics as names
 from schemas.inventory import ReleaseLine
-from schemas.orders import LineRejected, LineReserved
 
 
 @pytest.fixture
@@ -31,24 +30,25 @@ def env(stack, namespace: str, tmp_path: Path) -> Iterator[StreamsEnv]:
         print(environment.worker_log())  # shown by pytest when the test failed
 
 
-def reservations(env: StreamsEnv) -> list[LineReserved | LineRejected]:
-    records = env.read(names.ORDER_RESERVATIONS, codec.reservation_stream_decoder)
-    return [r for r in records if isinstance(r, LineReserved | LineRejected)]
+def order_decisions(env: StreamsEnv) -> dict[str, set[str]]:
+    """order_id -> the decisions seen (committed, rejected); a replay's duplicates collapse.
 
-
-def decided_lines(env: StreamsEnv) -> dict[tuple[str, int], set[str]]:
-    """(order_id, line_no) -> the set of decisions seen (duplicates collapse)."""
-    seen: dict[tuple[str, int], set[str]] = defaultdict(set)
-    for r in reservations(env):
-        seen[(r.order_id, r.line_no)].add(type(r).__name__)
+    Single-line orders are decided by reserve_stock itself, so for them an order's decision
+    is its line's decision."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for topic in (names.ORDERS_COMMITTED, names.ORDERS_REJECTED):
+        for event in env.read(topic, codec.order_event_decoder):
+            seen[event.order_id].add(type(event).__name__)
     return seen
 
 
-def reserved_units(env: StreamsEnv) -> Counter[str]:
+def committed_units(env: StreamsEnv) -> Counter[str]:
+    """Units per product over the distinct committed orders (line by line)."""
     units: Counter[str] = Counter()
-    lines = {(r.order_id, r.line_no): r for r in reservations(env) if isinstance(r, LineReserved)}
-    for r in lines.values():
-        units[r.product_id] += r.quantity
+    orders = {e.order_id: e for e in env.read(names.ORDERS_COMMITTED, codec.order_event_decoder)}
+    for order in orders.values():
+        for item in order.items:
+            units[item.product_id] += item.quantity
     return units
 
 
@@ -75,21 +75,15 @@ def test_flash_sale_reserves_exactly_the_stock(env: StreamsEnv, redis_client: re
     for t in threads:
         t.join(timeout=60)
     env.flush()
-    wait_for(lambda: len(decided_lines(env)) >= buyers, 120, "every line decided")
-    decided = decided_lines(env)
+    wait_for(lambda: len(order_decisions(env)) >= buyers, 120, "every order decided")
+    decided = order_decisions(env)
+    assert len(decided) == buyers
     assert all(len(kinds) == 1 for kinds in decided.values())  # never both
-    assert reserved_units(env) == {"HOT": stock}
-    committed = env.read(names.ORDERS_COMMITTED, codec.order_event_decoder)
-    wait_for(
-        lambda: (
-            len({e.order_id for e in env.read(names.ORDERS_REJECTED, codec.order_event_decoder)})
-            == buyers - stock
-        ),
-        60,
-        "rejections",
-    )
-    committed = env.read(names.ORDERS_COMMITTED, codec.order_event_decoder)
-    assert len({e.order_id for e in committed}) == stock
+    assert committed_units(env) == {"HOT": stock}
+    kinds = Counter(kind for found in decided.values() for kind in found)
+    assert kinds == {"OrderCommitted": stock, "OrderRejected": buyers - stock}
+    rejected = env.read(names.ORDERS_REJECTED, codec.order_event_decoder)
+    assert {e.reason for e in rejected} == {"out_of_stock"}
     wait_for(lambda: product_available(env, redis_client, "HOT") == 0, 30, "read model")
 
 
@@ -111,13 +105,14 @@ def test_sigkill_midstream_reserves_nothing_twice(
     for i in range(orders):
         env.order(f"k{i}", [(f"P{i % 4}", 1 + i % 2)], customer_id=f"c{i}")
     env.flush()
-    wait_for(lambda: len(decided_lines(env)) >= 200, 120, "the worker to be mid-stream")
+    wait_for(lambda: len(order_decisions(env)) >= 200, 120, "the worker to be mid-stream")
     env.kill_worker()
     env.start_worker()
-    wait_for(lambda: len(decided_lines(env)) >= orders, 180, "every line decided after restart")
-    decided = decided_lines(env)
-    assert all(len(kinds) == 1 for kinds in decided.values()), "a line got two decisions"
-    assert reserved_units(env) == Counter({p: s for p, s in products.items()})  # demand > stock
+    wait_for(lambda: len(order_decisions(env)) >= orders, 180, "every order decided after restart")
+    decided = order_decisions(env)
+    assert len(decided) == orders
+    assert all(len(kinds) == 1 for kinds in decided.values()), "an order got two decisions"
+    assert committed_units(env) == Counter(products)  # demand > stock: all sold, none twice
     for product_id in products:
         wait_for(
             lambda p=product_id: product_available(env, redis_client, p) == 0, 30, "read model"
