@@ -12,6 +12,7 @@ emitted again (all effects are idempotent downstream: stable event ids / command
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -83,6 +84,27 @@ def settle(
             return None, []
         new, effects = _line(order, record, partition, now)
     return replace(new, applied_offset={**new.applied_offset, source: offset}), effects
+
+
+def settle_single_line(record: LineRecord) -> list[Effect]:
+    """Everything a single-line order implies, from its one line's decision.
+
+    ``reserve_stock`` calls this in the product's partition instead of sending the line
+    through ``orders.reservations``: the order is decided as ``settle`` would decide it,
+    at the line's decision time, so a replay yields the same events with the same ids.
+    """
+    if record.line_count != 1:
+        raise ValueError(f"order {record.order_id} has {record.line_count} lines")
+    _, effects = settle(
+        None,
+        record,
+        source="",
+        offset=0,
+        partition=-1,  # not kept: the settler never sees the order
+        now=record.decided_at.timestamp(),
+        retention_s=math.inf,
+    )
+    return effects
 
 
 def expire(

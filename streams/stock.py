@@ -16,7 +16,6 @@ recorded line and so re-emits the same decision with the same event ids.
 from __future__ import annotations
 
 import logging
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -163,14 +162,6 @@ class StockProcessor:
 
     def _settle_in_place(self, line: LineState) -> None:
         """Decide a single-line order from its line record, as ``settle_orders`` would."""
-        _, effects = settlement.settle(
-            None,
-            line_result(line),
-            source=self.requests_topic,
-            offset=line.request_offset,
-            partition=-1,  # the order is not kept by the settler
-            now=line.decided_at.timestamp(),  # the same decision time on every replay
-            retention_s=math.inf,  # never stale: it is being decided now
-        )
+        effects = settlement.settle_single_line(line_result(line))
         deliver(effects, self.outbox, self.topics, self.readmodel)
         self.orders_settled += 1

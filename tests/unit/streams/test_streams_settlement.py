@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from streams_fakes import NOW
@@ -230,3 +232,39 @@ def test_all_or_nothing(records: list[object]) -> None:
             assert order.phase in ("rejected", "cancelled")
             assert reserved_lines <= released  # holds no stock
     assert len(s.emitted(OrderCommitted)) == len(committed)  # at most one commit per order
+
+
+def stable(effects: list[Effect]) -> list[Effect]:
+    """Effects without the one field that is a wall-clock stamp (a release's issued_at)."""
+    return [
+        Emit(e.topic, e.key, msgspec.structs.replace(e.value, issued_at=NOW))
+        if isinstance(e, Emit) and isinstance(e.value, ReleaseLine)
+        else e
+        for e in effects
+    ]
+
+
+def test_single_line_order_settled_in_place_as_the_settler_would() -> None:
+    for line in (
+        reserved("s1", 0, 1),  # committed, total 5.00
+        rejected("s2", 0, 1, reason="limit_exceeded"),
+        reserved("s3", 0, 1, expected="4.00"),  # price changed: rejected, line released
+    ):
+        settler = Settler()
+        settler.feed(line, now=line.decided_at.timestamp())
+        in_place = stable(settlement.settle_single_line(line))
+        assert in_place == stable(settler.effects)
+        # a replay: the same events with the same ids
+        assert in_place == stable(settlement.settle_single_line(line))
+    committed = [
+        e.value for e in settlement.settle_single_line(reserved("s1", 0, 1)) if isinstance(e, Emit)
+    ]
+    assert isinstance(committed[0], OrderCommitted) and committed[0].total == Decimal("5.00")
+    rejected_effects = settlement.settle_single_line(reserved("s3", 0, 1, expected="4.00"))
+    kinds = [type(e.value).__name__ for e in rejected_effects if isinstance(e, Emit)]
+    assert kinds == ["OrderRejected", "ReleaseLine"]
+
+
+def test_single_line_settlement_refuses_a_line_of_a_larger_order() -> None:
+    with pytest.raises(ValueError):
+        settlement.settle_single_line(reserved("m", 0, 2))
