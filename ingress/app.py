@@ -77,14 +77,13 @@ def create_app(
 
 def get_app() -> falcon.App:
     """Real collaborators from the environment (``.local/stack.env`` + variables)."""
-    import redis as redis_lib
-
+    from ingress.redisconn import connect
     from ingress.store import SqlStore
 
     config = IngressConfig.from_env()
     s = config.settings
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    client = redis_lib.Redis.from_url(
+    client = connect(
         s.redis_url,
         socket_timeout=5,
         socket_connect_timeout=2,

@@ -21,6 +21,29 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# One round trip before publishing: the idempotency claim, then the ``accepted`` status.
+# KEYS[1] order hash, KEYS[2] order channel, KEYS[3] idempotency key (absent: no claim);
+# ARGV[1] claim value, ARGV[2] claim ttl ms, ARGV[3..] orderstream.readmodel.status_args.
+# Returns the stored value when another request holds the key (nothing is written), else
+# nil. Finding our own claim value (a retried command whose reply was lost) is our claim.
+# The status part is orderstream.readmodel.SET_STATUS_LUA with ARGV shifted by two: it
+# only moves a status forward (tests/unit/ingress compare the two scripts' writes).
+CLAIM_AND_ACCEPT_LUA = """
+if #KEYS == 3 then
+  local prev = redis.call('GET', KEYS[3])
+  if prev and prev ~= ARGV[1] then return prev end
+  if not prev then redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2]) end
+end
+local cur = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
+local rank = tonumber(ARGV[4])
+if rank <= cur then return nil end
+redis.call('HSET', KEYS[1], 'status', ARGV[3], 'rank', ARGV[4])
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
+redis.call('PUBLISH', KEYS[2], ARGV[3])
+return nil
+"""
+
 
 class Stored(msgspec.Struct, frozen=True):
     fingerprint: str
@@ -58,11 +81,12 @@ class IdempotencyStore:
     def key(self, scope: str, idempotency_key: str) -> str:
         return f"{self._prefix}{scope}:{fingerprint(idempotency_key)[:32]}"
 
-    def claim_in(self, pipe: Any, key: str, request_fingerprint: str, token: str) -> bytes:
-        """Queue an atomic claim (SET NX GET) on ``pipe``; returns the claim value."""
-        value = msgspec.json.encode(Stored(request_fingerprint, "in_flight", token))
-        pipe.set(key, value, nx=True, px=self._lock_ms, get=True)
-        return value
+    def claim_value(self, request_fingerprint: str, token: str) -> bytes:
+        return msgspec.json.encode(Stored(request_fingerprint, "in_flight", token))
+
+    @property
+    def lock_ms(self) -> int:
+        return self._lock_ms
 
     @staticmethod
     def outcome(key: str, value: bytes, previous: bytes | None) -> Claim:
@@ -70,17 +94,11 @@ class IdempotencyStore:
             key, value, None if previous is None else msgspec.json.decode(previous, type=Stored)
         )
 
-    def complete_in(
-        self,
-        pipe: Any,
-        claim: Claim,
-        fingerprint_: str,
-        status: int,
-        body: bytes,
-        location: str | None,
+    def complete(
+        self, claim: Claim, fingerprint_: str, status: int, body: bytes, location: str | None
     ) -> None:
         done = Stored(fingerprint_, "done", status=status, body=body, location=location)
-        pipe.set(claim.key, msgspec.json.encode(done), ex=self._ttl_s)
+        self._redis.set(claim.key, msgspec.json.encode(done), ex=self._ttl_s)
 
     def release(self, claim: Claim) -> None:
         self._redis.eval(_RELEASE_LUA, 1, claim.key, claim.value)

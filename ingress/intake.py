@@ -1,8 +1,8 @@
 """Order intake: one order in, one ``OrderLineRequested`` per line out, 202 only after acks.
 
 Redis round trips per order: one before publishing (the idempotency claim and the
-``accepted`` read-model status, pipelined) and one after (the stored response, only when an
-Idempotency-Key was sent). A failed or partial publish is compensated with a ``CancelOrder``
+``accepted`` read-model status, one Lua script) and one after (the stored response, only
+when an Idempotency-Key was sent). A failed or partial publish is compensated with a ``CancelOrder``
 for the order id (the settler releases whatever got reserved; its hold-time expiry is the
 safety net), the claim and the read-model entry are removed, and the client gets 503.
 """
@@ -20,10 +20,10 @@ import msgspec
 
 from ingress.config import IngressConfig
 from ingress.errors import IdempotencyInFlight, IdempotencyKeyReused, Unavailable
-from ingress.idempotency import Claim, IdempotencyStore, fingerprint
+from ingress.idempotency import CLAIM_AND_ACCEPT_LUA, Claim, IdempotencyStore, fingerprint
 from ingress.publisher import Message, Publisher, PublishError
 from ingress.validation import OrderRequest
-from orderstream.readmodel import SET_STATUS_LUA, status_args
+from orderstream.readmodel import status_args
 from schemas import codec, topics
 from schemas.common import event_id_for, utcnow
 from schemas.orders import CancelOrder, OrderLineRequested
@@ -77,9 +77,7 @@ class OrderIntake:
         body = msgspec.json.encode({"order_id": order_id, "status": "accepted"})
         if claim is not None:
             try:
-                pipe = self._redis.pipeline(transaction=False)
-                self._idempotency.complete_in(pipe, claim, request_fp, 202, body, location)
-                pipe.execute()
+                self._idempotency.complete(claim, request_fp, 202, body, location)
             except Exception:
                 # The order is in Kafka: it is accepted. Only the replay is lost (logged).
                 logger.exception("could not store the idempotent response of %s", order_id)
@@ -89,29 +87,29 @@ class OrderIntake:
         self, order: OrderRequest, order_id: str, scope: str, key: str | None, request_fp: str
     ) -> Claim | None:
         keys = self._config.keys
+        claim_key = claim_value = None
+        redis_keys = [keys.order(order_id), keys.order_channel(order_id)]
+        claim_args: list[Any] = ["", 0]
+        if key is not None:
+            claim_key = self._idempotency.key(scope, key)
+            claim_value = self._idempotency.claim_value(request_fp, order_id)
+            redis_keys.append(claim_key)
+            claim_args = [claim_value, self._idempotency.lock_ms]
+        fields = {
+            "customer_id": order.customer_id,
+            "items": [{"product_id": i.product_id, "quantity": i.quantity} for i in order.items],
+            "updated_at": utcnow().isoformat(),
+        }
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            claim_key = claim_value = None
-            if key is not None:
-                claim_key = self._idempotency.key(scope, key)
-                claim_value = self._idempotency.claim_in(pipe, claim_key, request_fp, order_id)
-            fields = {
-                "customer_id": order.customer_id,
-                "items": [
-                    {"product_id": i.product_id, "quantity": i.quantity} for i in order.items
-                ],
-                "updated_at": utcnow().isoformat(),
-            }
             # EVAL (not EVALSHA): no NOSCRIPT after a Redis restart, no SCRIPT EXISTS round
-            # trip per pipeline; Redis caches the compiled script by its hash.
-            pipe.eval(
-                SET_STATUS_LUA,
-                2,
-                keys.order(order_id),
-                keys.order_channel(order_id),
+            # trip; Redis caches the compiled script by its hash.
+            previous = self._redis.eval(
+                CLAIM_AND_ACCEPT_LUA,
+                len(redis_keys),
+                *redis_keys,
+                *claim_args,
                 *status_args("accepted", fields),
             )
-            results = pipe.execute()
         except Exception as exc:
             logger.warning("redis unavailable for order intake: %s", exc)
             raise Unavailable(
@@ -119,10 +117,10 @@ class OrderIntake:
             ) from None
         if claim_key is None or claim_value is None:
             return None
-        return self._idempotency.outcome(claim_key, claim_value, results[0])
+        return self._idempotency.outcome(claim_key, claim_value, previous)
 
     def _answer_retry(self, claim: Claim, request_fp: str, unused_order_id: str) -> Response:
-        self._redis.delete(self._config.keys.order(unused_order_id))
+        # (the script wrote nothing for the unused order id)
         previous = claim.previous
         assert previous is not None
         if previous.fingerprint != request_fp:

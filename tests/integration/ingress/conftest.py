@@ -12,6 +12,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from ingress.app import create_app
 from ingress.publisher import KafkaPublisher
+from ingress.redisconn import connect
 from orderstream.settings import Settings
 from schemas import topics
 
@@ -37,11 +38,21 @@ def settings(stack: Any, namespace: str) -> Iterator[Settings]:
 
 
 @pytest.fixture
-def client(settings: Settings, redis_client: Any) -> Iterator[testing.TestClient]:
+def ingress_redis(stack: Any) -> Iterator[Any]:
+    """The Redis client the ingress uses in production (``ingress.redisconn.connect``)."""
+    client = connect(stack.settings.redis_url, socket_timeout=5, health_check_interval=30)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def client(settings: Settings, ingress_redis: Any) -> Iterator[testing.TestClient]:
     publisher = KafkaPublisher(
         settings.kafka_bootstrap, max_block_ms=int(settings.publish_timeout_s * 1000)
     )
     try:
-        yield testing.TestClient(create_app(settings, publisher, redis_client))
+        yield testing.TestClient(create_app(settings, publisher, ingress_redis))
     finally:
         publisher.close()

@@ -151,3 +151,45 @@ def test_response_is_json(h: Harness) -> None:
     r = h.post_order(order_body(("sku-a", 1)))
     assert r.headers["Content-Type"] == "application/json"
     assert json.loads(r.text)["status"] == "accepted"
+
+
+def test_the_intake_script_writes_accepted_as_the_read_model_script_does(h: Harness) -> None:
+    # CLAIM_AND_ACCEPT_LUA carries a copy of SET_STATUS_LUA (ARGV shifted): same writes.
+    from ingress.idempotency import CLAIM_AND_ACCEPT_LUA
+    from orderstream.readmodel import SET_STATUS_LUA, status_args
+
+    fields = {"customer_id": "c", "items": [{"product_id": "p", "quantity": 2}], "updated_at": "t"}
+    args = status_args("accepted", fields)
+    h.redis.eval(SET_STATUS_LUA, 2, "a:order", "a:channel", *args)
+    h.redis.eval(CLAIM_AND_ACCEPT_LUA, 3, "b:order", "b:channel", "b:idem", "claim", 1000, *args)
+    assert h.redis.hgetall("a:order") == h.redis.hgetall("b:order")
+    assert h.redis.ttl("b:order") == h.redis.ttl("a:order")
+    assert h.redis.get("b:idem") == b"claim"
+    assert 0 < h.redis.pttl("b:idem") <= 1000  # the in-flight claim lapses
+    # forward only: a later status is not overwritten by "accepted"
+    for key in ("a", "b"):
+        h.redis.eval(SET_STATUS_LUA, 2, f"{key}:order", "ch", *status_args("committed", {}))
+    h.redis.eval(SET_STATUS_LUA, 2, "a:order", "a:channel", *args)
+    h.redis.eval(CLAIM_AND_ACCEPT_LUA, 2, "b:order", "b:channel", "", 0, *args)
+    assert h.redis.hget("a:order", "status") == h.redis.hget("b:order", "status") == b"committed"
+
+
+def test_the_intake_script_writes_nothing_when_another_request_holds_the_key(h: Harness) -> None:
+    from ingress.idempotency import CLAIM_AND_ACCEPT_LUA
+    from orderstream.readmodel import status_args
+
+    args = status_args("accepted", {"customer_id": "c"})
+    assert h.redis.eval(CLAIM_AND_ACCEPT_LUA, 3, "o1", "c1", "idem", "mine", 1000, *args) is None
+    assert h.redis.eval(CLAIM_AND_ACCEPT_LUA, 3, "o2", "c2", "idem", "other", 1000, *args) == (
+        b"mine"
+    )
+    assert h.redis.exists("o2") == 0
+    # the same claim value again (a retried command whose reply was lost) is still ours
+    assert h.redis.eval(CLAIM_AND_ACCEPT_LUA, 3, "o1", "c1", "idem", "mine", 1000, *args) is None
+
+
+def test_a_completed_key_is_kept_for_the_idempotency_ttl(h: Harness) -> None:
+    h.post_order(order_body(("sku-a", 1)), key="k-1")
+    (key,) = h.redis.keys("os:idem:*")
+    # completed: kept for the idempotency TTL (the claim's short lock was replaced)
+    assert h.redis.ttl(key) > h.settings.publish_timeout_s * 3 + 5
