@@ -36,6 +36,12 @@ def on_starting(server: object) -> None:
     _METRICS_DIR.mkdir(parents=True, exist_ok=True)
 
 
+def post_worker_init(worker: object) -> None:
+    from ingress import gunicorn_write
+
+    gunicorn_write.install()  # headers + body in one send() (gunicorn's own HTTP workers)
+
+
 def child_exit(server: object, worker: object) -> None:
     from prometheus_client import multiprocess
 
