@@ -6,6 +6,7 @@ gunicorn: ``gunicorn -c ingress/gunicorn_conf.py 'ingress.app:get_app()'``.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import falcon
@@ -77,18 +78,25 @@ def create_app(
 
 def get_app() -> falcon.App:
     """Real collaborators from the environment (``.local/stack.env`` + variables)."""
+    from ingress.redisbatch import BatchedRedis
     from ingress.redisconn import connect
     from ingress.store import SqlStore
 
     config = IngressConfig.from_env()
     s = config.settings
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    client = connect(
+    client: Any = connect(
         s.redis_url,
         socket_timeout=5,
         socket_connect_timeout=2,
         health_check_interval=30,
         max_connections=2048,
     )
-    publisher = KafkaPublisher(s.kafka_bootstrap, max_block_ms=int(s.publish_timeout_s * 1000))
+    if os.environ.get("INGRESS_REDIS_BATCH", "1") != "0":
+        client = BatchedRedis(client)  # concurrent requests share round trips
+    publisher = KafkaPublisher(
+        s.kafka_bootstrap,
+        max_block_ms=int(s.publish_timeout_s * 1000),
+        linger_ms=int(os.environ.get("INGRESS_KAFKA_LINGER_MS", "2")),
+    )
     return create_app(config, publisher, client, fallback=SqlStore(s.database_url))

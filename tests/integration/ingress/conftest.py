@@ -12,6 +12,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from ingress.app import create_app
 from ingress.publisher import KafkaPublisher
+from ingress.redisbatch import BatchedRedis
 from ingress.redisconn import connect
 from orderstream.settings import Settings
 from schemas import topics
@@ -39,10 +40,11 @@ def settings(stack: Any, namespace: str) -> Iterator[Settings]:
 
 @pytest.fixture
 def ingress_redis(stack: Any) -> Iterator[Any]:
-    """The Redis client the ingress uses in production (``ingress.redisconn.connect``)."""
+    """The Redis client the ingress uses in production (``ingress.redisconn.connect``, with
+    the hot commands batched by ``ingress.redisbatch.BatchedRedis``)."""
     client = connect(stack.settings.redis_url, socket_timeout=5, health_check_interval=30)
     try:
-        yield client
+        yield BatchedRedis(client)
     finally:
         client.close()
 
