@@ -207,6 +207,42 @@ def post_order(url: str, key: str, i: int) -> str:
         return str(json.load(r)["order_id"])
 
 
+def parked_orders(redis_url: str, namespace: str, count: int, ttl_s: int) -> list[str]:
+    """``count`` orders written to the read model as ``accepted`` and never published: no
+    pipeline decides them, so a long-poll on one waits its full ``wait`` (the client a
+    flash sale keeps waiting). Removed by ``drop_orders``; the TTL is a safety net."""
+    import uuid
+
+    import redis
+
+    from orderstream.readmodel import SET_STATUS_LUA, Keys, status_args
+
+    keys = Keys(namespace)
+    client = redis.Redis.from_url(redis_url)
+    ids = [uuid.uuid4().hex for _ in range(count)]
+    pipe = client.pipeline(transaction=False)
+    for order_id in ids:
+        fields = {"customer_id": "bench-poller", "items": [{"product_id": "p", "quantity": 1}]}
+        args = status_args("accepted", fields)
+        pipe.eval(SET_STATUS_LUA, 2, keys.order(order_id), keys.order_channel(order_id), *args)
+        pipe.expire(keys.order(order_id), ttl_s)
+    pipe.execute()
+    client.close()
+    return ids
+
+
+def drop_orders(redis_url: str, namespace: str, ids: list[str]) -> None:
+    import redis
+
+    from orderstream.readmodel import Keys
+
+    keys = Keys(namespace)
+    client = redis.Redis.from_url(redis_url)
+    if ids:
+        client.delete(*(keys.order(i) for i in ids))
+    client.close()
+
+
 def suite(url: str, key: str, args: argparse.Namespace) -> dict[str, Any]:
     post = WRK_POST.replace("__KEY__", key)
     results: dict[str, Any] = {}
@@ -223,7 +259,15 @@ def suite(url: str, key: str, args: argparse.Namespace) -> dict[str, Any]:
         results["orders_fixed_rate"] = asyncio.run(fixed_rate(url, key, args.rate, args.seconds))
     if "pollers" not in only:
         return results
-    order_ids = [post_order(url, key, i) for i in range(args.pollers)]
+    if args.poll_orders == "placed":
+        # through the API: against the whole stack these are decided within milliseconds,
+        # and a poller of a decided order gets its answer at once and asks again
+        order_ids = [post_order(url, key, i) for i in range(args.pollers)]
+        parked: list[str] = []
+    else:
+        parked = order_ids = parked_orders(
+            args.redis_url, args.namespace, args.pollers, args.seconds + 120
+        )
     poller = subprocess.Popen(
         [
             sys.executable,
@@ -253,6 +297,7 @@ def suite(url: str, key: str, args: argparse.Namespace) -> dict[str, Any]:
         if poller.poll() is None:
             poller.send_signal(signal.SIGTERM)
             poller.wait(timeout=30)
+        drop_orders(args.redis_url, args.namespace, parked)
     results["pollers_ratio"] = round(
         results["orders_with_pollers"]["ok_per_s"] / max(1, results["orders"]["ok_per_s"]), 3
     )
@@ -338,8 +383,18 @@ def main(argv: list[str] | None = None) -> None:
         default="healthz,orders,rate,pollers",
         help="comma-separated runs (default: all): healthz, orders, rate, pollers",
     )
+    parser.add_argument(
+        "--poll-orders",
+        choices=("parked", "placed"),
+        default="parked",
+        help="what the long-pollers wait on: 'parked' (default) orders written to the read "
+        "model as accepted and never published, so every poller waits; 'placed' orders "
+        "POSTed through the API (the whole stack decides them at once, so the pollers turn "
+        "into a loop of GETs answered at once)",
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
+    args.redis_url = settings.redis_url
     report: dict[str, Any] = {
         "cpus": os.cpu_count(),
         "connections": args.connections,
@@ -348,6 +403,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.spawn:
         ensure_bench_topics(settings)
         for worker_class in args.spawn.split(","):
+            args.namespace = "bench."
             proc = spawn(worker_class, args.port, settings)
             try:
                 report[worker_class] = suite(
@@ -358,6 +414,7 @@ def main(argv: list[str] | None = None) -> None:
                 proc.wait(timeout=60)
             print(json.dumps({worker_class: report[worker_class]}), flush=True)
     else:
+        args.namespace = settings.topic_prefix
         report["target"] = suite(args.url or settings.ingress_url, settings.storefront_key, args)
     print(json.dumps(report, indent=2))
 
