@@ -90,18 +90,29 @@ class ProductReader:
 class StatusWaiter:
     """One pub/sub connection per process; a request waits on an Event, not a connection.
 
-    Channels are subscribed while someone waits on them. A waiter subscribes, waits for the
-    confirmation, then re-reads the status (so a change just before it subscribed is not
+    A waiter registers on its order's channel, waits until the channel's subscription is
+    confirmed, then re-reads the status (so a change just before it subscribed is not
     missed), and re-checks every ``recheck_s`` in case a publish was lost (reconnects).
+
+    Cheap per long-poll: SUBSCRIBE and UNSUBSCRIBE are written by one sender thread, which
+    puts every channel asked for meanwhile into one command; and a channel stays subscribed
+    for ``linger_s`` after its last waiter left, so a client that asks again after a change
+    (accepted -> committed -> shipped) finds it confirmed: no subscribe, no confirmation wait.
     """
 
-    def __init__(self, redis: Any, keys: Keys, recheck_s: float = 5.0) -> None:
+    def __init__(
+        self, redis: Any, keys: Keys, recheck_s: float = 5.0, *, linger_s: float = 5.0
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._recheck_s = recheck_s
+        self._linger_s = linger_s
         self._lock = threading.Lock()
         self._waiters: dict[str, set[threading.Event]] = {}
-        self._confirmed: dict[str, threading.Event] = {}
+        self._confirmed: dict[str, threading.Event] = {}  # subscribed or being subscribed
+        self._idle_since: dict[str, float] = {}  # subscribed, nobody waiting
+        self._to_subscribe: list[str] = []
+        self._wake_sender = threading.Event()
         self._pubsub: Any = None
         self._thread: threading.Thread | None = None
 
@@ -129,15 +140,14 @@ class StatusWaiter:
     def _register(self, channel: str, event: threading.Event) -> threading.Event:
         with self._lock:
             self._ensure_started()
-            waiters = self._waiters.setdefault(channel, set())
-            waiters.add(event)
-            if len(waiters) == 1:
-                self._confirmed[channel] = threading.Event()
-                try:
-                    self._pubsub.subscribe(channel)
-                except Exception as exc:
-                    logger.warning("subscribe failed (falling back to re-checks): %s", exc)
-            return self._confirmed[channel]
+            self._waiters.setdefault(channel, set()).add(event)
+            self._idle_since.pop(channel, None)
+            confirmed = self._confirmed.get(channel)
+            if confirmed is None:
+                confirmed = self._confirmed[channel] = threading.Event()
+                self._to_subscribe.append(channel)
+                self._wake_sender.set()
+            return confirmed
 
     def _unregister(self, channel: str, event: threading.Event) -> None:
         with self._lock:
@@ -147,17 +157,36 @@ class StatusWaiter:
             waiters.discard(event)
             if not waiters:
                 del self._waiters[channel]
-                self._confirmed.pop(channel, None)
-                try:
-                    self._pubsub.unsubscribe(channel)
-                except Exception as exc:
-                    logger.warning("unsubscribe failed: %s", exc)
+                self._idle_since[channel] = time.monotonic()
 
     def _ensure_started(self) -> None:
         if self._thread is None:
             self._pubsub = self._redis.pubsub()
             self._thread = threading.Thread(target=self._run, name="status-waiter", daemon=True)
             self._thread.start()
+            sender = threading.Thread(target=self._send, name="status-subscriber", daemon=True)
+            sender.start()
+
+    def _send(self) -> None:
+        """The only writer of SUBSCRIBE/UNSUBSCRIBE: batches them, drops idle channels."""
+        while True:
+            self._wake_sender.wait(max(0.2, self._linger_s / 2))
+            self._wake_sender.clear()
+            now = time.monotonic()
+            with self._lock:
+                subscribe, self._to_subscribe = self._to_subscribe, []
+                stale = [c for c, t in self._idle_since.items() if now - t >= self._linger_s]
+                for channel in stale:
+                    del self._idle_since[channel]
+                    self._confirmed.pop(channel, None)
+            try:
+                if stale:
+                    self._pubsub.unsubscribe(*stale)
+                if subscribe:
+                    self._pubsub.subscribe(*subscribe)
+            except Exception as exc:
+                # waiters fall back to their periodic re-checks; a reconnect re-subscribes
+                logger.warning("status subscriber: (un)subscribe failed: %s", exc)
 
     def _run(self) -> None:
         while True:

@@ -156,3 +156,71 @@ def test_products_fall_back_to_postgres(h: Harness) -> None:
     h.fallback.product_rows.append(row)
     assert h.client.simulate_get("/v1/products/pg-1").json == row
     assert h.client.simulate_get("/v1/products").json == {"items": [row]}
+
+
+class CountingSubscribes:
+    """Wraps a client: counts the SUBSCRIBE commands its pub/sub connection sends."""
+
+    def __init__(self, redis: object) -> None:
+        self._redis = redis
+        self.subscribes: list[tuple[str, ...]] = []
+        self.pubsub_: object = None
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._redis, name)
+
+    def pubsub(self) -> object:
+        pubsub = self._redis.pubsub()  # type: ignore[attr-defined]
+        subscribe = pubsub.subscribe
+
+        def counting(*channels: str) -> object:
+            self.subscribes.append(channels)
+            return subscribe(*channels)
+
+        pubsub.subscribe = counting
+        self.pubsub_ = pubsub
+        return pubsub
+
+
+def _follow(h: Harness, waiter: object, order_id: str, seen: str, new: str) -> str:
+    from ingress.readside import NoFallback, OrderReader
+
+    reader = OrderReader(h.redis, Keys(), NoFallback())
+    changer = threading.Timer(0.3, set_status, args=(h, order_id, new))
+    changer.start()
+    try:
+        found = waiter.wait_for_change(reader, order_id, seen, 20)  # type: ignore[attr-defined]
+    finally:
+        changer.join(timeout=10)
+    return str(found["status"])
+
+
+def test_asking_again_after_a_change_reuses_the_subscription(h: Harness) -> None:
+    from ingress.readside import StatusWaiter
+
+    redis = CountingSubscribes(h.redis)
+    waiter = StatusWaiter(redis, Keys(), linger_s=60)
+    order_id = h.post_order(order_body(("a", 1))).json["order_id"]
+
+    assert _follow(h, waiter, order_id, "accepted", "committed") == "committed"
+    assert _follow(h, waiter, order_id, "committed", "shipped") == "shipped"
+    assert redis.subscribes == [(Keys().order_channel(order_id),)]
+
+
+def test_a_channel_nobody_waits_on_is_unsubscribed_after_the_linger_time(h: Harness) -> None:
+    import time
+
+    from ingress.readside import StatusWaiter
+
+    redis = CountingSubscribes(h.redis)
+    waiter = StatusWaiter(redis, Keys(), linger_s=0.1)
+    order_id = h.post_order(order_body(("a", 1))).json["order_id"]
+    assert _follow(h, waiter, order_id, "accepted", "committed") == "committed"
+
+    deadline = time.monotonic() + 10
+    while redis.pubsub_.channels and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.05)
+    assert not redis.pubsub_.channels  # type: ignore[attr-defined]
+    # and a new wait subscribes again
+    assert _follow(h, waiter, order_id, "committed", "shipped") == "shipped"
+    assert len(redis.subscribes) == 2
