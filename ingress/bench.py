@@ -193,6 +193,77 @@ async def long_pollers(
     return counts
 
 
+async def follow(
+    url: str, key: str, redis_url: str, namespace: str, clients: int, seconds: float
+) -> dict[str, Any]:
+    """Clients that follow their order to the end, as a storefront does: GET ?wait=10 while
+    ``accepted`` (the bench then writes ``committed``), GET ?wait=10 (-> ``shipped``), GET.
+    Orders live only in the read model (never published); the bench writes their statuses
+    with the read model's own script ~0.1 s after each GET is sent. Server CPU per followed
+    order = 3 GETs, 2 wake-ups (plus subscribe work)."""
+    import uuid
+
+    import aiohttp
+    import redis.asyncio as aredis
+
+    from orderstream.readmodel import SET_STATUS_LUA, Keys, status_args
+
+    keys = Keys(namespace)
+    r = aredis.from_url(redis_url)
+    headers = {"Authorization": f"Bearer {key}"}
+    done = late = 0
+    created: list[str] = []
+    stop = time.monotonic() + seconds
+
+    async def set_status(order_id: str, status: str, fields: dict[str, Any]) -> None:
+        channel = keys.order_channel(order_id)
+        args = status_args(status, fields)
+        await r.eval(SET_STATUS_LUA, 2, keys.order(order_id), channel, *args)  # type: ignore[misc]
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def get(order_id: str, wait: int) -> str:
+            target = f"{url}/v1/orders/{order_id}?wait={wait}"
+            async with session.get(target, headers=headers) as resp:
+                return str(json.loads(await resp.read())["status"])
+
+        async def client() -> None:
+            nonlocal done, late
+            while time.monotonic() < stop:
+                order_id = uuid.uuid4().hex
+                created.append(order_id)
+                items = [{"product_id": "p", "quantity": 1}]
+                await set_status(order_id, "accepted", {"customer_id": "f", "items": items})
+                await r.expire(keys.order(order_id), 600)
+                for new in ("committed", "shipped"):
+                    poll = asyncio.create_task(get(order_id, 10))
+                    await asyncio.sleep(0.1)
+                    started = time.monotonic()
+                    await set_status(order_id, new, {})
+                    await poll
+                    if time.monotonic() - started > 5:
+                        late += 1  # the change came before the GET's first read: it waited on
+                await get(order_id, 10)
+                done += 1
+
+        pids = server_pids(url)
+        ticks = cpu_ticks(pids)
+        started = time.monotonic()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        wall = time.monotonic() - started
+        cpu_s = (cpu_ticks(pids) - ticks) / os.sysconf("SC_CLK_TCK")
+    for i in range(0, len(created), 500):
+        await r.delete(*(keys.order(o) for o in created[i : i + 500]))
+    await r.aclose()
+    return {
+        "clients": clients,
+        "followed_per_s": round(done / wall),
+        "late_wakeups": late,
+        "server_cores": round(cpu_s / wall, 2),
+        "server_cpu_ms_per_followed": round(cpu_s * 1000 / max(1, done), 3),
+    }
+
+
 def post_order(url: str, key: str, i: int) -> str:
     body = json.dumps(
         {"customer_id": "poller", "items": [{"product_id": f"bench-{i}", "quantity": 1}]}
@@ -257,6 +328,10 @@ def suite(url: str, key: str, args: argparse.Namespace) -> dict[str, Any]:
         )
     if "rate" in only:
         results["orders_fixed_rate"] = asyncio.run(fixed_rate(url, key, args.rate, args.seconds))
+    if "follow" in only:
+        results["follow"] = asyncio.run(
+            follow(url, key, args.redis_url, args.namespace, 50, args.seconds)
+        )
     if "pollers" not in only:
         return results
     if args.poll_orders == "placed":
@@ -381,7 +456,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only",
         default="healthz,orders,rate,pollers",
-        help="comma-separated runs (default: all): healthz, orders, rate, pollers",
+        help="comma-separated runs (default: healthz,orders,rate,pollers): healthz, orders, "
+        "rate, pollers, follow (50 clients each following an order: 3 GETs, 2 wake-ups)",
     )
     parser.add_argument(
         "--poll-orders",

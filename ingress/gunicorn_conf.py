@@ -1,7 +1,8 @@
 """gunicorn settings: ``gunicorn -c ingress/gunicorn_conf.py 'ingress.app:get_app()'``.
 
 Worker class: gevent (chosen by measurement, see README "HTTP API (ingress)": more orders/s and
-a lower p99 than gthread on a quiet machine; 500 long-pollers still cost it ~45% of intake).
+a lower p99 than gthread on a quiet machine; with 500 parked long-pollers it keeps ~0.96-1.1 of
+its intake since the long-poll and Redis changes of 2026-11-21).
 Override with INGRESS_WORKER_CLASS / INGRESS_WORKERS / INGRESS_THREADS for experiments.
 """
 
