@@ -218,7 +218,7 @@ async def follow(
     async def set_status(order_id: str, status: str, fields: dict[str, Any]) -> None:
         channel = keys.order_channel(order_id)
         args = status_args(status, fields)
-        await r.eval(SET_STATUS_LUA, 2, keys.order(order_id), channel, *args)  # type: ignore[misc]
+        await r.eval(SET_STATUS_LUA, 2, keys.order(order_id), channel, *args)
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
