@@ -24,6 +24,7 @@ from faust.types import EventT
 
 from schemas import codec
 from schemas import topics as names
+from schemas.common import event_id_for
 from schemas.orders import LineRejected, LineReserved
 from streams import ledger, settlement
 from streams.effects import deliver
@@ -76,7 +77,7 @@ class StockCache:
 
 def line_result(line: LineState) -> LineReserved | LineRejected:
     common = dict(
-        event_id=line.order_id and _line_event_id(line),
+        event_id=event_id_for(line.order_id, line.line_no, "line"),
         order_id=line.order_id,
         line_no=line.line_no,
         line_count=line.line_count,
@@ -89,12 +90,6 @@ def line_result(line: LineState) -> LineReserved | LineRejected:
     if line.status == "rejected":
         return LineRejected(reason=line.reason, detail=line.detail, **common)  # type: ignore[arg-type]
     return LineReserved(unit_price=line.unit_price, **common)  # type: ignore[arg-type]
-
-
-def _line_event_id(line: LineState) -> str:
-    from schemas.common import event_id_for
-
-    return event_id_for(line.order_id, line.line_no, "line")
 
 
 class StockProcessor:
@@ -113,8 +108,6 @@ class StockProcessor:
         self.readmodel = readmodel
         self.reservations = topics.output(names.ORDER_RESERVATIONS).get_topic_name()
         self.dead_letter = topics.output(names.DEAD_LETTER).get_topic_name()
-        self.lines_decided = 0
-        self.orders_settled = 0  # single-line orders decided in place
 
     async def process(self, events: Sequence[EventT]) -> None:
         by_partition: dict[int, list[EventT]] = defaultdict(list)
@@ -158,10 +151,8 @@ class StockProcessor:
                 )
         for product in products:
             self.readmodel.enqueue_product(product)
-        self.lines_decided += len(results)
 
     def _settle_in_place(self, line: LineState) -> None:
         """Decide a single-line order from its line record, as ``settle_orders`` would."""
         effects = settlement.settle_single_line(line_result(line))
         deliver(effects, self.outbox, self.topics, self.readmodel)
-        self.orders_settled += 1
