@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import psycopg
 import sqlalchemy as sa
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -46,27 +45,19 @@ from sinks.migrate import upgrade
 
 @contextmanager
 def scratch_database(settings: Settings) -> Iterator[str]:
+    from orderstream.stack import database
     from orderstream.stack.config import StackConfig
 
     cfg = StackConfig.from_env(os.environ)
     name = f"orderstream_bench_{uuid.uuid4().hex[:8]}"
     url = sa.make_url(settings.database_url)
 
-    def superuser() -> psycopg.Connection[Any]:
-        return psycopg.connect(
-            host=str(cfg.local / "pg" / "run"),
-            port=cfg.pg_port,
-            user="postgres",
-            dbname="postgres",
-            autocommit=True,
-        )
-
-    with superuser() as conn:
+    with database.superuser(cfg) as conn:
         conn.execute(f'CREATE DATABASE "{name}" OWNER "{url.username}"')
     try:
         yield url.set(database=name).render_as_string(hide_password=False)
     finally:
-        with superuser() as conn:
+        with database.superuser(cfg) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -12,6 +12,7 @@ import pwd
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -109,12 +110,22 @@ def program(cfg: StackConfig) -> Program:
     )
 
 
+def superuser(cfg: StackConfig, **options: Any) -> psycopg.Connection[Any]:
+    """A connection as the cluster's superuser over its Unix socket (trust auth), autocommit."""
+    _, sock = _dirs(cfg)
+    return psycopg.connect(
+        host=str(sock),
+        port=cfg.pg_port,
+        user=SUPERUSER,
+        dbname="postgres",
+        autocommit=True,
+        **options,
+    )
+
+
 def ensure_database(cfg: StackConfig) -> None:
     """Role and database ``orderstream`` (password ``orderstream``), created once."""
-    _, sock = _dirs(cfg)
-    with psycopg.connect(
-        host=str(sock), port=cfg.pg_port, user=SUPERUSER, dbname="postgres", autocommit=True
-    ) as conn:
+    with superuser(cfg) as conn:
         if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'orderstream'").fetchone() is None:
             conn.execute("CREATE ROLE orderstream LOGIN PASSWORD 'orderstream'")
         if (
@@ -130,8 +141,5 @@ def ping(database_url: str) -> None:
 
 
 def ping_superuser(cfg: StackConfig) -> None:
-    _, sock = _dirs(cfg)
-    with psycopg.connect(
-        host=str(sock), port=cfg.pg_port, user=SUPERUSER, dbname="postgres", connect_timeout=3
-    ) as conn:
+    with superuser(cfg, connect_timeout=3) as conn:
         conn.execute("SELECT 1")

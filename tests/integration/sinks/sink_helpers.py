@@ -46,16 +46,10 @@ def wait_until(predicate: Callable[[], T], timeout_s: float = 60.0, what: str = 
 
 
 def _superuser_conn() -> psycopg.Connection[Any]:
+    from orderstream.stack import database
     from orderstream.stack.config import StackConfig
 
-    cfg = StackConfig.from_env(os.environ)
-    return psycopg.connect(
-        host=str(cfg.local / "pg" / "run"),
-        port=cfg.pg_port,
-        user="postgres",
-        dbname="postgres",
-        autocommit=True,
-    )
+    return database.superuser(StackConfig.from_env(os.environ))
 
 
 @contextmanager
