@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from bench.loadgen import LoadConfig
+from bench.loadgen import ARRIVALS, CLOSED_CONCURRENCY, OPEN_CONCURRENCY, LoadConfig
 from bench.runner import BenchOptions, run_bench
 from bench.summary import SCENARIOS, SYSTEMS
 from bench.systems import Tuning
@@ -37,7 +37,27 @@ def _split(value: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
 @click.option(
     "--drain", default=20.0, show_default=True, help="seconds to wait for answers after the load"
 )
-@click.option("--concurrency", default=128, show_default=True, help="concurrent buyers")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"closed loop: concurrent buyers (default {CLOSED_CONCURRENCY}); open loop: at most "
+    f"this many connections = orders in flight (default {OPEN_CONCURRENCY})",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="open loop: orders/s offered on a fixed schedule for --duration (or the scenario's "
+    "orders); latency counts from each order's scheduled start. Default: closed loop",
+)
+@click.option(
+    "--arrivals",
+    type=click.Choice(ARRIVALS),
+    default="even",
+    show_default=True,
+    help="open loop: evenly spaced orders, or a Poisson process (seeded)",
+)
 @click.option("--wait", "wait_s", default=10.0, show_default=True, help="long-poll ?wait=S")
 @click.option(
     "--scale", default=1.0, show_default=True, help="multiplies every scenario's order count"
@@ -70,7 +90,9 @@ def bench(
     systems: str,
     duration: float,
     drain: float,
-    concurrency: int,
+    concurrency: int | None,
+    rate: float | None,
+    arrivals: str,
     wait_s: float,
     scale: float,
     workers: int,
@@ -86,7 +108,14 @@ def bench(
     options = BenchOptions(
         scenarios=_split(scenarios, SCENARIOS),
         systems=_split(systems, SYSTEMS),
-        load=LoadConfig(concurrency=concurrency, duration_s=duration, drain_s=drain, wait_s=wait_s),
+        load=LoadConfig(
+            concurrency=concurrency or (CLOSED_CONCURRENCY if rate is None else OPEN_CONCURRENCY),
+            duration_s=duration,
+            drain_s=drain,
+            wait_s=wait_s,
+            rate=rate,
+            arrivals=arrivals,
+        ),
         tuning=Tuning(workers=workers, threads=threads, lua_worker_threads=lua_worker_threads),
         scale=scale,
         measure_limits=limits,

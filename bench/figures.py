@@ -33,6 +33,12 @@ class OrderOutcome:
     reason: str | None = None
     t_final: float | None = None
     error: str | None = None
+    t_scheduled: float | None = None  # open loop: when the order was due; None in closed loop
+
+    @property
+    def t_start(self) -> float:
+        """Where latency counts from: the scheduled time (open loop), else the POST."""
+        return self.t_sent if self.t_scheduled is None else self.t_scheduled
 
     @property
     def accepted(self) -> bool:
@@ -94,6 +100,11 @@ def rate(count: int, start: float, end: float) -> float:
     return count / span if span > 0 else 0.0
 
 
+def latency_ms(outcome: OrderOutcome) -> float:
+    """From the order's start (its scheduled time in open loop) to its final answer."""
+    return ((outcome.t_final or 0.0) - outcome.t_start) * 1000
+
+
 def compute_figures(
     outcomes: Sequence[OrderOutcome],
     durable: DurableRecord,
@@ -102,10 +113,10 @@ def compute_figures(
 ) -> dict[str, float | int]:
     """All per-system figures for one scenario run."""
     statuses = durable.statuses
-    first_sent = min((o.t_sent for o in outcomes), default=0.0)
+    first_sent = min((o.t_start for o in outcomes), default=0.0)
     accepted = [o for o in outcomes if o.accepted]
     correct = [o for o in outcomes if is_correct(o, statuses)]
-    latencies_ms = [((o.t_final or 0.0) - o.t_sent) * 1000 for o in correct]
+    latencies_ms = [latency_ms(o) for o in correct]
     last_answer = max((o.t_final or 0.0 for o in correct), default=first_sent)
     last_accept = max((o.t_accepted or 0.0 for o in accepted), default=first_sent)
     figures: dict[str, float | int] = {
@@ -154,10 +165,10 @@ def reason_counts(outcomes: Iterable[OrderOutcome]) -> dict[str, int]:
 def throughput_series(
     outcomes: Sequence[OrderOutcome], durable: DurableRecord, bucket_s: float = 1.0
 ) -> list[int]:
-    """Correct answers per time bucket since the first request (for the throughput plot)."""
+    """Correct answers per time bucket since the first start (for the throughput plot)."""
     if not outcomes:
         return []
-    start = min(o.t_sent for o in outcomes)
+    start = min(o.t_start for o in outcomes)
     buckets: dict[int, int] = {}
     for o in outcomes:
         if is_correct(o, durable.statuses) and o.t_final is not None:
@@ -165,3 +176,22 @@ def throughput_series(
             buckets[index] = buckets.get(index, 0) + 1
     size = max(buckets, default=-1) + 1
     return [buckets.get(i, 0) for i in range(size)]
+
+
+def open_loop_figures(outcomes: Sequence[OrderOutcome], not_started_error: str) -> dict[str, float]:
+    """How far behind its schedule the open loop sent, and how many orders it never sent.
+
+    ``start_lag_*_ms``: from each sent order's scheduled time to its POST (waiting for a free
+    connection under the cap, or a busy load generator); ``not_started``: orders still waiting
+    for a connection at the answer deadline.
+    """
+    lags = [
+        (o.t_sent - o.t_scheduled) * 1000
+        for o in outcomes
+        if o.t_scheduled is not None and o.error != not_started_error
+    ]
+    return {
+        "start_lag_p50_ms": round(percentile(lags, 50), 2),
+        "start_lag_p99_ms": round(percentile(lags, 99), 2),
+        "not_started": sum(1 for o in outcomes if o.error == not_started_error),
+    }

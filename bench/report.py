@@ -28,6 +28,22 @@ MAIN_FIGURES = (
     "wrong",
     "unanswered",
 )
+# Open loop: the rate offered, p90 and how far behind its schedule the client sent lead.
+OPEN_FIGURES = (
+    "offered_per_s",
+    "decided_per_s",
+    "accepted_per_s",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "start_lag_p99_ms",
+    "oversold",
+    "lost",
+    "failed",
+    "not_started",
+    "wrong",
+    "unanswered",
+)
 LIMIT_LABELS = {
     "kafka_produce_msgs_per_s": "Kafka produce (ProducerPerformance, 200 B, acks=all), msgs/s",
     "kafka_consume_msgs_per_s": "Kafka consume (ConsumerPerformance), msgs/s",
@@ -55,6 +71,29 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def scenario_mode(by_system: Mapping[str, Mapping[str, Any]]) -> str:
+    """``open`` or ``closed`` (figures from before the mode was recorded: closed)."""
+    for figures in by_system.values():
+        if "skipped" not in figures:
+            return str(figures.get("mode", "closed"))
+    return "closed"
+
+
+def mode_line(by_system: Mapping[str, Mapping[str, Any]]) -> str:
+    """One sentence: which load produced this scenario's figures."""
+    figures = next((f for f in by_system.values() if "skipped" not in f), {})
+    if scenario_mode(by_system) == "open":
+        return (
+            f"Open loop: {_fmt(figures.get('offered_per_s'))} orders/s offered "
+            f"({figures.get('arrivals', 'even')} arrivals), at most "
+            f"{_fmt(figures.get('concurrency'))} orders in flight; latency from each order's "
+            "scheduled start to its final answer."
+        )
+    buyers = figures.get("concurrency")
+    who = f"{_fmt(buyers)} buyers" if buyers is not None else "buyers"
+    return f"Closed loop: {who}, each waits for its answer; latency from POST to final answer."
+
+
 def markdown(summary: Mapping[str, Any]) -> str:
     out = ["# orderstream benchmark", ""]
     machine, run = summary.get("machine", {}), summary.get("run", {})
@@ -67,17 +106,16 @@ def markdown(summary: Mapping[str, Any]) -> str:
     )
     out.append("")
     for scenario, by_system in summary["scenarios"].items():
-        out += [f"## {scenario}", "", "| system | " + " | ".join(MAIN_FIGURES) + " |"]
-        out.append("|---" * (len(MAIN_FIGURES) + 1) + "|")
+        columns = OPEN_FIGURES if scenario_mode(by_system) == "open" else MAIN_FIGURES
+        out += [f"## {scenario}", "", mode_line(by_system), ""]
+        out += ["| system | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
         cpu_cols: set[str] = set()
         for system, figures in by_system.items():
             if "skipped" in figures:
                 out.append(f"| {system} | skipped: {figures['skipped']} |")
                 continue
             cpu_cols |= {k for k in figures if k.startswith("cpu_s_")}
-            out.append(
-                f"| {system} | " + " | ".join(_fmt(figures.get(f)) for f in MAIN_FIGURES) + " |"
-            )
+            out.append(f"| {system} | " + " | ".join(_fmt(figures.get(f)) for f in columns) + " |")
         if cpu_cols:
             cols = sorted(cpu_cols)
             out += ["", "CPU seconds during the load, per component:", ""]
@@ -111,8 +149,13 @@ def markdown(summary: Mapping[str, Any]) -> str:
         out.append("")
     out += [
         "Figures: `decided_per_s` = orders whose final answer the client saw and the system's "
-        "own database agrees with (shipped rows or none), per second from the first request to "
-        "the last answer; latencies are request to final answer; `oversold` = units in shipped "
+        "own database agrees with (shipped rows or none), per second from the first start to "
+        "the last answer; latencies are from an order's start (its POST in closed loop, its "
+        "scheduled time in open loop, so waiting for a free connection counts) to its final "
+        "answer; `offered_per_s` = the open loop's schedule; `start_lag_p99_ms` = how late "
+        "the open loop sent (under the connection cap or behind a busy client); `not_started` "
+        "= orders that found no free connection before the answer deadline (also in "
+        "`failed`); `oversold` = units in shipped "
         "orders beyond the stock put, from each system's database; `lost` = accepted (202) "
         "orders with no final answer, neither seen by the client nor in the database after "
         "a further drain period (`unanswered` counts late answers too); `failed` "
@@ -129,7 +172,7 @@ def plot_throughput(scenario: str, runs: Mapping[str, ScenarioRun], path: Path) 
         ax.plot(range(len(run.series)), run.series, label=system)
     ax.set(
         title=f"{scenario}: correct final answers per second",
-        xlabel="seconds since first request",
+        xlabel="seconds since the first order's start",
         ylabel="orders/s",
     )
     ax.legend()
@@ -149,7 +192,9 @@ def plot_latency(scenario: str, runs: Mapping[str, ScenarioRun], path: Path) -> 
         [i + width * (len(runs) - 1) / 2 for i in range(len(quantiles))],
         [f"p{q:g}" for q in quantiles],
     )
-    ax.set(title=f"{scenario}: request to final answer", ylabel="ms")
+    modes = {scenario_mode({system: run.figures}) for system, run in runs.items()}
+    start = "scheduled start" if modes == {"open"} else "request"
+    ax.set(title=f"{scenario}: {start} to final answer", ylabel="ms")
     ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()

@@ -23,11 +23,13 @@ from bench.figures import (
     compute_figures,
     failure_kinds,
     is_lost,
+    latency_ms,
+    open_loop_figures,
     reason_counts,
     throughput_series,
 )
 from bench.ledger import read_durable
-from bench.loadgen import LoadConfig, run, run_orders
+from bench.loadgen import CLOSED_CONCURRENCY, NOT_STARTED, LoadConfig, run, run_orders
 from bench.report import ScenarioRun, write_report
 from bench.scenarios import Scenario, build
 from bench.summary import SCENARIOS, SYSTEMS, build_summary, write_summary
@@ -61,6 +63,38 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def hammer_clients(load: LoadConfig) -> int:
+    """Clients for the bare Falcon limit: the buyers in closed loop, else the closed default."""
+    return load.concurrency if load.rate is None else CLOSED_CONCURRENCY
+
+
+def load_generator(load: LoadConfig) -> str:
+    """How the load was offered, in words (summary and report)."""
+    client = (
+        "one process, asyncio on uvloop, one keep-alive HTTP/1.1 connection per order in flight "
+        "(requests as pre-formatted bytes, responses parsed by httptools)"
+    )
+    if load.rate is None:
+        return f"{client}; closed loop: {load.concurrency} buyers, each waits for its answer"
+    return (
+        f"{client}; open loop: {load.rate:g} orders/s offered ({load.arrivals} arrivals), at "
+        f"most {load.concurrency} connections/orders in flight; latency from each order's "
+        "scheduled start"
+    )
+
+
+def mode_figures(load: LoadConfig) -> dict[str, Any]:
+    """Which load produced the figures: they lead every system's figures in the summary."""
+    if load.rate is None:
+        return {"mode": "closed", "concurrency": load.concurrency}
+    return {
+        "mode": "open",
+        "offered_per_s": load.rate,
+        "arrivals": load.arrivals,
+        "concurrency": load.concurrency,
+    }
+
+
 def measure_limits(settings: Settings, options: BenchOptions) -> dict[str, float]:
     """Each limit is best effort: one that cannot be measured is logged and left out."""
     found: dict[str, float] = {}
@@ -81,7 +115,7 @@ def measure_limits(settings: Settings, options: BenchOptions) -> dict[str, float
         with tqdm(desc="falcon bare", unit="req", leave=False) as bar:
             rate, loadgen_share = limit_tools.falcon_bare_rate(
                 BARE_FALCON_PORT, options.tuning.workers, options.tuning.threads,
-                options.falcon_seconds, options.load.concurrency,
+                options.falcon_seconds, hammer_clients(options.load),
                 options.out_dir / "logs" / "falcon_bare.log", bar.update,
             )  # fmt: skip
         found["falcon_bare_req_per_s"] = round(rate, 1)
@@ -123,6 +157,7 @@ def evaluate(
     outcomes: list[OrderOutcome],
     cpu: dict[str, float],
     settle_s: float = 0.0,
+    load: LoadConfig | None = None,
 ) -> ScenarioRun:
     """The figures, with oversold and lost read from the system's own database.
 
@@ -135,15 +170,24 @@ def evaluate(
     while time.monotonic() < deadline and any(is_lost(o, durable.statuses) for o in outcomes):
         time.sleep(1.0)
         durable = read_durable(system.database_url, accepted_ids, list(scenario.stock))
-    figures = compute_figures(outcomes, durable, scenario.stock, cpu)
-    latencies = [((o.t_final or 0) - o.t_sent) * 1000 for o in outcomes if o.answered]
+    figures: dict[str, Any] = mode_figures(load) if load is not None else {}
+    figures.update(compute_figures(outcomes, durable, scenario.stock, cpu))
+    if load is not None and load.rate is not None:
+        figures.update(open_loop_figures(outcomes, NOT_STARTED))
+    latencies = [latency_ms(o) for o in outcomes if o.answered]
     series = throughput_series(outcomes, durable)
     return ScenarioRun(figures, series, latencies, failure_kinds(outcomes), reason_counts(outcomes))
 
 
 def run_scenario(system: RunningSystem, scenario: Scenario, load: LoadConfig) -> ScenarioRun:
+    if load.rate is not None and scenario.orders < load.rate * load.duration_s:
+        logger.warning(
+            "%s: %d orders at %g/s last %.1f s, less than --duration %g s (raise --scale)",
+            scenario.name, scenario.orders, load.rate, scenario.orders / load.rate,
+            load.duration_s,
+        )  # fmt: skip
     outcomes, cpu = load_scenario(system, scenario, load)
-    return evaluate(system, scenario, outcomes, cpu, settle_s=load.drain_s)
+    return evaluate(system, scenario, outcomes, cpu, settle_s=load.drain_s, load=load)
 
 
 def run_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]:
@@ -173,7 +217,8 @@ def run_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]:
         "load": asdict(options.load),
         "tuning": asdict(options.tuning),
         "scale": options.scale,
-        "load_generator": "one process, asyncio + aiohttp on uvloop, closed-loop buyers",
+        "load_generator": load_generator(options.load),
+        "mode": options.load.mode,
         "failures": {s: {n: r.failures for n, r in by.items()} for s, by in details.items()},
         "answers": {s: {n: r.reasons for n, r in by.items()} for s, by in details.items()},
     }

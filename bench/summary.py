@@ -2,7 +2,8 @@
 
 ``{"scenarios": {scenario: {system: {figure: value}}}, "limits": {...}, "ratios": {...},
 "machine": {...}, "run": {...}}``. A system that could not be measured carries
-``{"skipped": reason}`` instead of figures.
+``{"skipped": reason}`` instead of figures. Figures are numbers (or null), except ``mode``
+(``closed``/``open``) and ``arrivals`` (``even``/``poisson``), which tell which load made them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ REQUIRED_FIGURES = (
     "lost",
     "failed",
 )
+# The only figures that are words: which load produced the figures (bench.runner.mode_figures).
+TEXT_FIGURES = {"mode": ("closed", "open"), "arrivals": ("even", "poisson")}
 # orderstream's figure -> the limit it is compared to
 RATIO_TO_LIMIT = {
     "decided_per_s": (
@@ -103,7 +106,11 @@ def validate_summary(summary: Mapping[str, Any]) -> None:
             if missing:
                 raise BenchError(f"{scenario}/{system} lacks {missing}")
             for name, value in figures.items():
-                if value is not None and not isinstance(value, (int, float)):
+                if name in TEXT_FIGURES:
+                    allowed = TEXT_FIGURES[name]
+                    if value not in allowed:
+                        raise BenchError(f"{scenario}/{system}/{name} not in {allowed}: {value!r}")
+                elif value is not None and not isinstance(value, (int, float)):
                     raise BenchError(f"{scenario}/{system}/{name} is not a number: {value!r}")
 
 
