@@ -227,8 +227,8 @@ class Connection:
             return await waiter
         finally:
             timer.cancel()
-            if not waiter.done():  # cancelled while waiting: the response would be orphaned
-                protocol.close(abort=True)
+            if waiter.cancelled() or not waiter.done():
+                protocol.close(abort=True)  # cancelled while waiting: its response is orphaned
 
     def close(self) -> None:
         if self._protocol is not None:

@@ -298,7 +298,8 @@ async def run_open_loop(
             if n >= max_orders or offset >= config.duration_s:
                 break
             due = start + offset
-            while (delay := due - time.monotonic()) > 0:  # uvloop's timers may wake early
+            # A loop, not one sleep: uvloop's millisecond timers may wake a little early.
+            while (delay := due - time.monotonic()) > 0:  # noqa: ASYNC110
                 await asyncio.sleep(delay)
             lines = next(orders)
             conn = pool.acquire_nowait() or await pool.acquire(answer_by)

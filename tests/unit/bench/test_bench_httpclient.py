@@ -265,3 +265,16 @@ async def test_pool_wait_ends_at_the_deadline() -> None:
     assert await pool.acquire(deadline=time.monotonic() - 1) is None
     pool.release(held)  # the expired waiter is gone: the connection goes back to idle
     assert pool.acquire_nowait() is held
+
+
+async def test_a_request_cancelled_while_waiting_drops_its_connection() -> None:
+    protocol, transport = connected()
+    conn = Connection(Endpoint.from_url("http://127.0.0.1:9"))
+    conn._protocol = protocol  # as if connected: nothing here opens a socket
+    task = asyncio.get_running_loop().create_task(conn.request(b"GET / HTTP/1.1\r\n\r\n", 10.0))
+    await asyncio.sleep(0)
+    assert transport.written == [b"GET / HTTP/1.1\r\n\r\n"]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert protocol.closed and transport.closing  # a late answer cannot be taken for the next
