@@ -86,11 +86,20 @@ class ComponentSampler:
             found.append((self.own_process_as, psutil.Process(os.getpid())))
         return found
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, own_first: bool = False) -> Snapshot:
+        """CPU seconds so far per process. ``own_first``: read this process's CPU before finding
+        the others (for the snapshot that ends a measurement), so that finding them (psutil over
+        /proc, ~0.1 s of CPU) is not counted as load generation; the first snapshot reads it last.
+        """
         snap: Snapshot = {}
+        if own_first and self.own_process_as:
+            me = psutil.Process(os.getpid())
+            snap[me.pid] = (self.own_process_as, cpu_time(me))
         for component, proc in self.processes():
+            if proc.pid in snap:  # the first component to claim a process keeps it
+                continue
             try:
-                snap.setdefault(proc.pid, (component, cpu_time(proc)))
+                snap[proc.pid] = (component, cpu_time(proc))
             except psutil.Error:
                 continue
         return snap

@@ -148,7 +148,7 @@ def load_scenario(
         outcomes = run(
             run_orders(target, scenario.order_lines(), scenario.orders, load, bar.update)
         )
-    return outcomes, cpu_seconds(before, system.sampler.snapshot())
+    return outcomes, cpu_seconds(before, system.sampler.snapshot(own_first=True))
 
 
 def evaluate(

@@ -95,3 +95,24 @@ def test_tiny_scenario_figures_come_from_the_baselines_database(
         tampered = evaluate(system, scenario, outcomes, cpu).figures
         assert tampered["oversold"] == 3
         assert tampered["lost"] == figures["lost"] + 1
+
+
+def test_open_loop_tiny_scenario_on_a_baseline(stack: Any, tmp_path: Path) -> None:
+    """The open loop on a real system: figures carry the mode and the offered rate."""
+    settings = stack.settings
+    scenario = replace(build("hot_product", f"t{uuid.uuid4().hex[:6]}", scale=0.01), orders=30)
+    load = LoadConfig(concurrency=8, duration_s=30.0, drain_s=30.0, wait_s=5.0, rate=40.0)
+    tuning = Tuning(workers=1, threads=4, lua_worker_threads=2)
+    with baseline("baseline_lua", settings, tuning, tmp_path / "logs", port=free_port()) as system:
+        outcomes, cpu = load_scenario(system, scenario, load)
+        result = evaluate(system, scenario, outcomes, cpu, load=load)
+
+    summary = build_summary({scenario.name: {"baseline_lua": result.figures}})
+    validate_summary(summary)
+    figures = summary["scenarios"]["hot_product"]["baseline_lua"]
+    assert figures["mode"] == "open" and figures["offered_per_s"] == 40.0
+    assert figures["orders"] == 30 and figures["not_started"] == 0
+    assert figures["accepted"] + figures["failed"] == figures["orders"]
+    assert figures["oversold"] == 0
+    assert all(o.t_scheduled is not None for o in outcomes)
+    assert any(o.answered for o in outcomes), "no order reached a final answer"
