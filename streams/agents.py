@@ -25,7 +25,10 @@ from streams.topics import StreamTopics
 logger = logging.getLogger(__name__)
 
 BATCH_MAX = 2000
-BATCH_WITHIN_S = 0.02
+# take_events waits this long for a fuller batch. 5 ms rather than 20: end to end (catalog,
+# 512 closed-loop buyers, whole stack) 923-949 orders/s against 667-721, and less CPU per
+# order (1.7 against 1.8-1.9 ms over all processes); a busy partition still fills batches.
+BATCH_WITHIN_S = 0.005
 DECIDED_RETENTION_S = 3600.0  # decided orders kept to absorb late lines and replays
 
 
