@@ -51,6 +51,7 @@ NOT_STARTED = "not_started"
 ARRIVALS = ("even", "poisson")
 CLOSED_CONCURRENCY = 128  # buyers in closed loop
 OPEN_CONCURRENCY = 1024  # connections (= orders in flight) at most in open loop
+MIN_SLEEP_S = 0.001  # the open loop's shortest wait for the next order's time
 
 
 @dataclass(frozen=True)
@@ -298,9 +299,11 @@ async def run_open_loop(
             if n >= max_orders or offset >= config.duration_s:
                 break
             due = start + offset
-            # A loop, not one sleep: uvloop's millisecond timers may wake a little early.
+            # uvloop's timers count whole milliseconds from a clock cached per loop iteration,
+            # so a sleep may end a little early: sleep again, at least 1 ms (a shorter sleep
+            # can end at once, again and again), and never send before the order is due.
             while (delay := due - time.monotonic()) > 0:  # noqa: ASYNC110
-                await asyncio.sleep(delay)
+                await asyncio.sleep(max(delay, MIN_SLEEP_S))
             lines = next(orders)
             conn = pool.acquire_nowait() or await pool.acquire(answer_by)
             if conn is not None and time.monotonic() >= answer_by:
