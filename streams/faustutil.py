@@ -15,9 +15,13 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+import rocksdict
 from aiokafka.partitioner import DefaultPartitioner
+from faust import stores as faust_stores
+from faust.stores import rocksdb as faust_rocksdb
 from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, EventT
@@ -184,3 +188,67 @@ def _exit_on_failure(future: asyncio.Future[Any]) -> None:
     if future.cancelled() or future.exception() is not None:
         logger.critical("produce failed (%r); exiting before offsets are committed", future)
         os._exit(70)
+
+
+#: One block cache for every table partition of a worker (Faust gives each its own 2 GiB).
+BLOCK_CACHE_BYTES = 256 * 1024 * 1024
+_block_cache: rocksdict.Cache | None = None
+
+
+def _shared_block_cache() -> rocksdict.Cache:
+    global _block_cache
+    if _block_cache is None:
+        _block_cache = rocksdict.Cache(BLOCK_CACHE_BYTES)
+    return _block_cache
+
+
+class TableStoreOptions(faust_rocksdb.RocksDBOptions):
+    """Faust's RocksDB options, applied to the database's column family as well.
+
+    rocksdict applies ``options`` to a database it creates, but reopens an existing one's
+    column family with RocksDB's defaults: after a worker's first restart its tables had
+    no bloom filter and an 8 MiB block cache (``filter_policy: nullptr`` in the LOG), so
+    every lookup of a key that does not exist (a new order's line, a new customer) read
+    and decompressed an SST block: ~20% of a busy worker's time, in ``Store._get``.
+    """
+
+    def as_options(self) -> Any:
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_max_open_files(self.max_open_files or -1)
+        options.set_write_buffer_size(self.write_buffer_size)
+        options.set_target_file_size_base(self.target_file_size_base)
+        options.set_max_write_buffer_number(self.max_write_buffer_number)
+        table = rocksdict.BlockBasedOptions()
+        table.set_bloom_filter(self.bloom_filter_size, False)  # full filter
+        table.set_block_cache(_shared_block_cache())
+        table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        options.set_block_based_table_factory(table)
+        return options
+
+    def open(self, path: Path, *, read_only: bool = False) -> Any:
+        access = (
+            rocksdict.AccessType.read_write()
+            if self.ttl is None
+            else rocksdict.AccessType.with_ttl(self.ttl)
+        )
+        db = rocksdict.Rdict(
+            str(path),
+            options=self.as_options(),
+            column_families={"default": self.as_options()},
+            access_type=access,
+        )
+        db.set_read_options(rocksdict.ReadOptions())
+        return db
+
+
+class TableStore(faust_rocksdb.Store):
+    """Faust's RocksDB store with ``TableStoreOptions`` (``rocksdb://`` in this process)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.use_rocksdict:
+            self.rocksdb_options = TableStoreOptions(**(self.options or {}), use_rocksdict=True)
+
+
+faust_stores.STORES.aliases["rocksdb"] = f"{__name__}:TableStore"
