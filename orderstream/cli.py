@@ -30,7 +30,7 @@ class LazyGroup(click.Group):
         if target is None:
             return None
         module_name, _, attr = target.partition(":")
-        return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+        return getattr(importlib.import_module(module_name), attr)
 
 
 @click.group(cls=LazyGroup)

@@ -70,7 +70,7 @@ class OrderstreamClient:
         response = self._http.get(f"/v1/products/{product_id}")
         if response.status_code == 404:
             return None
-        return self._expect(response, 200)  # type: ignore[no-any-return]
+        return self._expect(response, 200)
 
     def wait_product(
         self, product_id: str, predicate: Any, timeout: float = 30.0
@@ -88,7 +88,7 @@ class OrderstreamClient:
         response = self._http.get(f"/v1/orders/{order_id}", params=params, headers=self._storefront)
         if response.status_code == 404:
             return None
-        return self._expect(response, 200)  # type: ignore[no-any-return]
+        return self._expect(response, 200)
 
     def wait_terminal(self, order_id: str, timeout: float = 60.0) -> dict[str, Any]:
         """Long-poll an order until it reaches shipped, rejected or cancelled."""

@@ -71,8 +71,7 @@ class Settings:
             raw = env.get(f"ORDERSTREAM_{f.name.upper()}", raw)
             if raw is None:
                 continue
-            default = f.default
-            values[f.name] = type(default)(raw) if not isinstance(default, str) else raw
+            values[f.name] = _parse(f.default, raw)
         return cls(**values)  # type: ignore[arg-type]
 
     def to_env(self) -> dict[str, str]:
@@ -93,6 +92,17 @@ _STACK_NAMES = {
     "admin_key",
     "ingress_url",
 }
+
+
+def _parse(default: object, raw: str) -> object:
+    """A setting's value from its environment text, typed like its default (str, int, float)."""
+    if isinstance(default, bool):  # not used today; bool("false") would be True
+        raise TypeError("boolean settings need an explicit parser")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw
 
 
 def read_env_file(path: Path) -> dict[str, str]:
