@@ -12,7 +12,7 @@ import msgspec
 from schemas.common import CustomerId, Money, OrderId, ProductId, Quantity, Record, utcnow
 
 
-class UpsertProduct(Record, tag="upsert_product", tag_field="type"):
+class UpsertProduct(Record, tag="upsert_product", tag_field="type", frozen=True):
     """Create or change a product. ``stock`` (when given) sets the units available now."""
 
     command_id: str
@@ -24,14 +24,14 @@ class UpsertProduct(Record, tag="upsert_product", tag_field="type"):
     issued_at: datetime = msgspec.field(default_factory=utcnow)
 
 
-class Restock(Record, tag="restock", tag_field="type"):
+class Restock(Record, tag="restock", tag_field="type", frozen=True):
     command_id: str
     product_id: ProductId
     quantity: Quantity
     issued_at: datetime = msgspec.field(default_factory=utcnow)
 
 
-class Discontinue(Record, tag="discontinue", tag_field="type"):
+class Discontinue(Record, tag="discontinue", tag_field="type", frozen=True):
     """Soft delete: the product stays in the catalog, new orders are rejected."""
 
     command_id: str
@@ -39,7 +39,7 @@ class Discontinue(Record, tag="discontinue", tag_field="type"):
     issued_at: datetime = msgspec.field(default_factory=utcnow)
 
 
-class ReleaseLine(Record, tag="release_line", tag_field="type"):
+class ReleaseLine(Record, tag="release_line", tag_field="type", frozen=True):
     """Give back the stock held by one order line (idempotent per order_id, line_no)."""
 
     command_id: str

@@ -22,7 +22,7 @@ OrderStatus = Literal["accepted", "committed", "shipped", "rejected", "cancelled
 TERMINAL_STATUSES: frozenset[str] = frozenset({"shipped", "rejected", "cancelled"})
 
 
-class OrderLineRequested(Record, tag="order_line_requested", tag_field="type"):
+class OrderLineRequested(Record, tag="order_line_requested", tag_field="type", frozen=True):
     """One line of an accepted order; topic ``orders.requests``, key = product_id.
 
     ``line_count`` tells the settler which line numbers (0..line_count-1) belong to the
@@ -40,7 +40,7 @@ class OrderLineRequested(Record, tag="order_line_requested", tag_field="type"):
     requested_at: datetime = msgspec.field(default_factory=utcnow)
 
 
-class LineReserved(Record, tag="line_reserved", tag_field="type"):
+class LineReserved(Record, tag="line_reserved", tag_field="type", frozen=True):
     """A line's stock is held; topic ``orders.reservations``, key = order_id."""
 
     event_id: str
@@ -55,7 +55,7 @@ class LineReserved(Record, tag="line_reserved", tag_field="type"):
     decided_at: datetime = msgspec.field(default_factory=utcnow)
 
 
-class LineRejected(Record, tag="line_rejected", tag_field="type"):
+class LineRejected(Record, tag="line_rejected", tag_field="type", frozen=True):
     """A line could not be reserved; topic ``orders.reservations``, key = order_id."""
 
     event_id: str
@@ -71,7 +71,7 @@ class LineRejected(Record, tag="line_rejected", tag_field="type"):
     decided_at: datetime = msgspec.field(default_factory=utcnow)
 
 
-class CancelOrder(Record, tag="cancel_order", tag_field="type"):
+class CancelOrder(Record, tag="cancel_order", tag_field="type", frozen=True):
     """A storefront asks to cancel; topic ``orders.cancellations``, key = order_id.
 
     Consumed by both the settler (cancels an order still pending) and the sink
@@ -83,7 +83,7 @@ class CancelOrder(Record, tag="cancel_order", tag_field="type"):
     requested_at: datetime = msgspec.field(default_factory=utcnow)
 
 
-class OrderExpiryCheck(Record, tag="order_expiry_check", tag_field="type"):
+class OrderExpiryCheck(Record, tag="order_expiry_check", tag_field="type", frozen=True):
     """Tick the settler sends itself per partition of ``orders.reservations`` so that the
     hold-time expiry is decided inside the partition's own serial stream."""
 
@@ -101,7 +101,7 @@ class OrderItem(msgspec.Struct, kw_only=True, frozen=True):
     unit_price: Money
 
 
-class OrderCommitted(Record, tag="order_committed", tag_field="type"):
+class OrderCommitted(Record, tag="order_committed", tag_field="type", frozen=True):
     """Every line is reserved; topic ``orders.committed``, key = order_id."""
 
     event_id: str
@@ -112,7 +112,7 @@ class OrderCommitted(Record, tag="order_committed", tag_field="type"):
     occurred_at: datetime = msgspec.field(default_factory=utcnow)
 
 
-class OrderRejected(Record, tag="order_rejected", tag_field="type"):
+class OrderRejected(Record, tag="order_rejected", tag_field="type", frozen=True):
     """The order holds no stock; topic ``orders.rejected``, key = order_id."""
 
     event_id: str
@@ -124,7 +124,7 @@ class OrderRejected(Record, tag="order_rejected", tag_field="type"):
     occurred_at: datetime = msgspec.field(default_factory=utcnow)
 
 
-class OrderCancelled(Record, tag="order_cancelled", tag_field="type"):
+class OrderCancelled(Record, tag="order_cancelled", tag_field="type", frozen=True):
     """The order was cancelled and its stock released; topic ``orders.cancelled``."""
 
     event_id: str
@@ -133,7 +133,7 @@ class OrderCancelled(Record, tag="order_cancelled", tag_field="type"):
     occurred_at: datetime = msgspec.field(default_factory=utcnow)
 
 
-class OrderShipped(Record, tag="order_shipped", tag_field="type"):
+class OrderShipped(Record, tag="order_shipped", tag_field="type", frozen=True):
     """The order's rows are committed in PostgreSQL; topic ``orders.shipped``.
 
     ``event_id`` is stable per order (``event_id_for(order_id, "shipped")``), so a
