@@ -18,6 +18,15 @@ STOCK_TABLE = "stock_by_product"
 ORDERS_TABLE = "pending_orders"
 
 
+# RocksDB options of every table partition, applied on every open by
+# streams.faustutil.TableStore (rocksdict alone drops them when it reopens a table).
+# Bloom filters of 10 bits per key (~1% false positives) instead of Faust's 3: most lookups
+# are for keys that do not exist yet (a new order's line, a new customer's holding), and a
+# false positive costs a block read. A 32 MiB block cache per partition instead of Faust's
+# 2 GiB (16 partitions per worker: 512 MiB at most).
+STORE_OPTIONS = {"bloom_filter_size": 10, "block_cache_size": 32 * 1024 * 1024}
+
+
 @dataclass(frozen=True)
 class StreamTables:
     stock_by_product: faust.types.TableT
@@ -30,11 +39,7 @@ def _raw_table(app: faust.App, name: str, settings: Settings) -> faust.types.Tab
         key_type=bytes,  # bytes -> the "raw" serializer for keys and values
         value_type=bytes,
         partitions=settings.partitions,
-        # 10 bits per key (~1% false positives) instead of Faust's 3: most lookups are for
-        # keys that do not exist yet (a new order's line, a new customer's holding), and a
-        # false positive costs a block read. Applied on every open by
-        # streams.faustutil.TableStore (rocksdict alone drops it when it reopens a table).
-        options={"bloom_filter_size": 10},
+        options=STORE_OPTIONS,
     )
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from faust import stores
 
-from streams.faustutil import BLOCK_CACHE_BYTES, TableStore, TableStoreOptions
+from streams.faustutil import TableStore, TableStoreOptions
+from streams.tables import STORE_OPTIONS
 
 
 def _filter_entries(db: object) -> int:
@@ -19,7 +20,7 @@ def _filter_entries(db: object) -> int:
 
 
 def test_a_reopened_table_keeps_its_bloom_filter_and_block_cache(tmp_path: Path) -> None:
-    options = TableStoreOptions(use_rocksdict=True, bloom_filter_size=10)
+    options = TableStoreOptions(**STORE_OPTIONS, use_rocksdict=True)
     db = options.open(tmp_path / "p0")
     db[b"first"] = b"1"
     db.close()
@@ -29,7 +30,10 @@ def test_a_reopened_table_keeps_its_bloom_filter_and_block_cache(tmp_path: Path)
         for i in range(100):
             db[b"key-%d" % i] = b"v"
         db.flush()
-        assert db.property_int_value("rocksdb.block-cache-capacity") == BLOCK_CACHE_BYTES
+        assert (
+            db.property_int_value("rocksdb.block-cache-capacity")
+            == STORE_OPTIONS["block_cache_size"]
+        )
         # every key written after the reopen went into an SST file with a filter
         assert _filter_entries(db) == 101
         assert db[b"key-7"] == b"v"
