@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 TERMINAL = frozenset({"shipped", "rejected", "cancelled"})
 ACCEPTED_HTTP = 202
+NOT_STARTED = "not_started"  # error of an open-loop order that never got a connection
 
 
 @dataclass
@@ -178,7 +179,7 @@ def throughput_series(
     return [buckets.get(i, 0) for i in range(size)]
 
 
-def open_loop_figures(outcomes: Sequence[OrderOutcome], not_started_error: str) -> dict[str, float]:
+def open_loop_figures(outcomes: Sequence[OrderOutcome]) -> dict[str, float]:
     """How far behind its schedule the open loop sent, and how many orders it never sent.
 
     ``start_lag_*_ms``: from each sent order's scheduled time to its POST (waiting for a free
@@ -188,10 +189,10 @@ def open_loop_figures(outcomes: Sequence[OrderOutcome], not_started_error: str) 
     lags = [
         (o.t_sent - o.t_scheduled) * 1000
         for o in outcomes
-        if o.t_scheduled is not None and o.error != not_started_error
+        if o.t_scheduled is not None and o.error != NOT_STARTED
     ]
     return {
         "start_lag_p50_ms": round(percentile(lags, 50), 2),
         "start_lag_p99_ms": round(percentile(lags, 99), 2),
-        "not_started": sum(1 for o in outcomes if o.error == not_started_error),
+        "not_started": sum(1 for o in outcomes if o.error == NOT_STARTED),
     }

@@ -37,7 +37,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from bench.figures import ACCEPTED_HTTP, TERMINAL, OrderOutcome
+from bench.figures import ACCEPTED_HTTP, NOT_STARTED, TERMINAL, OrderOutcome
 from bench.httpclient import Connection, Endpoint, HttpClientError, Pool
 from bench.scenarios import Lines
 
@@ -47,7 +47,6 @@ Tick = Callable[[int], Any]
 
 # What a request of the order path may raise (TimeoutError is an OSError; ValueError: bad JSON).
 ERRORS = (OSError, HttpClientError, ValueError)
-NOT_STARTED = "not_started"
 ARRIVALS = ("even", "poisson")
 CLOSED_CONCURRENCY = 128  # buyers in closed loop
 OPEN_CONCURRENCY = 1024  # connections (= orders in flight) at most in open loop

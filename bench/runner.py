@@ -29,7 +29,7 @@ from bench.figures import (
     throughput_series,
 )
 from bench.ledger import read_durable
-from bench.loadgen import CLOSED_CONCURRENCY, NOT_STARTED, LoadConfig, run, run_orders
+from bench.loadgen import CLOSED_CONCURRENCY, LoadConfig, run, run_orders
 from bench.report import ScenarioRun, write_report
 from bench.scenarios import Scenario, build
 from bench.summary import SCENARIOS, SYSTEMS, build_summary, write_summary
@@ -173,7 +173,7 @@ def evaluate(
     figures: dict[str, Any] = mode_figures(load) if load is not None else {}
     figures.update(compute_figures(outcomes, durable, scenario.stock, cpu))
     if load is not None and load.rate is not None:
-        figures.update(open_loop_figures(outcomes, NOT_STARTED))
+        figures.update(open_loop_figures(outcomes))
     latencies = [latency_ms(o) for o in outcomes if o.answered]
     series = throughput_series(outcomes, durable)
     return ScenarioRun(figures, series, latencies, failure_kinds(outcomes), reason_counts(outcomes))

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bench.figures import TERMINAL
+from bench.figures import NOT_STARTED, TERMINAL
 from bench.httpclient import ConnectError, Connection, Endpoint, ServerDisconnected
-from bench.loadgen import NOT_STARTED, LoadConfig, Target, hammer, run_orders
+from bench.loadgen import LoadConfig, Target, hammer, run_orders
 from bench.processes import gunicorn, wait_until_answers
 
 BODY = b'{"ok": true}'

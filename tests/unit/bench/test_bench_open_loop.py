@@ -8,8 +8,14 @@ import statistics
 import pytest
 
 from bench.exceptions import BenchError
-from bench.figures import DurableRecord, OrderOutcome, compute_figures, open_loop_figures
-from bench.loadgen import NOT_STARTED, LoadConfig, arrival_offsets
+from bench.figures import (
+    NOT_STARTED,
+    DurableRecord,
+    OrderOutcome,
+    compute_figures,
+    open_loop_figures,
+)
+from bench.loadgen import LoadConfig, arrival_offsets
 from bench.report import markdown
 from bench.runner import evaluate, load_generator, mode_figures
 from bench.summary import build_summary, validate_summary
@@ -85,7 +91,7 @@ def test_open_loop_figures_start_lag_and_not_started() -> None:
         shipped("b", scheduled=2.0, sent=2.1, final=2.3),
         OrderOutcome(lines=LINE, t_sent=3.0, t_scheduled=3.0, error=NOT_STARTED),
     ]
-    figures = open_loop_figures(outcomes, NOT_STARTED)
+    figures = open_loop_figures(outcomes)
     assert figures["start_lag_p50_ms"] == pytest.approx(50.0)
     assert figures["start_lag_p99_ms"] == pytest.approx(99.0)
     assert figures["not_started"] == 1
@@ -102,7 +108,7 @@ def test_mode_figures_validate_and_the_report_names_the_mode() -> None:
     open_figures = {
         **mode_figures(open_load),
         **computed,
-        **open_loop_figures([outcome], NOT_STARTED),
+        **open_loop_figures([outcome]),
     }
     closed_figures = {**mode_figures(LoadConfig()), **computed}
     assert open_figures["mode"] == "open" and open_figures["offered_per_s"] == 1000.0
