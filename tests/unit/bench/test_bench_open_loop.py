@@ -17,7 +17,7 @@ from bench.figures import (
 )
 from bench.loadgen import LoadConfig, arrival_offsets
 from bench.report import markdown
-from bench.runner import evaluate, load_generator, mode_figures
+from bench.runner import load_generator, mode_figures
 from bench.summary import build_summary, validate_summary
 
 LINE = (("p1", 1),)
@@ -138,7 +138,3 @@ def test_report_of_figures_without_a_mode_reads_as_closed_loop() -> None:
     computed = compute_figures([outcome], DurableRecord(statuses={"o": "shipped"}), {"p1": 1})
     text = markdown(build_summary({"catalog": {"baseline_lua": computed}}))
     assert "Closed loop: buyers, each waits for its answer" in text
-
-
-def test_evaluate_is_importable_with_its_load_argument() -> None:
-    assert "load" in evaluate.__code__.co_varnames
