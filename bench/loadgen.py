@@ -136,21 +136,29 @@ def json_body(body: bytes) -> Any:
     return json.loads(body) if body.strip() else None
 
 
+@dataclass(frozen=True)
+class OrderPath:
+    """What every order of one run shares: its requests, answer deadline and request timeout."""
+
+    requests: OrderRequests
+    answer_by: float  # monotonic seconds: no long-poll after this
+    wait_s: float  # the long-poll's ?wait=S at most
+    timeout_s: float  # one request, connecting included
+
+    @classmethod
+    def of_run(cls, requests: OrderRequests, config: LoadConfig, start: float) -> OrderPath:
+        answer_by = start + config.duration_s + config.drain_s
+        return cls(requests, answer_by, config.wait_s, config.request_timeout_s)
+
+
 async def place_one(
-    conn: Connection,
-    requests: OrderRequests,
-    lines: Lines,
-    customer: int,
-    answer_by: float,
-    wait_s: float,
-    timeout_s: float,
-    scheduled: float | None = None,
+    conn: Connection, path: OrderPath, lines: Lines, customer: int, scheduled: float | None = None
 ) -> OrderOutcome:
-    """POST one order on ``conn``, then follow it to its final answer (or ``answer_by``)."""
-    data = requests.post(lines, customer)
+    """POST one order on ``conn``, then follow it to its final answer (or ``path.answer_by``)."""
+    data = path.requests.post(lines, customer)
     outcome = OrderOutcome(lines=lines, t_sent=time.monotonic(), t_scheduled=scheduled)
     try:
-        response = await conn.request(data, timeout_s)
+        response = await conn.request(data, path.timeout_s)
         outcome.http_status = response.status
         body = json_body(response.body) if response.status == ACCEPTED_HTTP else None
     except ERRORS as exc:
@@ -160,18 +168,12 @@ async def place_one(
         return outcome
     outcome.order_id = str(body["order_id"])
     outcome.t_accepted = time.monotonic()
-    await follow(conn, requests, outcome, body, answer_by, wait_s, timeout_s)
+    await follow(conn, path, outcome, body)
     return outcome
 
 
 async def follow(
-    conn: Connection,
-    requests: OrderRequests,
-    outcome: OrderOutcome,
-    body: dict[str, Any],
-    answer_by: float,
-    wait_s: float,
-    timeout_s: float,
+    conn: Connection, path: OrderPath, outcome: OrderOutcome, body: dict[str, Any]
 ) -> None:
     """Long-poll until the order has a terminal status or the answer deadline passes."""
     order_id = str(outcome.order_id)
@@ -181,12 +183,13 @@ async def follow(
             outcome.reason = body.get("reason")
             outcome.t_final = time.monotonic()
             return
-        remaining = answer_by - time.monotonic()
+        remaining = path.answer_by - time.monotonic()
         if remaining <= 0:
             return
-        wait = max(0.1, min(wait_s, remaining))
+        wait = max(0.1, min(path.wait_s, remaining))
         try:
-            response = await conn.request(requests.get(order_id, wait), timeout_s, retry=True)
+            get = path.requests.get(order_id, wait)
+            response = await conn.request(get, path.timeout_s, retry=True)
             if response.status == 200:
                 got = json_body(response.body)
                 if isinstance(got, dict):
@@ -241,8 +244,7 @@ async def run_closed_loop(
     requests = OrderRequests(target)
     start = time.monotonic()
     load_end = start + config.duration_s
-    answer_by = load_end + config.drain_s
-    timeout_s = config.request_timeout_s
+    path = OrderPath.of_run(requests, config, start)
     numbers = itertools.count()
     outcomes: list[OrderOutcome] = []
 
@@ -253,9 +255,7 @@ async def run_closed_loop(
                 n = next(numbers)
                 if n >= max_orders:
                     return
-                outcome = await place_one(
-                    conn, requests, next(orders), n, answer_by, config.wait_s, timeout_s
-                )
+                outcome = await place_one(conn, path, next(orders), n)
                 outcomes.append(outcome)
                 tick(1)
         finally:
@@ -278,16 +278,13 @@ async def run_open_loop(
     pool = Pool(requests.endpoint, config.concurrency, config.connect_timeout_s)
     loop = asyncio.get_running_loop()
     start = time.monotonic()
-    answer_by = start + config.duration_s + config.drain_s
-    timeout_s = config.request_timeout_s
+    path = OrderPath.of_run(requests, config, start)
     outcomes: list[OrderOutcome] = []
     running: set[asyncio.Task[None]] = set()
 
     async def one(conn: Connection, lines: Lines, n: int, due: float) -> None:
         try:
-            outcome = await place_one(
-                conn, requests, lines, n, answer_by, config.wait_s, timeout_s, scheduled=due
-            )
+            outcome = await place_one(conn, path, lines, n, scheduled=due)
         finally:
             pool.release(conn)
         outcomes.append(outcome)
@@ -304,8 +301,8 @@ async def run_open_loop(
             while (delay := due - time.monotonic()) > 0:  # noqa: ASYNC110
                 await asyncio.sleep(max(delay, MIN_SLEEP_S))
             lines = next(orders)
-            conn = pool.acquire_nowait() or await pool.acquire(answer_by)
-            if conn is not None and time.monotonic() >= answer_by:
+            conn = pool.acquire_nowait() or await pool.acquire(path.answer_by)
+            if conn is not None and time.monotonic() >= path.answer_by:
                 pool.release(conn)  # freed too late: the order could not be answered in time
                 conn = None
             if conn is None:  # every connection stayed busy until the answer deadline
