@@ -301,7 +301,7 @@ async def run_open_loop(
             while (delay := due - time.monotonic()) > 0:  # noqa: ASYNC110
                 await asyncio.sleep(max(delay, MIN_SLEEP_S))
             lines = next(orders)
-            conn = pool.acquire_nowait() or await pool.acquire(path.answer_by)
+            conn = await pool.acquire(path.answer_by)
             if conn is not None and time.monotonic() >= path.answer_by:
                 pool.release(conn)  # freed too late: the order could not be answered in time
                 conn = None
