@@ -14,6 +14,7 @@ from sinks.tables import order_items, orders, products
 
 logger = logging.getLogger(__name__)
 
+
 class SqlStore:
     """Reads the durable record; every method returns None when there is nothing to read."""
 
