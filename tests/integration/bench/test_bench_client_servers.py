@@ -141,23 +141,26 @@ async def server() -> AsyncIterator[TinyServer]:
         await listener.wait_closed()
 
 
-def connection(server: TinyServer) -> Connection:
-    return Connection(Endpoint.from_url(server.url()), connect_timeout_s=5.0)
+@pytest.fixture
+def conn(server: TinyServer) -> Iterator[Connection]:
+    """A client connection to the tiny server, closed after the test."""
+    connection = Connection(Endpoint.from_url(server.url()), connect_timeout_s=5.0)
+    yield connection
+    connection.close()
 
 
-async def test_one_connection_carries_requests_of_every_framing(server: TinyServer) -> None:
-    conn = connection(server)
+async def test_one_connection_carries_requests_of_every_framing(
+    server: TinyServer, conn: Connection
+) -> None:
     for path in ("/cl", "/chunked", "/cl", "/chunked"):
         response = await conn.request(get(path), 10.0)
         assert (response.status, response.body) == (200, BODY)
     assert conn.connects == 1 and server.connections == 1
     missing = await conn.request(get("/nope"), 10.0)
     assert (missing.status, missing.body) == (404, b"")
-    conn.close()
 
 
-async def test_connection_close_and_a_server_side_close_reconnect(server: TinyServer) -> None:
-    conn = connection(server)
+async def test_connection_close_and_a_server_side_close_reconnect(conn: Connection) -> None:
     assert (await conn.request(get("/close"), 10.0)).body == BODY
     assert (await conn.request(get("/cl"), 10.0)).body == BODY
     assert conn.connects == 2
@@ -166,21 +169,17 @@ async def test_connection_close_and_a_server_side_close_reconnect(server: TinySe
     # its way when the close came, is sent once more on a new connection)
     assert (await conn.request(get("/cl"), 10.0, retry=True)).body == BODY
     assert conn.connects == 3
-    conn.close()
 
 
-async def test_a_body_ended_by_the_close(server: TinyServer) -> None:
-    conn = connection(server)
+async def test_a_body_ended_by_the_close(conn: Connection) -> None:
     response = await conn.request(get("/eof"), 10.0)
     assert response.status == 200 and response.body == b"x" * 70_000
     assert not conn.is_open
-    conn.close()
 
 
 async def test_a_dropped_request_fails_and_only_a_retryable_one_is_sent_twice(
-    server: TinyServer,
+    server: TinyServer, conn: Connection
 ) -> None:
-    conn = connection(server)
     with pytest.raises(ServerDisconnected):
         await conn.request(get("/drop"), 10.0)
     assert server.requests.count("GET /drop") == 1
@@ -188,18 +187,15 @@ async def test_a_dropped_request_fails_and_only_a_retryable_one_is_sent_twice(
         await conn.request(get("/drop"), 10.0, retry=True)
     assert server.requests.count("GET /drop") == 3
     assert (await conn.request(get("/cl"), 10.0)).body == BODY
-    conn.close()
 
 
 async def test_no_answer_in_time_is_a_timeout_and_the_connection_is_replaced(
-    server: TinyServer,
+    conn: Connection,
 ) -> None:
-    conn = connection(server)
     with pytest.raises(TimeoutError):
         await conn.request(get("/hang"), 0.2)
     assert (await conn.request(get("/cl"), 10.0)).body == BODY
     assert conn.connects == 2
-    conn.close()
 
 
 async def test_nothing_listening_is_a_connect_error() -> None:
