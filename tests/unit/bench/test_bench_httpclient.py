@@ -54,6 +54,15 @@ def connected() -> tuple[_Protocol, StubTransport]:
     return protocol, transport
 
 
+GET = b"GET / HTTP/1.1\r\n\r\n"
+
+
+def asked(request: bytes = GET) -> tuple[_Protocol, StubTransport, asyncio.Future[Response]]:
+    """A connected protocol that has sent ``request``; its response is still to come."""
+    protocol, transport = connected()
+    return protocol, transport, protocol.send(request, asyncio.get_running_loop())
+
+
 def feed(protocol: _Protocol, data: bytes, piece: int | None = None) -> None:
     step = piece or len(data)
     for start in range(0, len(data), step):
@@ -74,20 +83,18 @@ CHUNKED = (
 
 @pytest.mark.parametrize("piece", [None, 1, 7])
 async def test_content_length_body_in_any_pieces(piece: int | None) -> None:
-    protocol, transport = connected()
-    waiter = protocol.send(b"GET / HTTP/1.1\r\n\r\n", asyncio.get_running_loop())
+    protocol, transport, waiter = asked()
     feed(protocol, CONTENT_LENGTH, piece)
     response = await waiter
     assert response.status == 202
     assert json_body(response.body) == {"order_id": "o-1", "status": "accepted"}
-    assert transport.written == [b"GET / HTTP/1.1\r\n\r\n"]
+    assert transport.written == [GET]
     assert not protocol.closed  # HTTP/1.1 without Connection: close stays open
 
 
 @pytest.mark.parametrize("piece", [None, 1, 5])
 async def test_chunked_body_is_decoded_in_any_pieces(piece: int | None) -> None:
-    protocol, _ = connected()
-    waiter = protocol.send(b"GET / HTTP/1.1\r\n\r\n", asyncio.get_running_loop())
+    protocol, _, waiter = asked()
     feed(protocol, CHUNKED, piece)
     response = await waiter
     assert response == Response(200, SHIPPED)
@@ -113,8 +120,7 @@ async def test_two_responses_on_one_connection() -> None:
     ],
 )
 async def test_a_response_without_keep_alive_closes_the_connection(head: bytes) -> None:
-    protocol, transport = connected()
-    waiter = protocol.send(b"GET / HTTP/1.1\r\n\r\n", asyncio.get_running_loop())
+    protocol, transport, waiter = asked()
     feed(protocol, head)
     assert await waiter == Response(200, b"ok")
     assert protocol.closed and transport.closing
@@ -123,8 +129,7 @@ async def test_a_response_without_keep_alive_closes_the_connection(head: bytes) 
 
 
 async def test_a_body_without_length_ends_with_the_connection() -> None:
-    protocol, _ = connected()
-    waiter = protocol.send(b"GET / HTTP/1.1\r\n\r\n", asyncio.get_running_loop())
+    protocol, _, waiter = asked()
     feed(protocol, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it")
     assert not waiter.done()
     protocol.connection_lost(None)
@@ -132,8 +137,7 @@ async def test_a_body_without_length_ends_with_the_connection() -> None:
 
 
 async def test_connection_lost_mid_body_is_a_disconnect() -> None:
-    protocol, _ = connected()
-    waiter = protocol.send(b"GET / HTTP/1.1\r\n\r\n", asyncio.get_running_loop())
+    protocol, _, waiter = asked()
     feed(protocol, CONTENT_LENGTH[:-10])
     protocol.connection_lost(None)
     with pytest.raises(ServerDisconnected):
@@ -141,8 +145,7 @@ async def test_connection_lost_mid_body_is_a_disconnect() -> None:
 
 
 async def test_garbage_is_a_bad_response_and_drops_the_connection() -> None:
-    protocol, transport = connected()
-    waiter = protocol.send(b"GET / HTTP/1.1\r\n\r\n", asyncio.get_running_loop())
+    protocol, transport, waiter = asked()
     feed(protocol, b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
     with pytest.raises(BadResponse):
         await waiter
@@ -150,15 +153,13 @@ async def test_garbage_is_a_bad_response_and_drops_the_connection() -> None:
 
 
 async def test_an_interim_response_is_skipped() -> None:
-    protocol, _ = connected()
-    waiter = protocol.send(b"POST / HTTP/1.1\r\n\r\n", asyncio.get_running_loop())
+    protocol, _, waiter = asked(b"POST / HTTP/1.1\r\n\r\n")
     feed(protocol, b"HTTP/1.1 100 Continue\r\n\r\n" + CONTENT_LENGTH)
     assert (await waiter).status == 202
 
 
 async def test_expiry_fails_the_request_with_a_timeout_and_drops_the_connection() -> None:
-    protocol, transport = connected()
-    waiter = protocol.send(b"GET / HTTP/1.1\r\n\r\n", asyncio.get_running_loop())
+    protocol, transport, waiter = asked()
     protocol.expire()
     with pytest.raises(TimeoutError):
         await waiter
@@ -271,9 +272,9 @@ async def test_a_request_cancelled_while_waiting_drops_its_connection() -> None:
     protocol, transport = connected()
     conn = Connection(Endpoint.from_url("http://127.0.0.1:9"))
     conn._protocol = protocol  # as if connected: nothing here opens a socket
-    task = asyncio.get_running_loop().create_task(conn.request(b"GET / HTTP/1.1\r\n\r\n", 10.0))
+    task = asyncio.get_running_loop().create_task(conn.request(GET, 10.0))
     await asyncio.sleep(0)
-    assert transport.written == [b"GET / HTTP/1.1\r\n\r\n"]
+    assert transport.written == [GET]
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
