@@ -15,6 +15,8 @@ from typing import Any
 
 import msgspec
 
+from orderstream.readmodel import SET_STATUS_LUA
+
 # KEYS[1] idempotency key; ARGV[1] the claim value. Deletes only our own claim.
 _RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -26,23 +28,24 @@ return 0
 # ARGV[1] claim value, ARGV[2] claim ttl ms, ARGV[3..] orderstream.readmodel.status_args.
 # Returns the stored value when another request holds the key (nothing is written), else
 # nil. Finding our own claim value (a retried command whose reply was lost) is our claim.
-# The status part is orderstream.readmodel.SET_STATUS_LUA with ARGV shifted by two: it
-# only moves a status forward (tests/unit/ingress compare the two scripts' writes).
-CLAIM_AND_ACCEPT_LUA = """
+# The status part is orderstream.readmodel.SET_STATUS_LUA itself, run as a local function
+# whose parameters KEYS and ARGV are KEYS[1..2] and ARGV[3..]: it only moves a status forward.
+CLAIM_AND_ACCEPT_LUA = (
+    """
 if #KEYS == 3 then
   local prev = redis.call('GET', KEYS[3])
   if prev and prev ~= ARGV[1] then return prev end
   if not prev then redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2]) end
 end
-local cur = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
-local rank = tonumber(ARGV[4])
-if rank <= cur then return nil end
-redis.call('HSET', KEYS[1], 'status', ARGV[3], 'rank', ARGV[4])
-for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
-redis.call('PUBLISH', KEYS[2], ARGV[3])
+local function set_status(KEYS, ARGV)
+"""
+    + SET_STATUS_LUA
+    + """
+end
+set_status({KEYS[1], KEYS[2]}, {unpack(ARGV, 3)})
 return nil
 """
+)
 
 
 class Stored(msgspec.Struct, frozen=True):

@@ -154,7 +154,7 @@ def test_response_is_json(h: Harness) -> None:
 
 
 def test_the_intake_script_writes_accepted_as_the_read_model_script_does(h: Harness) -> None:
-    # CLAIM_AND_ACCEPT_LUA carries a copy of SET_STATUS_LUA (ARGV shifted): same writes.
+    # CLAIM_AND_ACCEPT_LUA runs SET_STATUS_LUA on its KEYS[1..2] and ARGV[3..]: same writes.
     from ingress.idempotency import CLAIM_AND_ACCEPT_LUA
     from orderstream.readmodel import SET_STATUS_LUA, status_args
 
