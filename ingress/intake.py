@@ -1,10 +1,13 @@
 """Order intake: one order in, one ``OrderLineRequested`` per line out, 202 only after acks.
 
-Redis round trips per order: one before publishing (the idempotency claim and the
-``accepted`` read-model status, one Lua script) and one after (the stored response, only
-when an Idempotency-Key was sent). A failed or partial publish is compensated with a ``CancelOrder``
-for the order id (the settler releases whatever got reserved; its hold-time expiry is the
-safety net), the claim and the read-model entry are removed, and the client gets 503.
+Redis commands per order: one before publishing (``CLAIM_AND_ACCEPT_LUA``: the idempotency
+claim and the ``accepted`` read-model status in one script) and one after (a SET of the
+stored response, only when an Idempotency-Key was sent). Each waits for its own reply; in
+production (``ingress.redisbatch.BatchedRedis``) the commands of concurrent requests go out
+in shared pipelines, so the round trips are shared. A failed or partial publish is compensated
+with a ``CancelOrder`` for the order id (the settler releases whatever got reserved; its
+hold-time expiry is the safety net), the claim and the read-model entry are removed, and
+the client gets 503.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ class OrderIntake:
         request_fp = fingerprint("POST /v1/orders", _request_encoder.encode(order))
         claim = self._claim_and_mark_accepted(order, order_id, scope, idempotency_key, request_fp)
         if claim is not None and claim.previous is not None:
-            return self._answer_retry(claim, request_fp, order_id)
+            return self._answer_retry(claim, request_fp)
 
         try:
             self._publisher.publish(self._lines(order, order_id), self._settings.publish_timeout_s)
@@ -119,8 +122,8 @@ class OrderIntake:
             return None
         return self._idempotency.outcome(claim_key, claim_value, previous)
 
-    def _answer_retry(self, claim: Claim, request_fp: str, unused_order_id: str) -> Response:
-        # (the script wrote nothing for the unused order id)
+    def _answer_retry(self, claim: Claim, request_fp: str) -> Response:
+        # (the script wrote nothing for this request's order id)
         previous = claim.previous
         assert previous is not None
         if previous.fingerprint != request_fp:
