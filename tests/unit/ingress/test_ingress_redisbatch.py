@@ -9,7 +9,7 @@ import fakeredis
 import pytest
 import redis
 
-from ingress.redisbatch import BatchedRedis
+from ingress.redisbatch import BatchedRedis, _Call
 
 
 class CountingRedis(fakeredis.FakeRedis):
@@ -86,8 +86,14 @@ def test_concurrent_callers_share_pipelines(raw: Any) -> None:
 
 def test_a_connection_error_reaches_every_caller_and_the_sender_goes_on(raw: Any) -> None:
     r = BatchedRedis(raw)
-    raw.connection_pool.connection_kwargs["server"].connected = False
+    server = raw.connection_pool.connection_kwargs["server"]
+    server.connected = False
+    batch = [_Call("set", ("k", 1), {}), _Call("hgetall", ("h",), {})]  # one shared pipeline
+    r._send(batch)
+    for call in batch:
+        assert call.done.is_set()
+        assert isinstance(call.error, redis.ConnectionError)
     with pytest.raises(redis.ConnectionError):
         r.set("k", 1)
-    raw.connection_pool.connection_kwargs["server"].connected = True
+    server.connected = True
     assert r.set("k", 2) is True
