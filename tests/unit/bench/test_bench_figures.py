@@ -114,32 +114,3 @@ def test_throughput_series_buckets_correct_answers_by_second() -> None:
     outcomes.append(accepted("c", 0.3, "shipped", 0.9))  # wrong: no shipped row
     durable = DurableRecord(statuses={"a": "shipped", "b": "shipped"})
     assert throughput_series(outcomes, durable) == [1, 0, 1]
-
-
-def test_the_closing_cpu_snapshot_reads_the_load_generator_before_scanning(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import os
-
-    import psutil
-
-    from bench import cpu
-
-    events: list[str] = []
-
-    class Sampler(cpu.ComponentSampler):
-        def processes(self) -> list[tuple[str, psutil.Process]]:
-            events.append("scan")
-            return super().processes()
-
-    def cpu_time(proc: psutil.Process) -> float:
-        events.append("read own" if proc.pid == os.getpid() else "read other")
-        return 1.0
-
-    monkeypatch.setattr(cpu, "cpu_time", cpu_time)
-    sampler = Sampler(ports={})
-    closing = sampler.snapshot(own_first=True)
-    assert events == ["read own", "scan"] and closing == {os.getpid(): ("loadgen", 1.0)}
-    events.clear()
-    sampler.snapshot()
-    assert events == ["scan", "read own"]
