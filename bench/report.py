@@ -71,18 +71,20 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _measured(by_system: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The first system's figures that were measured ({} when every system was skipped)."""
+    return next((f for f in by_system.values() if "skipped" not in f), {})
+
+
 def scenario_mode(by_system: Mapping[str, Mapping[str, Any]]) -> str:
     """``open`` or ``closed`` (figures from before the mode was recorded: closed)."""
-    for figures in by_system.values():
-        if "skipped" not in figures:
-            return str(figures.get("mode", "closed"))
-    return "closed"
+    return str(_measured(by_system).get("mode", "closed"))
 
 
 def mode_line(by_system: Mapping[str, Mapping[str, Any]]) -> str:
     """One sentence: which load produced this scenario's figures."""
-    figures = next((f for f in by_system.values() if "skipped" not in f), {})
-    if scenario_mode(by_system) == "open":
+    figures = _measured(by_system)
+    if figures.get("mode", "closed") == "open":
         return (
             f"Open loop: {_fmt(figures.get('offered_per_s'))} orders/s offered "
             f"({figures.get('arrivals', 'even')} arrivals), at most "
