@@ -28,6 +28,10 @@ from sinks.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
+#: How much longer than its batch timeout a batch may wait for unread cancellations.
+CANCEL_CATCH_UP_S = 1.0
+CATCH_UP_POLL_MS = 10
+
 
 class SinkConsumer:
     def __init__(
@@ -39,6 +43,7 @@ class SinkConsumer:
         batch_size: int,
         batch_timeout_s: float,
         stop: threading.Event | None = None,
+        cancellations_topic: str | None = None,
     ) -> None:
         self._consumer = consumer
         self._sink = sink
@@ -49,6 +54,7 @@ class SinkConsumer:
         self._stop = stop or threading.Event()
         self._unpositioned: set[TopicPartition] = set()
         self._backoff = Backoff()
+        self._cancellations_topic = cancellations_topic
         self.flush_failures = 0
 
     def assign(self, topics: tuple[str, ...], shard: int = 0, shards: int = 1) -> None:
@@ -75,6 +81,7 @@ class SinkConsumer:
 
     def run(self) -> None:
         first_at: float | None = None
+        catching_up = False
         while not self._stop.is_set():
             if self._unpositioned and not self._position():
                 self._wait_retry()
@@ -83,7 +90,10 @@ class SinkConsumer:
             timeout_ms = (
                 int(self._batch_timeout_s * 1000)
                 if first_at is None
-                else max(0, int((first_at + self._batch_timeout_s - time.monotonic()) * 1000))
+                else max(
+                    CATCH_UP_POLL_MS if catching_up else 0,
+                    int((first_at + self._batch_timeout_s - time.monotonic()) * 1000),
+                )
             )
             polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=room)
             for records in polled.values():
@@ -91,11 +101,40 @@ class SinkConsumer:
                     self._sink.add(ConsumedRecord(r.topic, r.partition, r.offset, r.key, r.value))
             if len(self._sink) and first_at is None:
                 first_at = time.monotonic()
-            due = first_at is not None and time.monotonic() >= first_at + self._batch_timeout_s
+            now = time.monotonic()
+            due = first_at is not None and now >= first_at + self._batch_timeout_s
+            if (
+                due
+                and len(self._sink) < self._batch_size
+                and first_at is not None
+                and now < first_at + self._batch_timeout_s + CANCEL_CATCH_UP_S
+                and self._cancellations_unread()
+            ):
+                catching_up = True
+                continue  # read the cancels already in Kafka before deciding this batch
+            catching_up = False
             if len(self._sink) >= self._batch_size or (len(self._sink) and due):
                 self._flush_until_done()
                 first_at = None
         self._flush_until_done(give_up_on_stop=True)
+
+    def _cancellations_unread(self) -> bool:
+        """True while a cancellations partition holds records this sink has not read.
+
+        A ``CancelOrder`` and the ``OrderCommitted`` it races are in different topics, read
+        independently; without this, a sink catching up (restarted, or slow) could write an
+        order ``shipped`` from one batch while the cancel acknowledged (202) before it waits
+        in the next. The high watermarks come with every fetch response (no extra request).
+        """
+        if self._cancellations_topic is None:
+            return False
+        for tp in self._consumer.assignment():
+            if tp.topic != self._cancellations_topic or tp in self._unpositioned:
+                continue
+            high = self._consumer.highwater(tp)
+            if high is not None and self._consumer.position(tp) < high:
+                return True
+        return False
 
     def stop(self) -> None:
         self._stop.set()

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, create_engine, make_url
 
 from orderstream.readmodel import Keys
 from orderstream.settings import Settings
+from schemas.topics import ORDER_CANCELLATIONS
 from sinks.consumer import SinkConsumer
 from sinks.postgres import PostgresSink
 from sinks.readmodel import ReadModelWriter
@@ -94,6 +95,7 @@ def make_sink_consumer(
         settings.sink_batch_size,
         settings.sink_batch_timeout_s,
         stop,
+        cancellations_topic=settings.topics(ORDER_CANCELLATIONS),
     )
     runner.assign(source_topics(settings.topics), shard, shards)
     return runner, sink, engine
