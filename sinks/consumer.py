@@ -132,7 +132,9 @@ class SinkConsumer:
             if tp.topic != self._cancellations_topic or tp in self._unpositioned:
                 continue
             high = self._consumer.highwater(tp)
-            if high is not None and self._consumer.position(tp) < high:
+            # None: no fetch response has reported this partition yet (just positioned):
+            # its end is unknown, so it may hold a cancel for an order in this batch
+            if high is None or self._consumer.position(tp) < high:
                 return True
         return False
 
@@ -179,32 +181,30 @@ class SinkConsumer:
         self._consumer.poll(timeout_ms=0)
 
     def _position(self) -> bool:
-        """Seek newly assigned partitions to the offsets PostgreSQL holds."""
-        partitions = set(self._unpositioned)
+        """Seek newly assigned partitions to the offsets PostgreSQL holds (a partition
+        without a row starts at its log start offset, looked up now rather than left to a
+        lazy reset, so the first fetch covers every partition at once)."""
+        partitions = self._unpositioned & self._consumer.assignment()
         try:
             with UnitOfWork(self._engine) as uow:
                 offsets = load_offsets(
                     uow.connection, self._name, {(tp.topic, tp.partition) for tp in partitions}
                 )
+            fresh = [tp for tp in partitions if (tp.topic, tp.partition) not in offsets]
+            starts = self._consumer.beginning_offsets(fresh) if fresh else {}
         except Exception as error:
-            logger.warning("cannot read consumed offsets: %s", _first_line(error))
+            logger.warning("cannot position partitions: %s", _first_line(error))
             return False
-        assigned = self._consumer.assignment()
         for tp in partitions:
-            if tp not in assigned:
-                continue
             offset = offsets.get((tp.topic, tp.partition))
-            if offset is None:
-                self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, offset)
+            self._consumer.seek(tp, starts[tp] if offset is None else offset)
             logger.info(
                 "positioned %s[%d] at %s",
                 tp.topic,
                 tp.partition,
-                "beginning" if offset is None else offset,
+                f"{starts[tp]} (log start)" if offset is None else offset,
             )
-        self._unpositioned -= partitions
+        self._unpositioned.clear()
         self._backoff.reset()
         self._resume_positioned()
         return True
