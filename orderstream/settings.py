@@ -45,6 +45,8 @@ class Settings:
 
     # settlement
     hold_time_s: float = 30.0
+    # a worker whose agents process nothing this long while records wait stops (0: never)
+    worker_stall_s: float = 45.0
 
     # sink
     sink_batch_size: int = 500

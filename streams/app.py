@@ -17,6 +17,7 @@ from streams.tables import StreamTables, declare_tables
 from streams.topics import StreamTopics, declare_topics
 
 WEB_PORT_BASE = 16066
+SESSION_TIMEOUT_S = 20.0
 
 
 class StreamApp(faust.App):
@@ -63,6 +64,10 @@ def create_app(
         broker_max_poll_records=2000,
         stream_buffer_maxsize=8192,
         table_standby_replicas=0,
+        # A worker that dies without leaving the group (SIGKILL, a watchdog's hard exit)
+        # keeps its partitions until its session expires: 20 s, not Faust's 60. The
+        # heartbeats come from the consumer's own thread (every 3 s), not the agents' loop.
+        broker_session_timeout=SESSION_TIMEOUT_S,
     )
     app.stream_topics = declare_topics(app, settings)
     app.stream_tables = declare_tables(app, settings)

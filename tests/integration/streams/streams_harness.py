@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -33,13 +34,46 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.2) -> None:
+def wait_for(
+    predicate: Callable[[], bool],
+    timeout: float,
+    what: str,
+    step: float = 0.2,
+    progress: Callable[[], str] | None = None,
+) -> None:
+    """Poll ``predicate``; on timeout fail saying what was awaited and, from ``progress``,
+    how far it got."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    got = f" ({progress()})" if progress is not None else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}{got}")
+
+
+_RUN_CLI = """
+from orderstream.cli import main
+main()
+"""
+
+#: The stock agent hangs on the first batch holding an order request (after the catalog):
+#: records wait on its partitions and nothing more is decided, as in a stuck worker.
+STUCK_ON_FIRST_ORDER = """
+import asyncio
+from streams import stock
+
+_process = stock.StockProcessor.process
+
+
+async def _stuck(self, events):
+    if any(e.message.topic.endswith("orders.requests") for e in events):
+        await asyncio.sleep(3600)
+    await _process(self, events)
+
+
+stock.StockProcessor.process = _stuck
+"""
 
 
 class StreamsEnv:
@@ -70,9 +104,33 @@ class StreamsEnv:
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
+        # Like the supervisor (autorestart): a worker that exits on its own while wanted
+        # (the stall watchdog stops a stuck worker) is started again.
+        self._wanted: int | None = None
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._keeper = threading.Thread(target=self._keep_running, daemon=True)
+        self._keeper.start()
 
     # ----------------------------------------------------------------- worker
-    def start_worker(self, index: int = 0) -> None:
+    def start_worker(self, index: int = 0, fault: str | None = None) -> None:
+        """Start a worker; ``fault`` is Python run in it before the CLI (fault injection,
+        e.g. ``STUCK_ON_FIRST_ORDER``). A worker restarted after exiting runs without it."""
+        with self._lock:
+            self._wanted = index
+            self._spawn(index, fault)
+
+    def _keep_running(self) -> None:
+        while not self._closed.wait(0.5):
+            with self._lock:
+                if (
+                    self._wanted is not None
+                    and self.proc is not None
+                    and self.proc.poll() is not None
+                ):
+                    self._spawn(self._wanted)
+
+    def _spawn(self, index: int, fault: str | None = None) -> None:
         worker_settings = replace(self.settings, topic_prefix=self.prefix, app_id=self.app_id)
         env = {**os.environ, **worker_settings.to_env()}
         self.runs += 1
@@ -80,8 +138,7 @@ class StreamsEnv:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "orderstream.cli",
+                *(["-c", fault + _RUN_CLI] if fault else ["-m", "orderstream.cli"]),
                 "worker",
                 "--index",
                 str(index),
@@ -95,11 +152,15 @@ class StreamsEnv:
         )
 
     def kill_worker(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
+        with self._lock:
+            self._wanted = None
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
 
     def stop_worker(self) -> None:
+        with self._lock:
+            self._wanted = None
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -178,6 +239,7 @@ class StreamsEnv:
             consumer.close()
 
     def close(self) -> None:
+        self._closed.set()
         self.stop_worker()
         self.producer.close()
         try:

@@ -1,0 +1,148 @@
+"""A worker that owns unread records but decides nothing stops, to be restarted.
+
+Seen about once in ten runs of the SIGKILL test: after a restart that had to restore
+table state from the changelogs, faust-streaming's recovery let the streams run for one
+batch and then never again (once without ever logging "Worker ready"). The worker stays
+a healthy member of its group (heartbeats, web), so its partitions are not reassigned,
+and every order on them stays ``accepted``. A stuck worker is worse than a dead one.
+
+So every ``CHECK_EVERY_S`` the watchdog compares the agents' progress (events processed)
+with the assigned source partitions' ends. No progress for ``STALL_S`` (the setting
+``ORDERSTREAM_WORKER_STALL_S``; 0 turns the watchdog off) while some of
+those partitions hold records past the offsets this worker committed, outside a
+rebalance or a table recovery, is a stall: the worker logs what it saw and stops
+(SIGTERM: Faust commits what was acked and leaves the group, so the successor joins at
+once; after ``HARD_EXIT_S`` it exits 75 regardless). The supervisor starts it again;
+replays are idempotent (DESIGN.md, "Worker crash").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+CHECK_EVERY_S = 5.0
+STALL_S = 45.0
+HARD_EXIT_S = 20.0
+EXIT_STATUS = 75
+
+
+@dataclass
+class Progress:
+    """Events the agents have processed; they add to it after every batch."""
+
+    events: int = 0
+
+
+def unread(ends: Mapping[Any, int], committed: Mapping[Any, int | None]) -> dict[Any, int]:
+    """Records past the committed offset, per partition. Committed, not read: Faust's
+    fetcher reads ahead into the streams' buffers whether or not the agent consumes them,
+    while an offset is committed only after the agent has finished the event's batch."""
+    lag = {}
+    for tp, end in ends.items():
+        position = committed.get(tp) or 0
+        if end > position:
+            lag[tp] = end - position
+    return lag
+
+
+class StallWatchdog:
+    def __init__(
+        self,
+        progress: Progress,
+        assigned: Callable[[], Iterable[Any]],
+        ends: Callable[[list[Any]], Awaitable[Mapping[Any, int]]],
+        committed: Mapping[Any, int | None],
+        busy: Callable[[], bool],
+        stop: Callable[[str], None],
+        stall_s: float = STALL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._progress = progress
+        self._assigned = assigned
+        self._ends = ends
+        self._committed = committed
+        self._busy = busy
+        self._stop = stop
+        self._stall_s = stall_s
+        self._clock = clock
+        self._seen = progress.events
+        self._since = clock()
+        self.stopped = False
+
+    async def check(self) -> None:
+        now = self._clock()
+        if self._progress.events != self._seen or self._busy():
+            self._seen, self._since = self._progress.events, now
+            return
+        if self.stopped or now - self._since < self._stall_s:
+            return
+        partitions = list(self._assigned())
+        if not partitions:
+            self._since = now
+            return
+        try:
+            ends = await self._ends(partitions)
+        except Exception as error:  # broker unreachable: not this worker's stall
+            logger.warning("watchdog: cannot read partition ends: %s", error)
+            return
+        lag = unread(ends, self._committed)
+        if not lag:
+            self._since = now
+            return
+        self.stopped = True
+        detail = ", ".join(f"{tp.topic}[{tp.partition}]: {n}" for tp, n in sorted(lag.items()))
+        self._stop(
+            f"no event processed for {now - self._since:.0f}s while {sum(lag.values())} "
+            f"records wait on assigned partitions ({detail})"
+        )
+
+
+_stopping = threading.Event()
+
+
+def stop_worker(reason: str) -> None:
+    """Log, then stop gracefully (SIGTERM), with a hard exit if that does not finish."""
+    logger.critical("watchdog: worker stalled, stopping to be restarted: %s", reason)
+    if _stopping.is_set():
+        return
+    _stopping.set()
+    timer = threading.Timer(HARD_EXIT_S, os._exit, (EXIT_STATUS,))
+    timer.daemon = True
+    timer.start()
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def watch(
+    app: Any, progress: Progress, source_topics: set[str], stall_s: float = STALL_S
+) -> StallWatchdog:
+    """The watchdog of a Faust app, checking every ``CHECK_EVERY_S``."""
+    consumer = app.consumer
+
+    def assigned() -> list[Any]:
+        return [tp for tp in consumer.assignment() if tp.topic in source_topics]
+
+    async def ends(partitions: list[Any]) -> Mapping[Any, int]:
+        return await consumer.highwaters(*partitions)
+
+    def busy() -> bool:
+        return bool(app.rebalancing or app.in_recovery)
+
+    watchdog = StallWatchdog(
+        progress,
+        assigned,
+        ends,
+        consumer._committed_offset,
+        busy,
+        stop_worker,
+        stall_s=stall_s,
+    )
+    return watchdog
