@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from orderstream.readmodel import Keys
 from orderstream.settings import Settings
 from streams.agents import StreamAgents, register_agents
-from streams.faustutil import PromptFetchConsumer
+from streams.faustutil import OrderedTableManager, PromptFetchConsumer
 from streams.readmodel import ReadModelWriter
 from streams.tables import StreamTables, declare_tables
 from streams.topics import StreamTopics, declare_topics
@@ -68,6 +68,7 @@ def create_app(
         # keeps its partitions until its session expires: 20 s, not Faust's 60. The
         # heartbeats come from the consumer's own thread (every 3 s), not the agents' loop.
         broker_session_timeout=SESSION_TIMEOUT_S,
+        TableManager=OrderedTableManager,  # streams.faustutil.OrderedRecovery: why
     )
     app.stream_topics = declare_topics(app, settings)
     app.stream_tables = declare_tables(app, settings)

@@ -244,6 +244,8 @@ class StreamsEnv:
         self.producer.close()
         try:
             changelogs = [t for t in self.admin.list_topics() if t.startswith(self.app_id)]
-            self.admin.delete_topics(self.topics + changelogs, timeout_ms=30000)
+            # KEEP_TOPICS=1 leaves a test's topics in Kafka, to read them after a failure
+            if not os.environ.get("KEEP_TOPICS"):
+                self.admin.delete_topics(self.topics + changelogs, timeout_ms=30000)
         finally:
             self.admin.close()
