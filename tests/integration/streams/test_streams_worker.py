@@ -103,11 +103,18 @@ def test_sigkill_midstream_reserves_nothing_twice(
             60,
             "catalog",
         )
-    for i in range(orders):
-        env.order(f"k{i}", [(f"P{i % 4}", 1 + i % 2)], customer_id=f"c{i}")
-    env.flush()
+
+    def send(numbers: range) -> None:
+        for i in numbers:
+            env.order(f"k{i}", [(f"P{i % 4}", 1 + i % 2)], customer_id=f"c{i}")
+        env.flush()
+
+    # half before the kill, half while the worker is down: the successor always has work,
+    # however fast the first worker got through its half
+    send(range(orders // 2))
     wait_for(lambda: len(order_decisions(env)) >= 200, 120, "the worker to be mid-stream")
     env.kill_worker()
+    send(range(orders // 2, orders))
     env.start_worker()
     wait_for(
         lambda: len(order_decisions(env)) >= orders,
