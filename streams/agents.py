@@ -21,7 +21,7 @@ from streams.settler import SettleProcessor
 from streams.stock import StockProcessor
 from streams.tables import StreamTables
 from streams.topics import StreamTopics
-from streams.watchdog import CHECK_EVERY_S, Progress, StallWatchdog, watch
+from streams.watchdog import CHECK_EVERY_S, Progress, watch
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ class StreamAgents:
     settle_orders: faust.types.AgentT
     stock: StockProcessor
     settler: SettleProcessor
-    progress: dict[str, Progress]  # events processed, per agent
 
 
 def expiry_tick_interval(hold_time_s: float) -> float:
@@ -72,7 +71,7 @@ def register_agents(
         hold_time_s=settings.hold_time_s,
         retention_s=max(DECIDED_RETENTION_S, 10 * settings.hold_time_s),
     )
-    progress = {"reserve_stock": Progress(), "settle_orders": Progress()}
+    stock_progress, settle_progress = Progress(), Progress()
     reservations = topics.output(names.ORDER_RESERVATIONS)
     reservations_name = settings.topics(names.ORDER_RESERVATIONS)
 
@@ -81,14 +80,14 @@ def register_agents(
             BATCH_MAX, within=BATCH_WITHIN_S
         ):
             await stock.process(events)
-            progress["reserve_stock"].events += len(events)
+            stock_progress.events += len(events)
 
     async def settle_orders(stream: faust.StreamT) -> None:
         async for events in stream.take_events(  # type: ignore[attr-defined]
             BATCH_MAX, within=BATCH_WITHIN_S
         ):
             await settler.process(events)
-            progress["settle_orders"].events += len(events)
+            settle_progress.events += len(events)
 
     async def send_expiry_ticks() -> None:
         """Tick every partition of orders.reservations this worker owns, in-stream."""
@@ -100,20 +99,14 @@ def register_agents(
                     partition=tp.partition,
                 )
 
-    sources = {
-        "reserve_stock": set(topics.stock_source.topics),
-        "settle_orders": set(topics.settle_source.topics),
-    }
-    watchdogs: list[StallWatchdog] = []
+    # one stall watchdog per agent, as each has its own input (streams.watchdog)
+    watchdogs = [
+        watch(app, stock_progress, topics.stock_source.topics, settings.worker_stall_s),
+        watch(app, settle_progress, topics.settle_source.topics, settings.worker_stall_s),
+    ]
 
     async def check_stall() -> None:
-        """Stop this worker if an agent has unread records but processes nothing
-        (streams.watchdog); one watchdog per agent, as each has its own input."""
-        if not watchdogs:
-            watchdogs.extend(
-                watch(app, progress[agent], topic_names, settings.worker_stall_s)
-                for agent, topic_names in sources.items()
-            )
+        """Stop this worker if an agent has unread records but processes nothing."""
         for watchdog in watchdogs:
             await watchdog.check()
 
@@ -132,4 +125,4 @@ def register_agents(
     if settings.worker_stall_s > 0:
         app.timer(CHECK_EVERY_S, name="check_stall")(check_stall)
     app.task(write_read_model)
-    return StreamAgents(reserve_agent, settle_agent, stock, settler, progress)
+    return StreamAgents(reserve_agent, settle_agent, stock, settler)

@@ -1,19 +1,19 @@
 """A worker that owns unread records but decides nothing stops, to be restarted.
 
-Seen about once in ten runs of the SIGKILL test: after a restart that had to restore
-table state from the changelogs, faust-streaming's recovery let the streams run for one
-batch and then never again (once without ever logging "Worker ready"). The worker stays
-a healthy member of its group (heartbeats, web), so its partitions are not reassigned,
-and every order on them stays ``accepted``. A stuck worker is worse than a dead one.
+A stuck worker is worse than a dead one: it stays a healthy member of its group
+(heartbeats, web), so its partitions are not reassigned, and every order on them stays
+``accepted``. faust-streaming's recovery did this to restarted workers (about one SIGKILL
+test run in ten) until ``streams.faustutil.OrderedRecovery``; this is the backstop for
+whatever else can hang an agent.
 
-So every ``CHECK_EVERY_S`` the watchdog compares the agents' progress (events processed)
-with the assigned source partitions' ends. No progress for ``STALL_S`` (the setting
-``ORDERSTREAM_WORKER_STALL_S``; 0 turns the watchdog off) while some of
-those partitions hold records past the offsets this worker committed, outside a
-rebalance or a table recovery, is a stall: the worker logs what it saw and stops
-(SIGTERM: Faust commits what was acked and leaves the group, so the successor joins at
-once; after ``HARD_EXIT_S`` it exits 75 regardless). The supervisor starts it again;
-replays are idempotent (DESIGN.md, "Worker crash").
+Every ``CHECK_EVERY_S`` each agent's watchdog compares the events the agent processed
+with its assigned input partitions' ends. No progress for ``STALL_S`` (the setting
+``ORDERSTREAM_WORKER_STALL_S``; 0 turns the watchdog off) while some of those partitions
+hold records past the offsets this worker committed, outside a rebalance or a table
+recovery, is a stall: the worker logs what it saw and stops (SIGTERM: Faust commits what
+was acked and leaves the group, so the successor joins at once; after ``HARD_EXIT_S`` it
+exits 75 regardless). The supervisor starts it again; replays are idempotent (DESIGN.md,
+"Where the at-least-once effects are made idempotent").
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class StallWatchdog:
         progress: Progress,
         assigned: Callable[[], Iterable[Any]],
         ends: Callable[[list[Any]], Awaitable[Mapping[Any, int]]],
-        committed: Mapping[Any, int | None],
+        committed: Callable[[], Mapping[Any, int | None]],
         busy: Callable[[], bool],
         stop: Callable[[str], None],
         stall_s: float = STALL_S,
@@ -94,7 +94,7 @@ class StallWatchdog:
         except Exception as error:  # broker unreachable: not this worker's stall
             logger.warning("watchdog: cannot read partition ends: %s", error)
             return
-        lag = unread(ends, self._committed)
+        lag = unread(ends, self._committed())
         if not lag:
             self._since = now
             return
@@ -122,27 +122,26 @@ def stop_worker(reason: str) -> None:
 
 
 def watch(
-    app: Any, progress: Progress, source_topics: set[str], stall_s: float = STALL_S
+    app: Any, progress: Progress, source_topics: Iterable[str], stall_s: float = STALL_S
 ) -> StallWatchdog:
-    """The watchdog of a Faust app, checking every ``CHECK_EVERY_S``."""
-    consumer = app.consumer
+    """The watchdog of one agent of a Faust app (its consumer is looked up when checked)."""
+    topics = set(source_topics)
 
     def assigned() -> list[Any]:
-        return [tp for tp in consumer.assignment() if tp.topic in source_topics]
+        return [tp for tp in app.consumer.assignment() if tp.topic in topics]
 
     async def ends(partitions: list[Any]) -> Mapping[Any, int]:
-        return await consumer.highwaters(*partitions)
+        return await app.consumer.highwaters(*partitions)
 
     def busy() -> bool:
         return bool(app.rebalancing or app.in_recovery)
 
-    watchdog = StallWatchdog(
+    return StallWatchdog(
         progress,
         assigned,
         ends,
-        consumer._committed_offset,
+        lambda: app.consumer._committed_offset,
         busy,
         stop_worker,
         stall_s=stall_s,
     )
-    return watchdog

@@ -31,7 +31,7 @@ class Harness:
             self.progress,
             assigned=lambda: list(self.ends),
             ends=fetch_ends,
-            committed=committed,
+            committed=lambda: committed,
             busy=lambda: self.busy,
             stop=self.stops.append,
             stall_s=45.0,
