@@ -104,8 +104,9 @@ class StreamsEnv:
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
-        # Like the supervisor (autorestart): a worker that exits on its own while wanted
-        # (the stall watchdog stops a stuck worker) is started again.
+        # Like the supervisor (autorestart), for a test that asks (start_worker(restart=True)):
+        # a worker that exits on its own (the stall watchdog stops a stuck worker) is
+        # started again. Elsewhere a worker that dies stays dead, and its test fails.
         self._wanted: int | None = None
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -113,11 +114,12 @@ class StreamsEnv:
         self._keeper.start()
 
     # ----------------------------------------------------------------- worker
-    def start_worker(self, index: int = 0, fault: str | None = None) -> None:
+    def start_worker(self, index: int = 0, fault: str | None = None, restart: bool = False) -> None:
         """Start a worker; ``fault`` is Python run in it before the CLI (fault injection,
-        e.g. ``STUCK_ON_FIRST_ORDER``). A worker restarted after exiting runs without it."""
+        e.g. ``STUCK_ON_FIRST_ORDER``). With ``restart`` it is started again (without the
+        fault) whenever it exits, until killed or stopped."""
         with self._lock:
-            self._wanted = index
+            self._wanted = index if restart else None
             self._spawn(index, fault)
 
     def _keep_running(self) -> None:

@@ -43,6 +43,15 @@ def order_decisions(env: StreamsEnv) -> dict[str, set[str]]:
     return seen
 
 
+def wait_all_decided(env: StreamsEnv, orders: int, timeout: float, when: str) -> None:
+    wait_for(
+        lambda: len(order_decisions(env)) >= orders,
+        timeout,
+        f"every order decided {when}",
+        progress=lambda: f"{len(order_decisions(env))} of {orders} decided, {env.runs} runs",
+    )
+
+
 def committed_units(env: StreamsEnv) -> Counter[str]:
     """Units per product over the distinct committed orders (line by line)."""
     units: Counter[str] = Counter()
@@ -115,16 +124,10 @@ def test_sigkill_midstream_reserves_nothing_twice(
     wait_for(lambda: len(order_decisions(env)) >= 200, 120, "the worker to be mid-stream")
     env.kill_worker()
     send(range(orders // 2, orders))
-    env.start_worker()
-    wait_for(
-        lambda: len(order_decisions(env)) >= orders,
-        # the killed member's session (20 s) expires before the group rebalances; a
-        # worker its stall watchdog stops (streams.watchdog) is restarted, as the
-        # supervisor does, and joins at once
-        300,
-        "every order decided after restart",
-        progress=lambda: f"{len(order_decisions(env))} of {orders} decided",
-    )
+    # restarted if its stall watchdog (streams.watchdog) stops it, as the supervisor does
+    env.start_worker(restart=True)
+    # the killed member's session (20 s) expires before the group rebalances
+    wait_all_decided(env, orders, 300, "after restart")
     decided = order_decisions(env)
     assert len(decided) == orders
     assert all(len(kinds) == 1 for kinds in decided.values()), "an order got two decisions"
@@ -140,7 +143,7 @@ def test_a_stuck_worker_is_stopped_by_its_watchdog_and_its_successor_decides(
 ) -> None:
     stock, orders = 30, 80
     env.settings = replace(env.settings, worker_stall_s=8.0)
-    env.start_worker(fault=STUCK_ON_FIRST_ORDER)
+    env.start_worker(fault=STUCK_ON_FIRST_ORDER, restart=True)
     env.upsert("S", stock)
     env.flush()
     wait_for(lambda: product_available(env, redis_client, "S") == stock, 120, "catalog")
@@ -148,13 +151,7 @@ def test_a_stuck_worker_is_stopped_by_its_watchdog_and_its_successor_decides(
         env.order(f"s{i}", [("S", 1)], customer_id=f"c{i}")
     env.flush()
 
-    # the harness restarts a worker that exits, as the supervisor does
-    wait_for(
-        lambda: len(order_decisions(env)) >= orders,
-        180,
-        "every order decided by the successor",
-        progress=lambda: f"{len(order_decisions(env))} of {orders} decided, {env.runs} runs",
-    )
+    wait_all_decided(env, orders, 180, "by the successor")
     assert "watchdog: worker stalled" in (env.tmp / "worker-1.log").read_text(errors="replace")
     assert env.runs >= 2
     decided = order_decisions(env)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -62,16 +63,8 @@ class ScriptedConsumer:
         out: dict[TopicPartition, list[Any]] = {}
         for tp, offset in step.records:
             out.setdefault(tp, []).append(
-                type(
-                    "R",
-                    (),
-                    {
-                        "topic": tp.topic,
-                        "partition": tp.partition,
-                        "offset": offset,
-                        "key": b"o1",
-                        "value": b"{}",
-                    },
+                SimpleNamespace(
+                    topic=tp.topic, partition=tp.partition, offset=offset, key=b"o1", value=b"{}"
                 )
             )
             self._positions[tp] = offset + 1
