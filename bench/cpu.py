@@ -1,20 +1,22 @@
 """CPU seconds per component, from psutil, between two snapshots.
 
-Components are found by what they listen on (PostgreSQL, Redis, Kafka, the ingress: the
-listener and its children) or by command line (Faust workers, sink/relay), and the
-baselines by the pids the harness started. Other engineers' processes on the same
-PostgreSQL/Redis are counted too: on a shared machine these figures are noisy.
-"""
+Components are found by what they listen on (PostgreSQL, Redis, Kafka, the ingress: every
+process holding the listening socket, and their children) or by command line (Faust
+workers, sink/relay), and the baselines by the pids the harness started. Other engineers'
+processes on the same PostgreSQL/Redis are counted too: on a shared machine these figures
+are noisy."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 
 Snapshot = dict[int, tuple[str, float]]
+TCP_LISTEN = "0A"  # the state column of /proc/net/tcp
 
 
 def cpu_time(proc: psutil.Process) -> float:
@@ -22,15 +24,43 @@ def cpu_time(proc: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-def listener_pid(port: int) -> int | None:
+def listener_pids(port: int) -> list[int]:
+    """Every process holding a listening TCP socket on ``port`` (Linux ``/proc``).
+
+    A pre-fork server's master and all its workers hold the one listening socket, but
+    psutil's ``net_connections`` names a single holder per socket, sometimes a worker (whose
+    children are none): the ingress was counted as one gunicorn worker of several. So the
+    socket's inode is looked up in ``/proc/net/tcp*`` and every process's fds are searched.
+    """
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == TCP_LISTEN and int(local.rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{inode}]")
+    pids = []
+    for entry in os.scandir("/proc") if inodes else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fds = os.scandir(f"/proc/{entry.name}/fd")
+            if any(_readlink(fd.path) in inodes for fd in fds):
+                pids.append(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return sorted(pids)
+
+
+def _readlink(path: str) -> str:
     try:
-        connections = psutil.net_connections(kind="tcp")
-    except psutil.AccessDenied:
-        return None
-    for c in connections:
-        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
-            return int(c.pid)
-    return None
+        return os.readlink(path)
+    except OSError:
+        return ""
 
 
 def with_children(pid: int) -> list[psutil.Process]:
@@ -69,8 +99,7 @@ class ComponentSampler:
     def processes(self) -> list[tuple[str, psutil.Process]]:
         found: list[tuple[str, psutil.Process]] = []
         for component, port in self.ports.items():
-            pid = listener_pid(port)
-            if pid is not None:
+            for pid in listener_pids(port):
                 found += [(component, p) for p in with_children(pid)]
         for component, roots in self.pids.items():
             for pid in roots:

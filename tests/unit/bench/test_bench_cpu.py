@@ -31,3 +31,34 @@ def test_the_closing_cpu_snapshot_reads_the_load_generator_before_scanning(
     events.clear()
     sampler.snapshot()
     assert events == ["scan", "read own"]
+
+
+def test_every_process_holding_the_listening_socket_counts() -> None:
+    # A pre-fork server: several processes hold one listening socket. Here two siblings
+    # (no parent among the listeners), so finding only the first listener and its
+    # children would miss the other.
+    import socket
+    import subprocess
+    import sys
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    sleepers = [
+        subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)"], pass_fds=[listener.fileno()]
+        )
+        for _ in range(2)
+    ]
+    listener.close()
+    try:
+        assert cpu.listener_pids(port) == sorted(p.pid for p in sleepers)
+        sampler = cpu.ComponentSampler(ports={"ingress": port}, own_process_as=None)
+        assert {(c, p.pid) for c, p in sampler.processes()} == {
+            ("ingress", p.pid) for p in sleepers
+        }
+    finally:
+        for p in sleepers:
+            p.kill()
+            p.wait()
