@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -147,6 +147,85 @@ class DirectTableWriter:
 
     def _persisted(self, tp: TP, offset: int) -> None:
         self.table.data.set_persisted_offset(tp, offset)
+
+
+def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[EventT]]:
+    """``stream.take_events(max_, within)`` whose wait starts at a batch's first event.
+
+    faust-streaming's ``take_events`` waits for a full buffer with a ``within`` timeout
+    in a loop, so an agent with nothing to do wakes every ``within`` (every 5 ms: 200
+    times a second, each a ``Service.wait_first`` of several futures); two idle agents
+    were the larger part of an idle worker's CPU. This copy of faust-streaming 0.15.3's
+    method waits without a timeout until the buffer has an event, then up to ``within``
+    for it to fill, so a batch is yielded at most ``within`` after its first event and
+    an idle agent sleeps. Acks, the buffer bound and ``current_event`` are as in Faust.
+    """
+    batches = _take_batches(stream, max_, within)
+    stream._active_agens.add(batches)  # as Faust's take_events: closed when the stream stops
+    return batches
+
+
+async def _take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[EventT]]:
+    buffer: list[Any] = []
+    events: list[EventT] = []
+    buffer_started = asyncio.Event()
+    buffer_full = asyncio.Event()
+    buffer_consumed = asyncio.Event()
+    stream_enable_acks: bool = stream.enable_acks
+    buffer_consuming: asyncio.Future[None] | None = None
+    channel_it = stream.channel.__aiter__()
+
+    async def add_to_buffer(value: Any) -> Any:
+        # faust's processor: the stream consumes the channel in the background and
+        # passes every value through here
+        nonlocal buffer_consuming
+        try:
+            if buffer_consuming is not None:
+                try:
+                    await buffer_consuming
+                finally:
+                    buffer_consuming = None
+            buffer.append(value)
+            event = stream.current_event
+            if event is None:
+                raise RuntimeError("Take buffer found current_event is None")
+            events.append(event)
+            buffer_started.set()
+            if len(buffer) >= max_:
+                buffer_full.set()
+                buffer_consumed.clear()
+                await stream.wait(buffer_consumed)
+        except asyncio.CancelledError:  # pragma: no cover
+            raise
+        except Exception as exc:
+            stream.log.exception("Error adding to take buffer: %r", exc)
+            await stream.crash(exc)
+        return value
+
+    stream.enable_acks = False  # events are acked here once the batch is processed
+    stream.add_processor(add_to_buffer)
+    stream._enable_passive(channel_it)
+    try:
+        while not stream.should_stop:
+            await stream.wait_for_stopped(buffer_started)
+            await stream.wait_for_stopped(buffer_full, timeout=within)
+            if buffer:
+                buffer_consuming = asyncio.get_running_loop().create_future()
+                try:
+                    yield list(events)
+                finally:
+                    buffer.clear()
+                    for event in events:
+                        await stream.ack(event)
+                    events.clear()
+                    if not buffer_consuming.done():
+                        buffer_consuming.set_result(None)
+                    buffer_started.clear()
+                    buffer_full.clear()
+                    buffer_consumed.set()
+    finally:
+        stream.enable_acks = stream_enable_acks
+        stream._processors.remove(add_to_buffer)
 
 
 #: A fetch request returns once FETCH_MIN_BYTES are ready or after FETCH_MAX_WAIT_MS
