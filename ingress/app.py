@@ -1,6 +1,9 @@
 """The composition root: ``create_app(settings, publisher, redis, ...)`` and ``get_app()``.
 
-gunicorn: ``gunicorn -c ingress/gunicorn_conf.py 'ingress.app:get_app()'``.
+An ASGI app (``falcon.asgi``) on gunicorn's ASGI worker with uvloop:
+``gunicorn -c ingress/gunicorn_conf.py 'ingress.app:get_app()'``. ``redis`` is a
+redis.asyncio client (or anything with its coroutine methods); ``publisher`` an
+``ingress.publisher.Publisher``.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import os
 from typing import Any
 
 import falcon
+import falcon.asgi
 import msgspec
 
 from ingress import errors, resources
@@ -34,7 +38,7 @@ def create_app(
     *,
     fallback: Fallback | None = None,
     limiter: RateLimiter | None = None,
-) -> falcon.App:
+) -> falcon.asgi.App:
     config = (
         settings if isinstance(settings, IngressConfig) else IngressConfig.from_settings(settings)
     )
@@ -54,8 +58,9 @@ def create_app(
     middleware: list[Any] = [
         MetricsMiddleware(),
         AuthMiddleware(storefront_key=s.storefront_key, admin_key=s.admin_key, limiter=limiter),
+        Shutdown(publisher, redis, waiter),
     ]
-    app = falcon.App(middleware=middleware)
+    app = falcon.asgi.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
     app.add_route(
@@ -76,7 +81,23 @@ def create_app(
     return app
 
 
-def get_app() -> falcon.App:
+class Shutdown:
+    """Closes the Kafka producer and the Redis clients when the server stops (ASGI lifespan)."""
+
+    def __init__(self, publisher: Publisher, redis: Any, waiter: StatusWaiter) -> None:
+        self._closing = (publisher.close, waiter.close, getattr(redis, "aclose", None))
+
+    async def process_shutdown(self, scope: Any, event: Any) -> None:
+        for close in self._closing:
+            if close is None:
+                continue
+            try:
+                await close()
+            except Exception:
+                logger.exception("closing %r", close)
+
+
+def get_app() -> falcon.asgi.App:
     """Real collaborators from the environment (``.local/stack.env`` + variables)."""
     from ingress.redisbatch import BatchedRedis
     from ingress.redisconn import connect
@@ -90,13 +111,11 @@ def get_app() -> falcon.App:
         socket_timeout=5,
         socket_connect_timeout=2,
         health_check_interval=30,
-        max_connections=2048,
+        max_connections=64,
     )
     if os.environ.get("INGRESS_REDIS_BATCH", "1") != "0":
         client = BatchedRedis(client)  # concurrent requests share round trips
     publisher = KafkaPublisher(
-        s.kafka_bootstrap,
-        max_block_ms=int(s.publish_timeout_s * 1000),
-        linger_ms=int(os.environ.get("INGRESS_KAFKA_LINGER_MS", "2")),
+        s.kafka_bootstrap, linger_ms=int(os.environ.get("INGRESS_KAFKA_LINGER_MS", "2"))
     )
     return create_app(config, publisher, client, fallback=SqlStore(s.database_url))

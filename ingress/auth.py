@@ -33,7 +33,7 @@ class AuthMiddleware:
         self._ids = {ADMIN: key_id(admin_key), STOREFRONT: key_id(storefront_key)}
         self._limiter = limiter
 
-    def process_resource(
+    async def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
     ) -> None:
         if resource is None:
@@ -49,7 +49,7 @@ class AuthMiddleware:
         req.context.role = role
         req.context.key_id = self._ids[role]
         try:
-            retry_after = self._limiter.allow(req.context.key_id)
+            retry_after = await self._limiter.allow(req.context.key_id)
         except Exception as exc:  # fail open: the rate limit protects, it must not take us down
             logger.warning("rate limiter unavailable: %s", exc)
             retry_after = 0

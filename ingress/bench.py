@@ -7,7 +7,7 @@ idle aiohttp connections in a separate process.
 
 Runs, in order: bare Falcon endpoint (``/healthz``), POST /v1/orders at fixed concurrency,
 POST /v1/orders at a fixed rate, then POST /v1/orders again with 500 long-pollers.
-With ``--spawn gevent,gthread`` it starts its own gunicorn per worker class on
+With ``--spawn`` it starts its own gunicorn (``ingress/gunicorn_conf.py``) on
 ``--port`` (default 18090) with topic/key prefix ``bench.`` (the topics are created here)
 so the shared pipeline does not consume the orders; otherwise it targets ``--url``.
 """
@@ -379,17 +379,13 @@ def suite(url: str, key: str, args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def spawn(worker_class: str, port: int, settings: Settings) -> subprocess.Popen[bytes]:
+def spawn(port: int, settings: Settings) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "INGRESS_WORKER_CLASS": worker_class,
         "ORDERSTREAM_TOPIC_PREFIX": "bench.",
-        "INGRESS_THREADS": os.environ.get(
-            "INGRESS_THREADS", "600" if worker_class == "gthread" else "1"
-        ),
         "PROMETHEUS_MULTIPROC_DIR": str(REPO_ROOT / ".local" / f"bench-metrics-{port}"),
     }
-    log = open(REPO_ROOT / ".local" / f"bench-ingress-{worker_class}.log", "wb")
+    log = open(REPO_ROOT / ".local" / "bench-ingress.log", "wb")
     proc = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "gunicorn"),
@@ -412,7 +408,7 @@ def spawn(worker_class: str, port: int, settings: Settings) -> subprocess.Popen[
         except OSError:
             time.sleep(0.3)
     proc.terminate()
-    raise RuntimeError(f"gunicorn {worker_class} did not start")
+    raise RuntimeError("gunicorn did not start (see .local/bench-ingress.log)")
 
 
 def ensure_bench_topics(settings: Settings) -> None:
@@ -446,7 +442,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ingress.bench")
     parser.add_argument("--url", help="a running ingress (default: INGRESS_URL)")
     parser.add_argument(
-        "--spawn", help="comma-separated gunicorn worker classes to start and measure"
+        "--spawn",
+        action="store_true",
+        help="start and measure an ingress of its own (port --port, topic prefix bench.)",
     )
     parser.add_argument("--port", type=int, default=18090)
     parser.add_argument("--connections", type=int, default=64)
@@ -478,17 +476,15 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.spawn:
         ensure_bench_topics(settings)
-        for worker_class in args.spawn.split(","):
-            args.namespace = "bench."
-            proc = spawn(worker_class, args.port, settings)
-            try:
-                report[worker_class] = suite(
-                    f"http://127.0.0.1:{args.port}", settings.storefront_key, args
-                )
-            finally:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=60)
-            print(json.dumps({worker_class: report[worker_class]}), flush=True)
+        args.namespace = "bench."
+        proc = spawn(args.port, settings)
+        try:
+            report["spawned"] = suite(
+                f"http://127.0.0.1:{args.port}", settings.storefront_key, args
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
     else:
         args.namespace = settings.topic_prefix
         report["target"] = suite(args.url or settings.ingress_url, settings.storefront_key, args)

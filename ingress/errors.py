@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import falcon
+import falcon.asgi
 import msgspec
 
 logger = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ def serialize_problem(req: falcon.Request, resp: falcon.Response, exc: falcon.HT
     resp.data = msgspec.json.encode(problem_body(exc))
 
 
-def handle_unexpected(
+async def handle_unexpected(
     req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any
 ) -> None:
     if isinstance(exc, falcon.HTTPError | falcon.HTTPStatus):
@@ -153,7 +154,7 @@ def handle_unexpected(
     serialize_problem(req, resp, error)
 
 
-def handle_validation(
+async def handle_validation(
     req: falcon.Request, resp: falcon.Response, exc: msgspec.ValidationError, params: Any
 ) -> None:
     from ingress.validation import field_error
@@ -163,7 +164,7 @@ def handle_validation(
     serialize_problem(req, resp, error)
 
 
-def install(app: falcon.App) -> None:
+def install(app: falcon.asgi.App) -> None:
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(msgspec.ValidationError, handle_validation)
     app.set_error_serializer(serialize_problem)

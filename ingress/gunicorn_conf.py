@@ -1,9 +1,8 @@
 """gunicorn settings: ``gunicorn -c ingress/gunicorn_conf.py 'ingress.app:get_app()'``.
 
-Worker class: gevent (chosen by measurement, see README "HTTP API (ingress)": more orders/s and
-a lower p99 than gthread on a quiet machine; with 500 parked long-pollers it keeps ~0.96-1.1 of
-its intake since the long-poll and Redis changes of 2026-11-21).
-Override with INGRESS_WORKER_CLASS / INGRESS_WORKERS / INGRESS_THREADS for experiments.
+Worker class: gunicorn's own ASGI worker on uvloop (the app is ``falcon.asgi``; Redis and
+Kafka are asyncio clients). Chosen by measurement over gevent with the WSGI app, see README
+"HTTP API (ingress)". Override with INGRESS_WORKERS for experiments.
 """
 
 from __future__ import annotations
@@ -18,10 +17,10 @@ _METRICS_DIR = Path(
 )
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_METRICS_DIR)
 
-worker_class = os.environ.get("INGRESS_WORKER_CLASS", "gevent")
+worker_class = "asgi"
+asgi_loop = os.environ.get("INGRESS_ASGI_LOOP", "uvloop")  # "asyncio" for py-spy profiles
 workers = int(os.environ.get("INGRESS_WORKERS", "2"))
-threads = int(os.environ.get("INGRESS_THREADS", "64"))  # gthread only
-worker_connections = 4096  # gevent / asgi: concurrent connections per worker
+worker_connections = 4096  # concurrent connections per worker
 keepalive = 75
 timeout = 90  # > max long-poll wait
 graceful_timeout = 20
@@ -35,12 +34,6 @@ preload_app = False  # the Kafka producer and Redis pools are created in each wo
 def on_starting(server: object) -> None:
     shutil.rmtree(_METRICS_DIR, ignore_errors=True)
     _METRICS_DIR.mkdir(parents=True, exist_ok=True)
-
-
-def post_worker_init(worker: object) -> None:
-    from ingress import gunicorn_write
-
-    gunicorn_write.install()  # headers + body in one send() (gunicorn's own HTTP workers)
 
 
 def child_exit(server: object, worker: object) -> None:

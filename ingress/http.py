@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import falcon
+import falcon.asgi
 import msgspec
 
 from ingress.errors import (
@@ -18,7 +19,7 @@ from ingress.errors import (
 _encoder = msgspec.json.Encoder()
 
 
-def read_json(req: falcon.Request, max_bytes: int) -> bytes:
+async def read_json(req: falcon.asgi.Request, max_bytes: int) -> bytes:
     """The body of a JSON request: 415 unless JSON, 413 past ``max_bytes``, 400 when empty."""
     media = (req.content_type or "").split(";", 1)[0].strip().lower()
     if not (
@@ -29,10 +30,17 @@ def read_json(req: falcon.Request, max_bytes: int) -> bytes:
     length = req.content_length
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(f"the body may be at most {max_bytes} bytes")
-    # No Content-Length (chunked): Falcon's bounded_stream would read nothing, and the
-    # server's input stream (gunicorn) ends at the end of the chunked body.
-    stream = req.bounded_stream if length is not None else req.stream
-    body = stream.read(max_bytes + 1)
+    # Falcon's ASGI stream ends at the body's end (Content-Length or chunked); read at most
+    # one byte past the limit, so an oversized chunked body is refused without reading it all.
+    chunks: list[bytes] = []
+    size = 0
+    while size <= max_bytes:  # a read returns at most one ASGI message's worth
+        chunk = await req.stream.read(max_bytes + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    body = b"".join(chunks)
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"the body may be at most {max_bytes} bytes")
     if not body.strip():

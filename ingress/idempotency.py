@@ -97,11 +97,11 @@ class IdempotencyStore:
             key, value, None if previous is None else msgspec.json.decode(previous, type=Stored)
         )
 
-    def complete(
+    async def complete(
         self, claim: Claim, fingerprint_: str, status: int, body: bytes, location: str | None
     ) -> None:
         done = Stored(fingerprint_, "done", status=status, body=body, location=location)
-        self._redis.set(claim.key, msgspec.json.encode(done), ex=self._ttl_s)
+        await self._redis.set(claim.key, msgspec.json.encode(done), ex=self._ttl_s)
 
-    def release(self, claim: Claim) -> None:
-        self._redis.eval(_RELEASE_LUA, 1, claim.key, claim.value)
+    async def release(self, claim: Claim) -> None:
+        await self._redis.eval(_RELEASE_LUA, 1, claim.key, claim.value)

@@ -63,30 +63,36 @@ class OrderIntake:
         self._requests_topic = self._settings.topics(topics.ORDER_REQUESTS)
         self._cancel_topic = self._settings.topics(topics.ORDER_CANCELLATIONS)
 
-    def place(self, order: OrderRequest, *, scope: str, idempotency_key: str | None) -> Response:
+    async def place(
+        self, order: OrderRequest, *, scope: str, idempotency_key: str | None
+    ) -> Response:
         order_id = self._new_order_id()
         request_fp = fingerprint("POST /v1/orders", _request_encoder.encode(order))
-        claim = self._claim_and_mark_accepted(order, order_id, scope, idempotency_key, request_fp)
+        claim = await self._claim_and_mark_accepted(
+            order, order_id, scope, idempotency_key, request_fp
+        )
         if claim is not None and claim.previous is not None:
             return self._answer_retry(claim, request_fp)
 
         try:
-            self._publisher.publish(self._lines(order, order_id), self._settings.publish_timeout_s)
+            await self._publisher.publish(
+                self._lines(order, order_id), self._settings.publish_timeout_s
+            )
         except PublishError as exc:
-            self._compensate(order_id, claim, exc)
+            await self._compensate(order_id, claim, exc)
             raise Unavailable("the order could not be queued; nothing was accepted") from None
 
         location = f"/v1/orders/{order_id}"
         body = msgspec.json.encode({"order_id": order_id, "status": "accepted"})
         if claim is not None:
             try:
-                self._idempotency.complete(claim, request_fp, 202, body, location)
+                await self._idempotency.complete(claim, request_fp, 202, body, location)
             except Exception:
                 # The order is in Kafka: it is accepted. Only the replay is lost (logged).
                 logger.exception("could not store the idempotent response of %s", order_id)
         return Response(202, body, location)
 
-    def _claim_and_mark_accepted(
+    async def _claim_and_mark_accepted(
         self, order: OrderRequest, order_id: str, scope: str, key: str | None, request_fp: str
     ) -> Claim | None:
         keys = self._config.keys
@@ -106,7 +112,7 @@ class OrderIntake:
         try:
             # EVAL (not EVALSHA): no NOSCRIPT after a Redis restart, no SCRIPT EXISTS round
             # trip; Redis caches the compiled script by its hash.
-            previous = self._redis.eval(
+            previous = await self._redis.eval(
                 CLAIM_AND_ACCEPT_LUA,
                 len(redis_keys),
                 *redis_keys,
@@ -157,13 +163,13 @@ class OrderIntake:
             for line_no, line in enumerate(order.items)
         ]
 
-    def _compensate(self, order_id: str, claim: Claim | None, exc: PublishError) -> None:
+    async def _compensate(self, order_id: str, claim: Claim | None, exc: PublishError) -> None:
         logger.warning(
             "order %s: %d of %d lines acked; compensating", order_id, exc.acked, exc.total
         )
         cancel = CancelOrder(event_id=event_id_for(order_id, "cancel"), order_id=order_id)
         try:
-            self._publisher.publish(
+            await self._publisher.publish(
                 [Message(self._cancel_topic, order_id.encode(), codec.encode(cancel))],
                 self._settings.publish_timeout_s,
             )
@@ -171,10 +177,8 @@ class OrderIntake:
             # The settler's hold-time expiry rejects the partial order and releases its lines.
             logger.error("order %s: compensating CancelOrder not published", order_id)
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.delete(self._config.keys.order(order_id))
-            pipe.execute()
+            await self._redis.delete(self._config.keys.order(order_id))
             if claim is not None:
-                self._idempotency.release(claim)
+                await self._idempotency.release(claim)
         except Exception:
             logger.exception("order %s: could not release the idempotency claim", order_id)

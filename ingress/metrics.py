@@ -40,10 +40,10 @@ PUBLISH_FAILURES = Counter(
 
 
 class MetricsMiddleware:
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
 
-    def process_response(
+    async def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
     ) -> None:
         started = getattr(req.context, "started", None)
@@ -60,7 +60,7 @@ class MetricsResource:
     def __init__(self, multiproc_dir: str | None) -> None:
         self._multiproc_dir = multiproc_dir
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         if self._multiproc_dir:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=self._multiproc_dir)

@@ -7,7 +7,7 @@ most ``batch - 1`` requests per worker per second (batch = limit / 200, at most 
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
 from typing import Any, Protocol
 
@@ -20,7 +20,7 @@ return n
 
 
 class RateLimiter(Protocol):
-    def allow(self, key_id: str) -> int:
+    async def allow(self, key_id: str) -> int:
         """0 when allowed, else the seconds to wait (for ``Retry-After``)."""
 
 
@@ -30,32 +30,32 @@ class RedisRateLimiter:
         self._limit = limit_per_second
         self._batch = max(1, min(50, limit_per_second // 200))
         self._prefix = f"{namespace}os:rl:"
-        self._lock = threading.Lock()
-        self._refill = threading.Lock()
+        self._refill: asyncio.Lock | None = None  # created on the worker's loop
         self._tokens: dict[str, tuple[int, int]] = {}  # key_id -> (window, tokens left)
 
-    def allow(self, key_id: str) -> int:
+    async def allow(self, key_id: str) -> int:
         if self._limit <= 0:
             return 0
         window = int(time.time())
         if self._take_local(key_id, window):
             return 0
-        with self._refill:  # one refill per worker at a time: no herd of batch takers
+        if self._refill is None:
+            self._refill = asyncio.Lock()
+        async with self._refill:  # one refill per worker at a time: no herd of batch takers
             if self._take_local(key_id, window):
                 return 0
             key = f"{self._prefix}{key_id}:{window}"
-            count = int(self._redis.eval(_TAKE_LUA, 1, key, self._batch, 2000))
+            count = int(await self._redis.eval(_TAKE_LUA, 1, key, self._batch, 2000))
             granted = min(self._batch, self._limit - (count - self._batch))
             if granted <= 0:
                 return 1
-            with self._lock:
-                self._tokens[key_id] = (window, granted - 1)
+            self._tokens[key_id] = (window, granted - 1)
             return 0
 
     def _take_local(self, key_id: str, window: int) -> bool:
-        with self._lock:
-            held_window, left = self._tokens.get(key_id, (window, 0))
-            if held_window == window and left > 0:
-                self._tokens[key_id] = (window, left - 1)
-                return True
-            return False
+        # no lock: the worker's event loop runs one request at a time between awaits
+        held_window, left = self._tokens.get(key_id, (window, 0))
+        if held_window == window and left > 0:
+            self._tokens[key_id] = (window, left - 1)
+            return True
+        return False

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import Any
 
 import falcon
+import falcon.asgi
 
 from ingress import metrics
 from ingress.auth import ADMIN, PUBLIC, STOREFRONT
@@ -40,12 +42,12 @@ class OrdersResource:
         self._settings = settings
         self._intake = intake
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         key = check_idempotency_key(req.get_header("Idempotency-Key"))
-        order = decode(read_json(req, self._settings.max_body_bytes), OrderRequest)
+        order = decode(await read_json(req, self._settings.max_body_bytes), OrderRequest)
         check_order(order, self._settings)
         try:
-            answer = self._intake.place(order, scope=req.context.key_id, idempotency_key=key)
+            answer = await self._intake.place(order, scope=req.context.key_id, idempotency_key=key)
         except Unavailable:
             metrics.PUBLISH_FAILURES.inc()
             raise
@@ -65,14 +67,18 @@ class OrderResource:
         self._orders = orders
         self._waiter = waiter
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, order_id: uuid.UUID) -> None:
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, order_id: uuid.UUID
+    ) -> None:
         wait_s = query_seconds(req, "wait", self._settings.max_wait_s)
-        found = self._orders.get(order_id.hex)
+        found = await self._orders.get(order_id.hex)
         if found is None:
             raise NotFound("no such order")
         if wait_s > 0 and found["status"] not in TERMINAL:
             found = (
-                self._waiter.wait_for_change(self._orders, order_id.hex, found["status"], wait_s)
+                await self._waiter.wait_for_change(
+                    self._orders, order_id.hex, found["status"], wait_s
+                )
                 or found
             )
         send_json(resp, found)
@@ -92,8 +98,10 @@ class OrderCancelResource:
         self._orders = orders
         self._publisher = publisher
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, order_id: uuid.UUID) -> None:
-        status = self._orders.status(order_id.hex)
+    async def on_post(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, order_id: uuid.UUID
+    ) -> None:
+        status = await self._orders.status(order_id.hex)
         if status is None:
             raise NotFound("no such order")
         if status in ("shipped", "rejected"):
@@ -103,7 +111,7 @@ class OrderCancelResource:
                 event_id=event_id_for(order_id.hex, "cancel"), order_id=order_id.hex
             )
             topic = self._settings.topics(topics.ORDER_CANCELLATIONS)
-            publish(
+            await publish(
                 self._publisher,
                 self._settings,
                 Message(topic, order_id.hex.encode(), codec.encode(command)),
@@ -119,8 +127,8 @@ class ProductsResource:
     def __init__(self, products: ProductReader) -> None:
         self._products = products
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        send_json(resp, {"items": self._products.all()})
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        send_json(resp, {"items": await self._products.all()})
 
 
 class ProductResource:
@@ -131,15 +139,19 @@ class ProductResource:
         self._products = products
         self._publisher = publisher
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, product_id: str) -> None:
-        found = self._products.get(check_product_id(product_id))
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, product_id: str
+    ) -> None:
+        found = await self._products.get(check_product_id(product_id))
         if found is None:
             raise NotFound("no such product")
         send_json(resp, found)
 
-    def on_put(self, req: falcon.Request, resp: falcon.Response, product_id: str) -> None:
+    async def on_put(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, product_id: str
+    ) -> None:
         check_product_id(product_id)
-        body = decode(read_json(req, self._settings.max_body_bytes), ProductUpsert)
+        body = decode(await read_json(req, self._settings.max_body_bytes), ProductUpsert)
         command = UpsertProduct(
             command_id=uuid.uuid4().hex,
             product_id=product_id,
@@ -148,11 +160,13 @@ class ProductResource:
             stock=body.stock,
             limit_per_customer=body.limit_per_customer,
         )
-        send_command(resp, self._publisher, self._settings, command)
+        await send_command(resp, self._publisher, self._settings, command)
 
-    def on_delete(self, req: falcon.Request, resp: falcon.Response, product_id: str) -> None:
+    async def on_delete(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, product_id: str
+    ) -> None:
         command = Discontinue(command_id=uuid.uuid4().hex, product_id=check_product_id(product_id))
-        send_command(resp, self._publisher, self._settings, command)
+        await send_command(resp, self._publisher, self._settings, command)
 
 
 class RestockResource:
@@ -162,19 +176,21 @@ class RestockResource:
         self._settings = settings
         self._publisher = publisher
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, product_id: str) -> None:
+    async def on_post(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, product_id: str
+    ) -> None:
         check_product_id(product_id)
-        body = decode(read_json(req, self._settings.max_body_bytes), RestockRequest)
+        body = decode(await read_json(req, self._settings.max_body_bytes), RestockRequest)
         command = Restock(
             command_id=uuid.uuid4().hex, product_id=product_id, quantity=body.quantity
         )
-        send_command(resp, self._publisher, self._settings, command)
+        await send_command(resp, self._publisher, self._settings, command)
 
 
 class HealthResource:
     auth = {"GET": PUBLIC}
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         send_json(resp, {"status": "ok"})
 
 
@@ -185,8 +201,8 @@ class ReadyResource:
         self._redis = redis
         self._publisher = publisher
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        checks = {"kafka": self._publisher.ready(2.0), "redis": _redis_ok(self._redis)}
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        checks = {"kafka": await self._publisher.ready(2.0), "redis": await _redis_ok(self._redis)}
         body = {"status": "ready" if all(checks.values()) else "unavailable", "checks": checks}
         send_json(resp, body, 200 if all(checks.values()) else 503)
 
@@ -197,22 +213,24 @@ class OpenApiResource:
     def __init__(self, spec: bytes) -> None:
         self._spec = spec
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         send_json(resp, self._spec)
 
 
-def publish(publisher: Publisher, settings: Settings, message: Message) -> None:
+async def publish(publisher: Publisher, settings: Settings, message: Message) -> None:
     try:
-        publisher.publish([message], settings.publish_timeout_s)
+        await publisher.publish([message], settings.publish_timeout_s)
     except PublishError:
         raise Unavailable("Kafka did not acknowledge the command; nothing was accepted") from None
 
 
-def send_command(
-    resp: falcon.Response, publisher: Publisher, settings: Settings, command: InventoryCommand
+async def send_command(
+    resp: falcon.asgi.Response, publisher: Publisher, settings: Settings, command: InventoryCommand
 ) -> None:
     topic = settings.topics(topics.INVENTORY_COMMANDS)
-    publish(publisher, settings, Message(topic, command.product_id.encode(), codec.encode(command)))
+    await publish(
+        publisher, settings, Message(topic, command.product_id.encode(), codec.encode(command))
+    )
     body = {
         "command_id": command.command_id,
         "product_id": command.product_id,
@@ -221,9 +239,10 @@ def send_command(
     send_json(resp, body, 202)
 
 
-def _redis_ok(redis: Any) -> bool:
+async def _redis_ok(redis: Any) -> bool:
     try:
-        return bool(redis.ping())
+        async with asyncio.timeout(2.0):
+            return bool(await redis.ping())
     except Exception as exc:
         logger.info("redis not ready: %s", exc)
         return False

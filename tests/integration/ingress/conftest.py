@@ -1,4 +1,7 @@
-"""Integration fixtures: the ingress app on real Kafka (namespaced topics) and Redis."""
+"""Integration fixtures: the ingress app on real Kafka (namespaced topics) and Redis.
+
+falcon.testing runs the ASGI app on one module-wide event loop; the asyncio clients are
+closed on it too (``async_to_sync``)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Any
 
 import pytest
 from falcon import testing
+from falcon.util.sync import async_to_sync
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from ingress.app import create_app
@@ -46,15 +50,13 @@ def ingress_redis(stack: Any) -> Iterator[Any]:
     try:
         yield BatchedRedis(client)
     finally:
-        client.close()
+        async_to_sync(client.aclose)  # on the loop falcon.testing runs the app on
 
 
 @pytest.fixture
 def client(settings: Settings, ingress_redis: Any) -> Iterator[testing.TestClient]:
-    publisher = KafkaPublisher(
-        settings.kafka_bootstrap, max_block_ms=int(settings.publish_timeout_s * 1000)
-    )
+    publisher = KafkaPublisher(settings.kafka_bootstrap)
     try:
         yield testing.TestClient(create_app(settings, publisher, ingress_redis))
     finally:
-        publisher.close()
+        async_to_sync(publisher.close)

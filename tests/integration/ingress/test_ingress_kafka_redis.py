@@ -3,15 +3,16 @@ the read model, long-polling, and 503 when Kafka cannot take the order."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
 from falcon import testing
+from falcon.util.sync import async_to_sync
 from kafka import KafkaConsumer, TopicPartition
 
 from ingress.app import create_app
@@ -78,14 +79,18 @@ def test_concurrent_retries_with_one_key_make_one_order(client: Any, settings: S
         "items": [{"product_id": "a-1", "quantity": 1}, {"product_id": "b-2", "quantity": 2}],
     }
     headers = auth(settings, **{"Idempotency-Key": f"retry-{uuid.uuid4().hex}"})
-    start = threading.Barrier(12)
 
-    def post(_: int) -> Any:
-        start.wait(timeout=30)
-        return client.simulate_post("/v1/orders", json=body, headers=headers)
+    async def post_all() -> list[Any]:
+        # 12 requests in flight at once on the app's event loop, as under gunicorn
+        async with testing.ASGIConductor(client.app) as conductor:
+            return await asyncio.gather(
+                *(
+                    conductor.simulate_post("/v1/orders", json=body, headers=headers)
+                    for _ in range(12)
+                )
+            )
 
-    with ThreadPoolExecutor(12) as pool:
-        results = list(pool.map(post, range(12)))
+    results = async_to_sync(post_all)
     statuses = sorted(r.status_code for r in results)
     assert set(statuses) <= {202, 409}, statuses
     assert 202 in statuses
@@ -136,19 +141,19 @@ def test_read_model_and_long_poll_on_real_redis(
 
 
 def test_kafka_cannot_take_the_order_is_503_and_the_key_is_released(
-    stack: Any, redis_client: Any
+    stack: Any, redis_client: Any, ingress_redis: Any
 ) -> None:
     # a prefix whose topics do not exist (auto creation is off): nothing can be acknowledged
     settings = replace(stack.settings_for(f"missing{uuid.uuid4().hex[:6]}."), publish_timeout_s=2.0)
-    publisher = KafkaPublisher(settings.kafka_bootstrap, max_block_ms=2000)
+    publisher = KafkaPublisher(settings.kafka_bootstrap)
     try:
-        client = testing.TestClient(create_app(settings, publisher, redis_client))
+        client = testing.TestClient(create_app(settings, publisher, ingress_redis))
         headers = auth(settings, **{"Idempotency-Key": "k-503"})
         body = {"customer_id": "c-4", "items": [{"product_id": "x", "quantity": 1}]}
         first = client.simulate_post("/v1/orders", json=body, headers=headers)
         again = client.simulate_post("/v1/orders", json=body, headers=headers)
     finally:
-        publisher.close()
+        async_to_sync(publisher.close)
         for key in redis_client.scan_iter(match=f"{settings.topic_prefix}*"):
             redis_client.delete(key)
     assert first.status_code == 503

@@ -31,7 +31,7 @@ CHECKS = [
 
 
 def test_the_api_matches_its_spec(client: Any, settings: Any) -> None:
-    schema = schemathesis.openapi.from_wsgi("/v1/openapi.json", client.app)
+    schema = schemathesis.openapi.from_asgi("/v1/openapi.json", client.app)
     tested = 0
     for result in schema.get_all_operations():
         operation = result.ok()

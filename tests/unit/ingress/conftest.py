@@ -1,4 +1,6 @@
-"""Unit fixtures: the app wired with fakes (fakeredis with Lua, an in-memory publisher)."""
+"""Unit fixtures: the app wired with fakes (fakeredis with Lua, an in-memory publisher).
+
+The app gets an asyncio fakeredis client; the harness a synchronous one on the same server."""
 
 from __future__ import annotations
 
@@ -19,10 +21,12 @@ def make_harness() -> Callable[..., Harness]:
     def make(**overrides: Any) -> Harness:
         settings = Settings(**{"storefront_key": STOREFRONT, "admin_key": ADMIN, **overrides})
         server = fakeredis.FakeServer()
-        redis = fakeredis.FakeRedis(server=server)
+        redis = fakeredis.FakeRedis(server=server)  # the tests' view of the same data
         publisher = FakePublisher()
         fallback = FakeFallback()
-        app = create_app(settings, publisher, redis, fallback=fallback)
+        app = create_app(
+            settings, publisher, fakeredis.FakeAsyncRedis(server=server), fallback=fallback
+        )
         return Harness(testing.TestClient(app), redis, publisher, fallback, settings, server)
 
     return make

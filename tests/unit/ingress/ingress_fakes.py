@@ -23,16 +23,16 @@ class FakePublisher:
     fail_after: int | None = None
     is_ready: bool = True
 
-    def publish(self, messages: Sequence[Message], timeout_s: float) -> None:
+    async def publish(self, messages: Sequence[Message], timeout_s: float) -> None:
         for i, message in enumerate(messages):
             if self.fail_after is not None and i >= self.fail_after:
                 raise PublishError("fake failure", i, len(messages))
             self.sent.append(message)
 
-    def ready(self, timeout_s: float) -> bool:
+    async def ready(self, timeout_s: float) -> bool:
         return self.is_ready
 
-    def close(self) -> None:
+    async def close(self) -> None:
         pass
 
 

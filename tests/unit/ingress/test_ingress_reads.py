@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
+from typing import Any
 
+import fakeredis
 from ingress_fakes import STORE, Harness, order_body
 
 from orderstream.readmodel import SET_STATUS_LUA, Keys, product_fields, status_args
@@ -182,45 +185,50 @@ class CountingSubscribes:
         return pubsub
 
 
-def _follow(h: Harness, waiter: object, order_id: str, seen: str, new: str) -> str:
-    from ingress.readside import NoFallback, OrderReader
-
-    reader = OrderReader(h.redis, Keys(), NoFallback())
-    changer = threading.Timer(0.3, set_status, args=(h, order_id, new))
-    changer.start()
-    try:
-        found = waiter.wait_for_change(reader, order_id, seen, 20)  # type: ignore[attr-defined]
-    finally:
-        changer.join(timeout=10)
+async def _follow(waiter: Any, reader: Any, h: Harness, order_id: str, seen: str, new: str) -> str:
+    asyncio.get_running_loop().call_later(0.3, set_status, h, order_id, new)
+    found = await waiter.wait_for_change(reader, order_id, seen, 20)
     return str(found["status"])
 
 
-def test_asking_again_after_a_change_reuses_the_subscription(h: Harness) -> None:
-    from ingress.readside import StatusWaiter
+def _waiter(h: Harness, linger_s: float) -> tuple[Any, Any, CountingSubscribes]:
+    from ingress.readside import NoFallback, OrderReader, StatusWaiter
 
-    redis = CountingSubscribes(h.redis)
-    waiter = StatusWaiter(redis, Keys(), linger_s=60)
+    redis = CountingSubscribes(fakeredis.FakeAsyncRedis(server=h.server))
+    return (
+        StatusWaiter(redis, Keys(), linger_s=linger_s),
+        OrderReader(redis, Keys(), NoFallback()),
+        redis,
+    )
+
+
+def test_asking_again_after_a_change_reuses_the_subscription(h: Harness) -> None:
     order_id = h.post_order(order_body(("a", 1))).json["order_id"]
 
-    assert _follow(h, waiter, order_id, "accepted", "committed") == "committed"
-    assert _follow(h, waiter, order_id, "committed", "shipped") == "shipped"
-    assert redis.subscribes == [(Keys().order_channel(order_id),)]
+    async def main() -> None:
+        waiter, reader, redis = _waiter(h, linger_s=60)
+        assert await _follow(waiter, reader, h, order_id, "accepted", "committed") == "committed"
+        assert await _follow(waiter, reader, h, order_id, "committed", "shipped") == "shipped"
+        assert redis.subscribes == [(Keys().order_channel(order_id),)]
+        await waiter.close()
+
+    asyncio.run(main())
 
 
 def test_a_channel_nobody_waits_on_is_unsubscribed_after_the_linger_time(h: Harness) -> None:
-    import time
-
-    from ingress.readside import StatusWaiter
-
-    redis = CountingSubscribes(h.redis)
-    waiter = StatusWaiter(redis, Keys(), linger_s=0.1)
     order_id = h.post_order(order_body(("a", 1))).json["order_id"]
-    assert _follow(h, waiter, order_id, "accepted", "committed") == "committed"
 
-    deadline = time.monotonic() + 10
-    while redis.pubsub_.channels and time.monotonic() < deadline:  # type: ignore[attr-defined]
-        time.sleep(0.05)
-    assert not redis.pubsub_.channels  # type: ignore[attr-defined]
-    # and a new wait subscribes again
-    assert _follow(h, waiter, order_id, "committed", "shipped") == "shipped"
-    assert len(redis.subscribes) == 2
+    async def main() -> None:
+        waiter, reader, redis = _waiter(h, linger_s=0.1)
+        assert await _follow(waiter, reader, h, order_id, "accepted", "committed") == "committed"
+        for _ in range(200):  # the sender drops it within linger_s (0.1 s); 10 s at most
+            if not redis.pubsub_.channels:  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.05)
+        assert not redis.pubsub_.channels  # type: ignore[attr-defined]
+        # and a new wait subscribes again
+        assert await _follow(waiter, reader, h, order_id, "committed", "shipped") == "shipped"
+        assert len(redis.subscribes) == 2
+        await waiter.close()
+
+    asyncio.run(main())
