@@ -17,6 +17,7 @@ import falcon.asgi
 import msgspec
 
 from ingress import errors, resources
+from ingress.admission import CommandGate
 from ingress.auth import AuthMiddleware
 from ingress.config import IngressConfig
 from ingress.idempotency import IdempotencyStore
@@ -72,8 +73,9 @@ def create_app(
         "/v1/orders/{order_id:uuid}/cancel", resources.OrderCancelResource(s, orders, publisher)
     )
     app.add_route("/v1/products", resources.ProductsResource(products))
-    app.add_route("/v1/products/{product_id}", resources.ProductResource(s, products, publisher))
-    app.add_route("/v1/products/{product_id}/restock", resources.RestockResource(s, publisher))
+    commands = resources.CommandSender(s, publisher, CommandGate(config, redis))
+    app.add_route("/v1/products/{product_id}", resources.ProductResource(products, commands))
+    app.add_route("/v1/products/{product_id}/restock", resources.RestockResource(commands))
     app.add_route("/healthz", resources.HealthResource())
     app.add_route("/readyz", resources.ReadyResource(redis, publisher))
     app.add_route("/metrics", MetricsResource(config.prometheus_multiproc_dir))

@@ -1,8 +1,10 @@
 """The one error mapper: every error leaves as ``application/problem+json`` (RFC 9457).
 
 Body: ``{type, title, status, detail}`` plus ``errors: [{field, message}]`` for validation
-problems. Handlers raise an ``ApiError`` subclass (or any ``falcon.HTTPError``); the
-serializer registered by ``install`` renders it; anything unexpected becomes a logged 500.
+problems and, for a refused order, the extension members ``reason``, ``line_no``,
+``product_id``, ``quantity`` and ``available``. Handlers raise an ``ApiError`` subclass (or
+any ``falcon.HTTPError``); the serializer registered by ``install`` renders it; anything
+unexpected becomes a logged 500.
 """
 
 from __future__ import annotations
@@ -40,11 +42,13 @@ class ApiError(falcon.HTTPError):
         *,
         errors: list[FieldError] | None = None,
         headers: dict[str, str] | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(
             self.status_code, title=self.default_title, description=detail, headers=headers
         )
         self.errors = errors
+        self.extensions = extensions or {}
 
 
 class MalformedJSON(ApiError):
@@ -79,6 +83,31 @@ class IdempotencyInFlight(Conflict):
         super().__init__(
             "a request with this Idempotency-Key is still being processed; retry later",
             headers={"Retry-After": "1"},
+        )
+
+
+class NotAvailable(Conflict):
+    """The sold-out gate refused the order (``ingress.admission``): nothing was accepted."""
+
+    def __init__(
+        self, *, line_no: int, product_id: str, quantity: int, reason: str, available: int
+    ) -> None:
+        self.slug = reason.replace("_", "-")  # out-of-stock | discontinued
+        self.default_title = "Out of stock" if reason == "out_of_stock" else "Discontinued"
+        what = (
+            f"{available} available, {quantity} asked"
+            if reason == "out_of_stock"
+            else "no longer sold"
+        )
+        super().__init__(
+            f"line {line_no}: product {product_id}: {what}; nothing was accepted",
+            extensions={
+                "reason": reason,
+                "line_no": line_no,
+                "product_id": product_id,
+                "quantity": quantity,
+                "available": available,
+            },
         )
 
 
@@ -135,6 +164,7 @@ def problem_body(exc: falcon.HTTPError) -> dict[str, Any]:
     errors = getattr(exc, "errors", None)
     if errors:
         body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+    body.update(getattr(exc, "extensions", None) or {})
     return body
 
 

@@ -5,6 +5,7 @@ and, once done, the response: a retry with the same body replays the response (s
 order_id); the same key with another body is a 422; a key still in flight is a 409. The
 in-flight claim has a short TTL (a crashed worker's claim lapses) and a failed publish
 releases it so the client's retry can succeed. Completed keys live ``idempotency_ttl_s``.
+The claim itself is taken by ``ingress.admission.ADMIT_LUA``, in the order's one script.
 """
 
 from __future__ import annotations
@@ -15,37 +16,11 @@ from typing import Any
 
 import msgspec
 
-from orderstream.readmodel import SET_STATUS_LUA
-
 # KEYS[1] idempotency key; ARGV[1] the claim value. Deletes only our own claim.
 _RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-# One round trip before publishing: the idempotency claim, then the ``accepted`` status.
-# KEYS[1] order hash, KEYS[2] order channel, KEYS[3] idempotency key (absent: no claim);
-# ARGV[1] claim value, ARGV[2] claim ttl ms, ARGV[3..] orderstream.readmodel.status_args.
-# Returns the stored value when another request holds the key (nothing is written), else
-# nil. Finding our own claim value (a retried command whose reply was lost) is our claim.
-# The status part is orderstream.readmodel.SET_STATUS_LUA itself, run as a local function
-# whose parameters KEYS and ARGV are KEYS[1..2] and ARGV[3..]: it only moves a status forward.
-CLAIM_AND_ACCEPT_LUA = (
-    """
-if #KEYS == 3 then
-  local prev = redis.call('GET', KEYS[3])
-  if prev and prev ~= ARGV[1] then return prev end
-  if not prev then redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2]) end
-end
-local function set_status(KEYS, ARGV)
-"""
-    + SET_STATUS_LUA
-    + """
-end
-set_status({KEYS[1], KEYS[2]}, {unpack(ARGV, 3)})
-return nil
-"""
-)
 
 
 class Stored(msgspec.Struct, frozen=True):

@@ -1,7 +1,8 @@
 """Order intake: one order in, one ``OrderLineRequested`` per line out, 202 only after acks.
 
-Redis commands per order: one before publishing (``CLAIM_AND_ACCEPT_LUA``: the idempotency
-claim and the ``accepted`` read-model status in one script) and one after (a SET of the
+Redis commands per order: one before publishing (``ingress.admission.ADMIT_LUA``: the
+idempotency claim, the sold-out gate and the ``accepted`` read-model status in one script; an
+order the gate refuses ends there, as a 409 with nothing written) and one after (a SET of the
 stored response, only when an Idempotency-Key was sent). Each waits for its own reply; in
 production (``ingress.redisbatch.BatchedRedis``) the commands of concurrent requests go out
 in shared pipelines, so the round trips are shared. A failed or partial publish is compensated
@@ -12,6 +13,7 @@ the client gets 503.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable
@@ -21,9 +23,10 @@ from typing import Any
 
 import msgspec
 
+from ingress.admission import ADMIT_LUA, admit_call, refusal
 from ingress.config import IngressConfig
-from ingress.errors import IdempotencyInFlight, IdempotencyKeyReused, Unavailable
-from ingress.idempotency import CLAIM_AND_ACCEPT_LUA, Claim, IdempotencyStore, fingerprint
+from ingress.errors import IdempotencyInFlight, IdempotencyKeyReused, NotAvailable, Unavailable
+from ingress.idempotency import Claim, IdempotencyStore, fingerprint
 from ingress.publisher import Message, Publisher, PublishError
 from ingress.validation import OrderRequest
 from orderstream.readmodel import status_args
@@ -68,9 +71,7 @@ class OrderIntake:
     ) -> Response:
         order_id = self._new_order_id()
         request_fp = fingerprint("POST /v1/orders", _request_encoder.encode(order))
-        claim = await self._claim_and_mark_accepted(
-            order, order_id, scope, idempotency_key, request_fp
-        )
+        claim = await self._admit(order, order_id, scope, idempotency_key, request_fp)
         if claim is not None and claim.previous is not None:
             return self._answer_retry(claim, request_fp)
 
@@ -92,41 +93,40 @@ class OrderIntake:
                 logger.exception("could not store the idempotent response of %s", order_id)
         return Response(202, body, location)
 
-    async def _claim_and_mark_accepted(
+    async def _admit(
         self, order: OrderRequest, order_id: str, scope: str, key: str | None, request_fp: str
     ) -> Claim | None:
-        keys = self._config.keys
-        claim_key = claim_value = None
-        redis_keys = [keys.order(order_id), keys.order_channel(order_id)]
-        claim_args: list[Any] = ["", 0]
+        """Claim the key, pass the sold-out gate, mark ``accepted``: one script, one trip.
+
+        Raises ``NotAvailable`` when the gate refuses (nothing was written)."""
+        claim = None
         if key is not None:
             claim_key = self._idempotency.key(scope, key)
             claim_value = self._idempotency.claim_value(request_fp, order_id)
-            redis_keys.append(claim_key)
-            claim_args = [claim_value, self._idempotency.lock_ms]
+            claim = (claim_key, claim_value, self._idempotency.lock_ms)
         fields = {
             "customer_id": order.customer_id,
             "items": [{"product_id": i.product_id, "quantity": i.quantity} for i in order.items],
             "updated_at": utcnow().isoformat(),
         }
+        redis_keys, args = admit_call(
+            self._config, order, order_id, claim, status_args("accepted", fields)
+        )
         try:
             # EVAL (not EVALSHA): no NOSCRIPT after a Redis restart, no SCRIPT EXISTS round
             # trip; Redis caches the compiled script by its hash.
-            previous = await self._redis.eval(
-                CLAIM_AND_ACCEPT_LUA,
-                len(redis_keys),
-                *redis_keys,
-                *claim_args,
-                *status_args("accepted", fields),
-            )
+            reply = await self._redis.eval(ADMIT_LUA, len(redis_keys), *redis_keys, *args)
         except Exception as exc:
             logger.warning("redis unavailable for order intake: %s", exc)
             raise Unavailable(
                 "order intake is unavailable (read model / idempotency store)"
             ) from None
-        if claim_key is None or claim_value is None:
+        refused = refusal(order, reply)
+        if refused is not None:
+            raise NotAvailable(**dataclasses.asdict(refused))
+        if claim is None:
             return None
-        return self._idempotency.outcome(claim_key, claim_value, previous)
+        return self._idempotency.outcome(claim[0], claim[1], reply)
 
     def _answer_retry(self, claim: Claim, request_fp: str) -> Response:
         # (the script wrote nothing for this request's order id)

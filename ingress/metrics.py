@@ -34,6 +34,11 @@ LATENCY = Histogram(
 )
 ORDERS_ACCEPTED = Counter("ingress_orders_accepted_total", "Orders answered 202 (first time)")
 ORDERS_REPLAYED = Counter("ingress_orders_replayed_total", "Idempotent retries answered from Redis")
+ORDERS_REFUSED = Counter(
+    "ingress_orders_refused_total",
+    "Orders refused at the door by the sold-out gate (409), by reason",
+    ["reason"],
+)
 PUBLISH_FAILURES = Counter(
     "ingress_publish_failures_total", "Orders answered 503 because Kafka did not ack"
 )

@@ -36,6 +36,14 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
                 ["field", "message"], field={"type": "string"}, message={"type": "string"}
             ),
         },
+        reason={
+            "enum": ["out_of_stock", "discontinued"],
+            "description": "an order refused by the sold-out gate (409): why",
+        },
+        line_no={"type": "integer", "description": "refused order: the line that cannot be filled"},
+        product_id={"type": "string"},
+        quantity={"type": "integer"},
+        available={"type": "integer", "description": "refused order: units the read model shows"},
     ),
     "OrderAccepted": _obj(
         ["order_id", "status"], order_id={"type": "string"}, status={"const": "accepted"}
@@ -96,7 +104,12 @@ PROBLEMS = {
     "401": "No or bad credentials",
     "403": "The admin key is needed",
     "404": "Not found",
-    "409": "Conflict (Idempotency-Key in flight, or order no longer cancellable)",
+    "409": (
+        "Conflict: an Idempotency-Key still in flight, an order no longer cancellable, or (POST"
+        " /v1/orders) an order refused at the door because the read model shows a line's"
+        " product sold out (reason out_of_stock) or discontinued; a refused order was not"
+        " accepted and nothing of it was kept"
+    ),
     "413": "Body too large",
     "415": "Not JSON",
     "422": "Invalid fields, or an Idempotency-Key reused with another body",

@@ -11,8 +11,9 @@ import falcon
 import falcon.asgi
 
 from ingress import metrics
+from ingress.admission import CommandGate
 from ingress.auth import ADMIN, PUBLIC, STOREFRONT
-from ingress.errors import Conflict, NotFound, Unavailable
+from ingress.errors import Conflict, NotAvailable, NotFound, Unavailable
 from ingress.http import query_seconds, read_json, send_json
 from ingress.intake import OrderIntake
 from ingress.publisher import Message, Publisher, PublishError
@@ -50,6 +51,9 @@ class OrdersResource:
             answer = await self._intake.place(order, scope=req.context.key_id, idempotency_key=key)
         except Unavailable:
             metrics.PUBLISH_FAILURES.inc()
+            raise
+        except NotAvailable as refused:
+            metrics.ORDERS_REFUSED.labels(refused.extensions["reason"]).inc()
             raise
         (metrics.ORDERS_REPLAYED if answer.replayed else metrics.ORDERS_ACCEPTED).inc()
         send_json(resp, answer.body, answer.status)
@@ -134,10 +138,10 @@ class ProductsResource:
 class ProductResource:
     auth = {"GET": PUBLIC, "PUT": ADMIN, "DELETE": ADMIN}
 
-    def __init__(self, settings: Settings, products: ProductReader, publisher: Publisher) -> None:
-        self._settings = settings
+    def __init__(self, products: ProductReader, commands: CommandSender) -> None:
+        self._settings = commands.settings
         self._products = products
-        self._publisher = publisher
+        self._commands = commands
 
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, product_id: str
@@ -160,21 +164,21 @@ class ProductResource:
             stock=body.stock,
             limit_per_customer=body.limit_per_customer,
         )
-        await send_command(resp, self._publisher, self._settings, command)
+        await self._commands.send(resp, command)
 
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, product_id: str
     ) -> None:
         command = Discontinue(command_id=uuid.uuid4().hex, product_id=check_product_id(product_id))
-        await send_command(resp, self._publisher, self._settings, command)
+        await self._commands.send(resp, command)
 
 
 class RestockResource:
     auth = {"POST": ADMIN}
 
-    def __init__(self, settings: Settings, publisher: Publisher) -> None:
-        self._settings = settings
-        self._publisher = publisher
+    def __init__(self, commands: CommandSender) -> None:
+        self._settings = commands.settings
+        self._commands = commands
 
     async def on_post(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, product_id: str
@@ -184,7 +188,7 @@ class RestockResource:
         command = Restock(
             command_id=uuid.uuid4().hex, product_id=product_id, quantity=body.quantity
         )
-        await send_command(resp, self._publisher, self._settings, command)
+        await self._commands.send(resp, command)
 
 
 class HealthResource:
@@ -224,19 +228,34 @@ async def publish(publisher: Publisher, settings: Settings, message: Message) ->
         raise Unavailable("Kafka did not acknowledge the command; nothing was accepted") from None
 
 
-async def send_command(
-    resp: falcon.asgi.Response, publisher: Publisher, settings: Settings, command: InventoryCommand
-) -> None:
-    topic = settings.topics(topics.INVENTORY_COMMANDS)
-    await publish(
-        publisher, settings, Message(topic, command.product_id.encode(), codec.encode(command))
-    )
-    body = {
-        "command_id": command.command_id,
-        "product_id": command.product_id,
-        "type": type(command).__struct_config__.tag,
-    }
-    send_json(resp, body, 202)
+class CommandSender:
+    """Publishes an admin's inventory command, keyed by product id; 202 after the ack.
+
+    First it opens the sold-out gate for the product (``ingress.admission.CommandGate``), so
+    a restock is not refused at the door before the stock agent has applied it."""
+
+    def __init__(self, settings: Settings, publisher: Publisher, gate: CommandGate) -> None:
+        self.settings = settings
+        self._publisher = publisher
+        self._gate = gate
+        self._topic = settings.topics(topics.INVENTORY_COMMANDS)
+
+    async def send(self, resp: falcon.asgi.Response, command: InventoryCommand) -> None:
+        try:
+            await self._gate.hold_open(command.product_id, command.command_id)
+        except Exception as exc:
+            logger.warning("redis unavailable for an admin command: %s", exc)
+            raise Unavailable(
+                "the command could not be taken (Redis); nothing was accepted"
+            ) from None
+        message = Message(self._topic, command.product_id.encode(), codec.encode(command))
+        await publish(self._publisher, self.settings, message)
+        body = {
+            "command_id": command.command_id,
+            "product_id": command.product_id,
+            "type": type(command).__struct_config__.tag,
+        }
+        send_json(resp, body, 202)
 
 
 async def _redis_ok(redis: Any) -> bool:

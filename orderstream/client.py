@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 
 TERMINAL = frozenset({"shipped", "rejected", "cancelled"})
+# reasons of a 409 from the sold-out gate (ingress.admission): the order was not accepted
+REFUSAL_REASONS = frozenset({"out_of_stock", "discontinued"})
 
 
 @dataclass
@@ -20,6 +22,19 @@ class ApiError(Exception):
 
     def __str__(self) -> str:
         return f"HTTP {self.status}: {self.body}"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A POSTed order: accepted (``order_id``), or refused at the door (``refusal``: the 409
+    problem body, with ``reason``, ``line_no``, ``product_id``, ``available``)."""
+
+    order_id: str | None
+    refusal: dict[str, Any] | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.order_id is not None
 
 
 class OrderstreamClient:
@@ -128,6 +143,27 @@ class OrderstreamClient:
     def post_order(self, customer_id: str, items: Any, **kwargs: Any) -> str:
         body = self._expect(self.post_order_response(customer_id, items, **kwargs), 202)
         return str(body["order_id"])
+
+    def place(self, customer_id: str, items: Any, **kwargs: Any) -> Placement:
+        """POST an order: accepted, or refused by the sold-out gate; anything else raises."""
+        response = self.post_order_response(customer_id, items, **kwargs)
+        if response.status_code == 409:
+            body = response.json()
+            if body.get("reason") in REFUSAL_REASONS:
+                return Placement(None, body)
+        return Placement(str(self._expect(response, 202)["order_id"]))
+
+    def final(self, placement: Placement, timeout: float = 60.0) -> dict[str, Any]:
+        """The order's final answer: its terminal body, or for an order refused at the door
+        ``{"status": "rejected", "reason": ..., "refused": True}``."""
+        if placement.order_id is None:
+            assert placement.refusal is not None
+            return {"status": "rejected", "reason": placement.refusal["reason"], "refused": True}
+        return self.wait_terminal(placement.order_id, timeout)
+
+    def buy(self, customer_id: str, items: Any, **kwargs: Any) -> dict[str, Any]:
+        """Place an order and follow it to its final answer (see ``final``)."""
+        return self.final(self.place(customer_id, items, **kwargs))
 
     def cancel(self, order_id: str) -> httpx.Response:
         return self._http.post(f"/v1/orders/{order_id}/cancel", headers=self._storefront)

@@ -11,6 +11,7 @@ Keys (``ns`` is the namespace, empty in production, per-run in tests):
   {ns}os:order-channel:{order_id}  pub/sub channel: the new status
   {ns}os:product:{product_id}  hash: name, price, available, active, limit_per_customer
   {ns}os:products              set of product ids
+  {ns}os:product-pending:{product_id}  set of admin command ids on their way to the stock agent
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ class Keys:
 
     def product(self, product_id: str) -> str:
         return f"{self.namespace}os:product:{product_id}"
+
+    def product_pending(self, product_id: str) -> str:
+        """Set of admin command ids the ingress published and the stock agent has not applied
+        yet (a TTL bounds it); while it exists the sold-out gate lets the product's orders by."""
+        return f"{self.namespace}os:product-pending:{product_id}"
 
     def products(self) -> str:
         return f"{self.namespace}os:products"

@@ -42,6 +42,11 @@ class Settings:
     publish_timeout_s: float = 5.0
     max_wait_s: float = 30.0
     idempotency_ttl_s: int = 24 * 3600
+    # refuse at the door (409) orders the read model shows cannot be filled (ingress.admission)
+    sold_out_gate: bool = True
+    # after an admin command for a product, its orders pass the gate this long (the stock
+    # agent may not have applied the command yet)
+    sold_out_gate_pause_s: float = 30.0
 
     # settlement
     hold_time_s: float = 30.0
@@ -96,10 +101,19 @@ _STACK_NAMES = {
 }
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
 def _parse(default: object, raw: str) -> object:
-    """A setting's value from its environment text, typed like its default (str, int, float)."""
-    if isinstance(default, bool):  # not used today; bool("false") would be True
-        raise TypeError("boolean settings need an explicit parser")
+    """A setting's value from its environment text, typed like its default (bool, int, ...)."""
+    if isinstance(default, bool):  # (before int: a bool is an int; bool("false") is True)
+        value = raw.strip().lower()
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise ValueError(f"not a boolean: {raw!r} (use one of {sorted(_TRUE | _FALSE)})")
     if isinstance(default, int):
         return int(raw)
     if isinstance(default, float):

@@ -30,6 +30,7 @@ class ReadModelWriter:
         self.interval = interval
         self.products: dict[str, dict[str, str]] = {}
         self.statuses: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
+        self.applied: dict[str, set[str]] = {}  # product -> admin command ids applied
         self._script = client.register_script(SET_STATUS_LUA) if client is not None else None
 
     def enqueue_product(self, product: ProductState) -> None:
@@ -40,6 +41,11 @@ class ReadModelWriter:
             active=product.active,
             limit_per_customer=product.limit_per_customer,
         )
+
+    def enqueue_applied(self, product_id: str, command_id: str) -> None:
+        """An admin command is applied: its id leaves the product's pending set (the sold-out
+        gate's, ``ingress.admission``) in the write that shows the product after it."""
+        self.applied.setdefault(product_id, set()).add(command_id)
 
     def enqueue_status(self, order_id: str, status: str, fields: dict[str, Any]) -> None:
         if self.client is None:
@@ -53,10 +59,12 @@ class ReadModelWriter:
         """Write what is pending; on failure keep it for the next try. Returns writes sent."""
         if self.client is None or self._script is None:
             self.products.clear()
+            self.applied.clear()
             return 0
         products, self.products = self.products, {}
         statuses, self.statuses = self.statuses, OrderedDict()
-        if not products and not statuses:
+        applied, self.applied = self.applied, {}
+        if not products and not statuses and not applied:
             return 0
         try:
             async with self.client.pipeline(transaction=False) as pipe:
@@ -64,6 +72,9 @@ class ReadModelWriter:
                     pipe.sadd(self.keys.products(), *products)
                 for product_id, fields in products.items():
                     pipe.hset(self.keys.product(product_id), mapping=fields)  # type: ignore[arg-type]
+                # after the products: the gate trusts their availability once this is gone
+                for product_id, command_ids in applied.items():
+                    pipe.srem(self.keys.product_pending(product_id), *command_ids)
                 for key, (status, fields) in statuses.items():
                     order_id = key.partition("\x00")[0]
                     await self._script(
@@ -75,10 +86,12 @@ class ReadModelWriter:
         except Exception:
             # put back what was not written; newer product values win
             self.products = products | self.products
+            for product_id, command_ids in applied.items():
+                self.applied.setdefault(product_id, set()).update(command_ids)
             statuses.update(self.statuses)
             self.statuses = statuses
             raise
-        return len(products) + len(statuses)
+        return len(products) + len(statuses) + len(applied)
 
     async def run(self) -> None:
         backoff = self.interval

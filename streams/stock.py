@@ -25,6 +25,7 @@ from faust.types import EventT
 from schemas import codec
 from schemas import topics as names
 from schemas.common import event_id_for
+from schemas.inventory import ReleaseLine
 from schemas.orders import LineRejected, LineReserved
 from streams import ledger, settlement
 from streams.effects import deliver
@@ -121,6 +122,7 @@ class StockProcessor:
     def _process_partition(self, events: list[EventT], now: datetime) -> None:
         cache = StockCache(self.table)
         results: list[LineState] = []
+        admin_commands: list[tuple[str, str]] = []
         with bound(events[-1]):
             for event in events:
                 message = event.message
@@ -131,6 +133,8 @@ class StockProcessor:
                     else:
                         command = codec.inventory_command_decoder.decode(message.value or b"")
                         ledger.on_command(cache, command, message.offset)
+                        if not isinstance(command, ReleaseLine):  # (a replay too: it is applied)
+                            admin_commands.append((command.product_id, command.command_id))
                 except (codec.DecodeError, codec.ValidationError) as exc:
                     logger.error("undecodable %s@%s: %s", message.topic, message.offset, exc)
                     self.outbox.add(self.dead_letter, message.key, message.value)
@@ -151,6 +155,8 @@ class StockProcessor:
                 )
         for product in products:
             self.readmodel.enqueue_product(product)
+        for product_id, command_id in admin_commands:
+            self.readmodel.enqueue_applied(product_id, command_id)
 
     def _settle_in_place(self, line: LineState) -> None:
         """Decide a single-line order from its line record, as ``settle_orders`` would."""

@@ -1,0 +1,150 @@
+"""Admission: whether the ingress takes an order at all, decided by one Redis script.
+
+``ADMIT_LUA`` runs atomically, in the one round trip an order costs before publishing:
+
+1. **The Idempotency-Key claim.** A key held by another request returns its stored value
+   and writes nothing (``ingress.idempotency`` turns it into a replay, 409 or 422).
+2. **The sold-out gate.** When the read model shows a line's product discontinued, or with
+   fewer units available than the line asks, the order is refused: nothing is written,
+   nothing is published, and the client gets 409 with the line and the reason
+   (``out_of_stock`` / ``discontinued``, the reasons of the order lifecycle). In a flash
+   sale most buyers arrive after the stock is gone; they get their answer here, at the
+   cost of one Redis script, instead of a trip through Kafka, a stock agent, the settler
+   and a long-poll. The gate can only refuse, never accept: every accepted order is still
+   decided by the stock agent in its product's partition, so it cannot oversell.
+   It fails open: a product the read model does not know, or a product with an admin
+   command on its way, passes to the stock agent. The admin endpoints add the command's id
+   to the product's pending set (``Keys.product_pending``) before they publish it, and the
+   stock agent removes it in the read-model write that shows the command's effect, so a
+   restock is never refused at the door before the read model shows it. The set expires
+   after ``sold_out_gate_pause_s`` in case that removal is lost (a worker crash). The
+   price of the gate is the read model's lag: units released a few milliseconds ago (a
+   cancelled or expired order) may not be visible yet. ``ORDERSTREAM_SOLD_OUT_GATE=false``
+   turns the gate off.
+3. **The ``accepted`` status** (``orderstream.readmodel.SET_STATUS_LUA``), so the order is
+   readable at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ingress.config import IngressConfig
+from ingress.validation import OrderRequest
+from orderstream.readmodel import SET_STATUS_LUA
+
+# KEYS[1] order hash, KEYS[2] order channel, KEYS[3] idempotency key ("" and ARGV[1] "" when
+# the request has none), KEYS[4..3+n] the lines' product hashes, KEYS[4+n..3+2n] their
+# pending-command keys. ARGV[1] claim value, ARGV[2] claim ttl ms, ARGV[3] n (0: no gate),
+# ARGV[4..3+n] the lines' quantities, ARGV[4+n..] orderstream.readmodel.status_args.
+# Returns nil (admitted: claimed and accepted), the stored claim value (another request
+# holds the key; nothing written) or {line_no, reason, available} (refused; nothing written).
+# Finding our own claim value (a retried command whose reply was lost) is our claim, and the
+# gate is not asked again: the first run admitted the order.
+# The status part is SET_STATUS_LUA itself, run as a local function whose KEYS and ARGV are
+# KEYS[1..2] and ARGV[4+n..]: it only moves a status forward.
+ADMIT_LUA = (
+    """
+local n = tonumber(ARGV[3])
+local gate = n > 0
+if ARGV[1] ~= '' then
+  local prev = redis.call('GET', KEYS[3])
+  if prev then
+    if prev ~= ARGV[1] then return prev end
+    gate = false
+  end
+end
+if gate then
+  for i = 1, n do
+    if redis.call('EXISTS', KEYS[3 + n + i]) == 0 then
+      local p = redis.call('HMGET', KEYS[3 + i], 'active', 'available')
+      local available = tonumber(p[2])
+      if p[1] == '0' then return {i - 1, 'discontinued', available or 0} end
+      if available and available < tonumber(ARGV[3 + i]) then
+        return {i - 1, 'out_of_stock', available}
+      end
+    end
+  end
+end
+if ARGV[1] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2]) end
+local function set_status(KEYS, ARGV)
+"""
+    + SET_STATUS_LUA
+    + """
+end
+set_status({KEYS[1], KEYS[2]}, {unpack(ARGV, 4 + n)})
+return nil
+"""
+)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why the gate refused an order: its first line the read model says cannot be filled."""
+
+    line_no: int
+    product_id: str
+    quantity: int
+    reason: str  # "out_of_stock" | "discontinued"
+    available: int
+
+
+def admit_call(
+    config: IngressConfig,
+    order: OrderRequest,
+    order_id: str,
+    claim: tuple[str, bytes, int] | None,
+    status_args: Sequence[Any],
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of ``ADMIT_LUA``; ``claim`` is (key, value, ttl ms) or None."""
+    keys = config.keys
+    gated = order.items if config.settings.sold_out_gate else []
+    claim_key, claim_value, claim_ttl_ms = claim if claim is not None else ("", b"", 0)
+    redis_keys = [
+        keys.order(order_id),
+        keys.order_channel(order_id),
+        claim_key,
+        *(keys.product(line.product_id) for line in gated),
+        *(keys.product_pending(line.product_id) for line in gated),
+    ]
+    args = [claim_value, claim_ttl_ms, len(gated), *(line.quantity for line in gated)]
+    return redis_keys, [*args, *status_args]
+
+
+def refusal(order: OrderRequest, reply: Any) -> Refusal | None:
+    """The script's reply as a ``Refusal``, or None when it was not one."""
+    if not isinstance(reply, list | tuple) or len(reply) != 3:
+        return None
+    line_no, reason, available = reply
+    line = order.items[int(line_no)]
+    return Refusal(
+        line_no=int(line_no),
+        product_id=line.product_id,
+        quantity=line.quantity,
+        reason=reason.decode() if isinstance(reason, bytes) else str(reason),
+        available=int(available),
+    )
+
+
+# KEYS[1] the product's pending set; ARGV[1] command id, ARGV[2] ttl ms.
+_HOLD_OPEN_LUA = """
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+
+class CommandGate:
+    """Opens the gate for a product while an admin command for it is on its way."""
+
+    def __init__(self, config: IngressConfig, redis: Any) -> None:
+        self._keys = config.keys
+        self._redis = redis
+        self._pause_ms = int(config.settings.sold_out_gate_pause_s * 1000)
+
+    async def hold_open(self, product_id: str, command_id: str) -> None:
+        """Until the stock agent has applied ``command_id`` (at most the pause)."""
+        if self._pause_ms > 0:
+            pending = self._keys.product_pending(product_id)
+            await self._redis.eval(_HOLD_OPEN_LUA, 1, pending, command_id, self._pause_ms)

@@ -1,0 +1,62 @@
+"""The stock agent's read-model writes: availability, then the applied admin commands.
+
+An admin command's id leaves the product's pending set (the sold-out gate's, see
+``ingress.admission``) in the same write that shows the product after the command, and
+after it, so the gate never trusts an availability older than the command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import fakeredis
+import pytest
+
+from orderstream.readmodel import Keys, decode_product
+from streams.readmodel import ReadModelWriter
+from streams.records import ProductState
+
+
+def product(available: int) -> ProductState:
+    return ProductState(product_id="sku-a", name="A", price=Decimal("1.00"), available=available)
+
+
+def test_an_applied_command_leaves_the_pending_set_with_the_product_write() -> None:
+    async def run() -> None:
+        server = fakeredis.FakeServer()
+        redis = fakeredis.FakeAsyncRedis(server=server)
+        pending = Keys().product_pending("sku-a")
+        await redis.sadd(pending, "cmd-1", "cmd-2")
+        writer = ReadModelWriter(redis, Keys())
+
+        writer.enqueue_product(product(5))
+        writer.enqueue_applied("sku-a", "cmd-1")
+        assert await writer.flush() == 2
+
+        shown = decode_product("sku-a", await redis.hgetall(Keys().product("sku-a")))
+        assert shown is not None and shown["available"] == 5
+        assert await redis.smembers(pending) == {b"cmd-2"}  # still on its way
+        writer.enqueue_product(product(7))
+        writer.enqueue_applied("sku-a", "cmd-2")
+        await writer.flush()
+        assert await redis.exists(pending) == 0  # nothing pending: the gate trusts 7
+
+    asyncio.run(run())
+
+
+def test_applied_commands_are_kept_for_the_next_flush_when_redis_fails() -> None:
+    class Down(fakeredis.FakeAsyncRedis):
+        def pipeline(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            raise ConnectionError("redis down")
+
+    async def run() -> None:
+        writer = ReadModelWriter(Down(server=fakeredis.FakeServer()), Keys())
+        writer.enqueue_product(product(1))
+        writer.enqueue_applied("sku-a", "cmd-1")
+        with pytest.raises(ConnectionError):
+            await writer.flush()
+        assert writer.applied == {"sku-a": {"cmd-1"}}
+        assert "sku-a" in writer.products
+
+    asyncio.run(run())
