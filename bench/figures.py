@@ -8,6 +8,13 @@ An order's answer is **correct** when the client saw a terminal status and the d
 record agrees on the only thing that matters for stock: shipped (rows committed) or not.
 A system that does not keep rows for rejected orders is consistent when it has no shipped
 row for an order it answered ``rejected``.
+
+An order **refused** at the door (orderstream's sold-out gate: a 409 whose problem body names
+a reason, ``out_of_stock`` or ``discontinued``) got its final answer in the POST and was never
+accepted, so it has no order id and no record: it is a correct ``rejected`` answer, not a
+failure. ``refused_stock_left`` counts refusals naming a product that still had units when
+the run ended: a gate that refused what it could have sold shows there (it can also count
+refusals made while units were held by multi-line orders the pipeline later released).
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from dataclasses import dataclass, field
 
 TERMINAL = frozenset({"shipped", "rejected", "cancelled"})
 ACCEPTED_HTTP = 202
+REFUSED_HTTP = 409
+REFUSAL_REASONS = frozenset({"out_of_stock", "discontinued"})
 NOT_STARTED = "not_started"  # error of an open-loop order that never got a connection
 
 
@@ -35,6 +44,7 @@ class OrderOutcome:
     t_final: float | None = None
     error: str | None = None
     t_scheduled: float | None = None  # open loop: when the order was due; None in closed loop
+    refused_product: str | None = None  # refused at the door: the product it named
 
     @property
     def t_start(self) -> float:
@@ -46,8 +56,17 @@ class OrderOutcome:
         return self.http_status == ACCEPTED_HTTP and self.order_id is not None
 
     @property
+    def refused(self) -> bool:
+        """Refused at the door: the POST was the final answer (``rejected``, with a reason)."""
+        return self.http_status == REFUSED_HTTP and self.final_status == "rejected"
+
+    @property
     def answered(self) -> bool:
-        return self.accepted and self.final_status in TERMINAL and self.t_final is not None
+        return (
+            (self.accepted or self.refused)
+            and self.final_status in TERMINAL
+            and self.t_final is not None
+        )
 
 
 @dataclass(frozen=True)
@@ -83,6 +102,8 @@ def oversold_units(committed: Mapping[str, int], stock: Mapping[str, int]) -> in
 
 
 def is_correct(outcome: OrderOutcome, durable: Mapping[str, str]) -> bool:
+    if outcome.refused:
+        return outcome.answered  # never accepted: nothing durable to agree or disagree
     if not outcome.answered or outcome.order_id is None:
         return False
     shipped_durably = durable.get(outcome.order_id) == "shipped"
@@ -135,7 +156,15 @@ def compute_figures(
         "lost": sum(1 for o in outcomes if is_lost(o, statuses)),
         "wrong": sum(1 for o in outcomes if o.answered and not is_correct(o, statuses)),
         "unanswered": sum(1 for o in accepted if not o.answered),
-        "failed": sum(1 for o in outcomes if not o.accepted),
+        "failed": sum(1 for o in outcomes if not o.accepted and not o.refused),
+        "refused": sum(1 for o in outcomes if o.refused),
+        "refused_stock_left": sum(
+            1
+            for o in outcomes
+            if o.refused
+            and o.refused_product is not None
+            and durable.committed_units.get(o.refused_product, 0) < stock.get(o.refused_product, 0)
+        ),
     }
     for component, seconds in sorted((cpu_seconds or {}).items()):
         figures[f"cpu_s_{component}"] = round(seconds, 2)
@@ -146,7 +175,7 @@ def failure_kinds(outcomes: Iterable[OrderOutcome]) -> dict[str, int]:
     """Failed POSTs by HTTP status or error class, for the report."""
     kinds: dict[str, int] = {}
     for o in outcomes:
-        if o.accepted:
+        if o.accepted or o.refused:
             continue
         kind = f"http_{o.http_status}" if o.http_status else (o.error or "error")
         kinds[kind] = kinds.get(kind, 0) + 1

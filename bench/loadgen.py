@@ -37,7 +37,14 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from bench.figures import ACCEPTED_HTTP, NOT_STARTED, TERMINAL, OrderOutcome
+from bench.figures import (
+    ACCEPTED_HTTP,
+    NOT_STARTED,
+    REFUSAL_REASONS,
+    REFUSED_HTTP,
+    TERMINAL,
+    OrderOutcome,
+)
 from bench.httpclient import Connection, Endpoint, HttpClientError, Pool
 from bench.scenarios import Lines
 
@@ -51,6 +58,7 @@ ARRIVALS = ("even", "poisson")
 CLOSED_CONCURRENCY = 128  # buyers in closed loop
 OPEN_CONCURRENCY = 1024  # connections (= orders in flight) at most in open loop
 MIN_SLEEP_S = 0.001  # the open loop's shortest wait for the next order's time
+ANSWERING_HTTP = (ACCEPTED_HTTP, REFUSED_HTTP)  # POST answers whose body the client reads
 
 
 @dataclass(frozen=True)
@@ -160,9 +168,17 @@ async def place_one(
     try:
         response = await conn.request(data, path.timeout_s)
         outcome.http_status = response.status
-        body = json_body(response.body) if response.status == ACCEPTED_HTTP else None
+        body = json_body(response.body) if response.status in ANSWERING_HTTP else None
     except ERRORS as exc:
         outcome.error = type(exc).__name__
+        return outcome
+    if response.status == REFUSED_HTTP:
+        if isinstance(body, dict) and body.get("reason") in REFUSAL_REASONS:
+            # refused at the door (orderstream's sold-out gate): the POST is the final answer
+            outcome.final_status = "rejected"
+            outcome.reason = str(body["reason"])
+            outcome.refused_product = body.get("product_id")
+            outcome.t_final = time.monotonic()
         return outcome
     if not isinstance(body, dict) or "order_id" not in body:
         return outcome

@@ -25,6 +25,7 @@ MAIN_FIGURES = (
     "oversold",
     "lost",
     "failed",
+    "refused",
     "wrong",
     "unanswered",
 )
@@ -41,6 +42,7 @@ OPEN_FIGURES = (
     "lost",
     "failed",
     "not_started",
+    "refused",
     "wrong",
     "unanswered",
 )
@@ -161,8 +163,11 @@ def markdown(summary: Mapping[str, Any]) -> str:
         "orders beyond the stock put, from each system's database; `lost` = accepted (202) "
         "orders with no final answer, neither seen by the client nor in the database after "
         "a further drain period (`unanswered` counts late answers too); `failed` "
-        "= POSTs not accepted (busy/try again, 4xx/5xx, connection errors); `wrong` = final "
-        "answers the database contradicts. The machine is shared: figures are noisy.",
+        "= POSTs not accepted (busy/try again, 4xx/5xx, connection errors); `refused` = orders "
+        "answered `rejected` in the POST itself, never accepted (orderstream's sold-out gate: "
+        "409 with a reason), counted in `decided`, not in `failed`; `refused_stock_left` (in "
+        "summary.json) = refusals naming a product that still had units at the end; `wrong` "
+        "= final answers the database contradicts. The machine is shared: figures are noisy.",
         "",
     ]
     return "\n".join(out)

@@ -1,7 +1,8 @@
 """``orderstream demo``: seed a small catalog and run a short flash sale against the stack.
 
-Prints a progress bar and a closing summary: accepted, shipped, rejected by reason,
-throughput, and the two numbers that must be zero (oversold, lost).
+Prints a progress bar and a closing summary: accepted, refused at the door by reason (the
+sold-out gate), shipped, rejected by reason, throughput, and the two numbers that must be
+zero (oversold, lost).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import aiohttp
 import click
 from tqdm import tqdm
 
-from orderstream.client import TERMINAL, OrderstreamClient
+from orderstream.client import REFUSAL_REASONS, TERMINAL, OrderstreamClient
 from orderstream.settings import Settings
 
 
@@ -25,6 +26,7 @@ from orderstream.settings import Settings
 class SaleResult:
     accepted: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # order -> lines
     refused: Counter[int] = field(default_factory=Counter)  # HTTP status -> count
+    at_door: Counter[str] = field(default_factory=Counter)  # sold-out gate: reason -> count
     final: dict[str, dict] = field(default_factory=dict)  # order -> final body
     elapsed_s: float = 0.0
 
@@ -41,6 +43,11 @@ async def _buyer(
     body = {"customer_id": customer, "items": [{"product_id": p, "quantity": q} for p, q in lines]}
     posted = {**headers, "Idempotency-Key": uuid.uuid4().hex}
     async with http.post(f"{base}/v1/orders", json=body, headers=posted) as response:
+        if response.status == 409:
+            reason = (await response.json()).get("reason")
+            if reason in REFUSAL_REASONS:
+                result.at_door[reason] += 1
+                return
         if response.status != 202:
             result.refused[response.status] += 1
             return
@@ -106,13 +113,15 @@ def summarize(products: dict[str, int], result: SaleResult) -> dict[str, object]
             for product_id, quantity in result.accepted[order_id]:
                 shipped_units[product_id] += quantity
     oversold = sum(max(0, shipped_units[p] - stock) for p, stock in products.items())
+    answered = len(result.final) + sum(result.at_door.values())
     return {
         "accepted": len(result.accepted),
+        "refused_at_door": dict(result.at_door),
         "refused_by_status": dict(result.refused),
         "shipped": statuses.get("shipped", 0),
         "rejected": dict(reasons),
         "cancelled": statuses.get("cancelled", 0),
-        "orders_per_s": round(len(result.final) / result.elapsed_s, 1) if result.elapsed_s else 0,
+        "orders_per_s": round(answered / result.elapsed_s, 1) if result.elapsed_s else 0,
         "oversold": oversold,
         "lost": len(result.accepted) - len(result.final),
     }

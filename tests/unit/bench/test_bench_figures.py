@@ -114,3 +114,40 @@ def test_throughput_series_buckets_correct_answers_by_second() -> None:
     outcomes.append(accepted("c", 0.3, "shipped", 0.9))  # wrong: no shipped row
     durable = DurableRecord(statuses={"a": "shipped", "b": "shipped"})
     assert throughput_series(outcomes, durable) == [1, 0, 1]
+
+
+def refused(t_sent: float, product: str = "p1", reason: str = "out_of_stock") -> OrderOutcome:
+    """A POST answered 409 by orderstream's sold-out gate, as the load generator records it."""
+    return OrderOutcome(
+        lines=((product, 1),),
+        t_sent=t_sent,
+        http_status=409,
+        final_status="rejected",
+        reason=reason,
+        t_final=t_sent + 0.002,
+        refused_product=product,
+    )
+
+
+def test_an_order_refused_at_the_door_is_decided_not_accepted_and_not_failed() -> None:
+    outcomes = [
+        accepted("o1", 0.0, "shipped", 0.1),
+        refused(0.2),
+        refused(0.3),
+        OrderOutcome(lines=LINE, t_sent=0.4, http_status=409),  # a 409 without a reason
+    ]
+    figures = compute_figures(outcomes, DurableRecord({"o1": "shipped"}, {"p1": 1}), {"p1": 1})
+
+    assert (figures["decided"], figures["rejected"], figures["refused"]) == (3, 2, 2)
+    assert (figures["accepted"], figures["failed"], figures["lost"]) == (1, 1, 0)
+    assert figures["refused_stock_left"] == 0  # p1 sold its one unit
+    assert failure_kinds(outcomes) == {"http_409": 1}
+
+
+def test_refusals_of_a_product_with_units_left_are_counted() -> None:
+    outcomes = [refused(0.0, "p1"), refused(0.1, "p2")]
+    durable = DurableRecord({}, {"p1": 3, "p2": 1})
+
+    figures = compute_figures(outcomes, durable, {"p1": 3, "p2": 2})
+
+    assert figures["refused_stock_left"] == 1  # p2 ended with a unit it could have sold
