@@ -12,9 +12,10 @@ row for an order it answered ``rejected``.
 An order **refused** at the door (orderstream's sold-out gate: a 409 whose problem body names
 a reason, ``out_of_stock`` or ``discontinued``) got its final answer in the POST and was never
 accepted, so it has no order id and no record: it is a correct ``rejected`` answer, not a
-failure. ``refused_stock_left`` counts refusals naming a product that still had units when
-the run ended: a gate that refused what it could have sold shows there (it can also count
-refusals made while units were held by multi-line orders the pipeline later released).
+failure. ``refused_stock_left`` counts refusals naming a product that still had the units
+the refused line asked when the run ended: a gate that refused what it could have sold shows
+there (so do refusals made while units were held by multi-line orders that the pipeline
+rejected and released later, and units released after the read model was read).
 """
 
 from __future__ import annotations
@@ -117,6 +118,17 @@ def is_lost(outcome: OrderOutcome, durable: Mapping[str, str]) -> bool:
     return durable.get(outcome.order_id) not in TERMINAL
 
 
+def _could_fill_at_end(
+    outcome: OrderOutcome, durable: DurableRecord, stock: Mapping[str, int]
+) -> bool:
+    """A refused order's product ended the run with at least the units its line asked."""
+    product = outcome.refused_product
+    asked = sum(q for p, q in outcome.lines if p == product)
+    if product is None or asked == 0:
+        return False
+    return stock.get(product, 0) - durable.committed_units.get(product, 0) >= asked
+
+
 def rate(count: int, start: float, end: float) -> float:
     span = end - start
     return count / span if span > 0 else 0.0
@@ -159,11 +171,7 @@ def compute_figures(
         "failed": sum(1 for o in outcomes if not o.accepted and not o.refused),
         "refused": sum(1 for o in outcomes if o.refused),
         "refused_stock_left": sum(
-            1
-            for o in outcomes
-            if o.refused
-            and o.refused_product is not None
-            and durable.committed_units.get(o.refused_product, 0) < stock.get(o.refused_product, 0)
+            1 for o in outcomes if o.refused and _could_fill_at_end(o, durable, stock)
         ),
     }
     for component, seconds in sorted((cpu_seconds or {}).items()):

@@ -166,8 +166,9 @@ def markdown(summary: Mapping[str, Any]) -> str:
         "= POSTs not accepted (busy/try again, 4xx/5xx, connection errors); `refused` = orders "
         "answered `rejected` in the POST itself, never accepted (orderstream's sold-out gate: "
         "409 with a reason), counted in `decided`, not in `failed`; `refused_stock_left` (in "
-        "summary.json) = refusals naming a product that still had units at the end; `wrong` "
-        "= final answers the database contradicts. The machine is shared: figures are noisy.",
+        "summary.json) = refusals naming a product that still had the units asked at the end; "
+        "`wrong` = final answers the database contradicts. The machine is shared: figures are "
+        "noisy.",
         "",
     ]
     return "\n".join(out)

@@ -144,10 +144,20 @@ def test_an_order_refused_at_the_door_is_decided_not_accepted_and_not_failed() -
     assert failure_kinds(outcomes) == {"http_409": 1}
 
 
-def test_refusals_of_a_product_with_units_left_are_counted() -> None:
-    outcomes = [refused(0.0, "p1"), refused(0.1, "p2")]
-    durable = DurableRecord({}, {"p1": 3, "p2": 1})
+def test_refusals_of_a_product_with_the_units_asked_left_are_counted() -> None:
+    two_of_p3 = OrderOutcome(
+        lines=(("p3", 2),),
+        t_sent=0.2,
+        http_status=409,
+        final_status="rejected",
+        reason="out_of_stock",
+        t_final=0.21,
+        refused_product="p3",
+    )
+    outcomes = [refused(0.0, "p1"), refused(0.1, "p2"), two_of_p3]
+    durable = DurableRecord({}, {"p1": 3, "p2": 1, "p3": 4})
 
-    figures = compute_figures(outcomes, durable, {"p1": 3, "p2": 2})
+    figures = compute_figures(outcomes, durable, {"p1": 3, "p2": 2, "p3": 5})
 
-    assert figures["refused_stock_left"] == 1  # p2 ended with a unit it could have sold
+    # p2 ended with the unit it was asked for; p3 with one unit, fewer than the two asked
+    assert figures["refused_stock_left"] == 1
