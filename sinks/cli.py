@@ -44,7 +44,18 @@ def migrate() -> None:
 @click.option("--no-read-model", is_flag=True, help="Do not write the Redis read model.")
 @click.option("--shard", default=0, show_default=True, help="This instance's shard.")
 @click.option("--shards", default=1, show_default=True, help="Instances sharing the partitions.")
-def sink(group_id: str | None, no_read_model: bool, shard: int, shards: int) -> None:
+@click.option(
+    "--metrics-port", default=0, show_default=True, help="Serve /metrics here (0: do not)."
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+def sink(
+    group_id: str | None,
+    no_read_model: bool,
+    shard: int,
+    shards: int,
+    metrics_port: int,
+    metrics_host: str,
+) -> None:
     """Project order events into PostgreSQL; queue shipped events in the outbox."""
     from sinks.lock import ShardLock
     from sinks.wiring import libpq_url, lock_name, make_sink_consumer
@@ -63,6 +74,10 @@ def sink(group_id: str | None, no_read_model: bool, shard: int, shards: int) -> 
         shards=shards,
     )
     pg_sink.setup()
+    if metrics_port:
+        from sinks.metrics import SinkCollector, serve
+
+        serve(SinkCollector(pg_sink, runner), metrics_port, metrics_host)
     logger.info("sink consuming with batch size %d", settings.sink_batch_size)
     try:
         runner.run()
@@ -84,7 +99,18 @@ def sink(group_id: str | None, no_read_model: bool, shard: int, shards: int) -> 
     "--retention-hours", default=168.0, show_default=True, help="Keep sent outbox rows this long."
 )
 @click.option("--no-listen", is_flag=True, help="Poll only (no LISTEN/NOTIFY).")
-def relay(batch_size: int, poll_interval: float, retention_hours: float, no_listen: bool) -> None:
+@click.option(
+    "--metrics-port", default=0, show_default=True, help="Serve /metrics here (0: do not)."
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+def relay(
+    batch_size: int,
+    poll_interval: float,
+    retention_hours: float,
+    no_listen: bool,
+    metrics_port: int,
+    metrics_host: str,
+) -> None:
     """Publish the outbox to Kafka (at least once, in id order)."""
     from sinks.relay import OutboxListener, OutboxRelay, make_producer, run_relay
     from sinks.wiring import libpq_url, make_engine
@@ -94,9 +120,14 @@ def relay(batch_size: int, poll_interval: float, retention_hours: float, no_list
     engine = make_engine(settings)
     producer = make_producer(settings.kafka_bootstrap)
     listener = OutboxListener(None if no_listen else libpq_url(settings.database_url))
+    outbox_relay = OutboxRelay(engine, producer, batch_size)
+    if metrics_port:
+        from sinks.metrics import RelayCollector, serve
+
+        serve(RelayCollector(outbox_relay), metrics_port, metrics_host)
     try:
         run_relay(
-            OutboxRelay(engine, producer, batch_size),
+            outbox_relay,
             listener,
             stop,
             poll_interval_s=poll_interval,

@@ -56,6 +56,8 @@ class SinkConsumer:
         self._backoff = Backoff()
         self._cancellations_topic = cancellations_topic
         self.flush_failures = 0
+        # next offset to write, per (topic, partition), as committed to PostgreSQL (metrics)
+        self.written_offsets: dict[tuple[str, int], int] = {}
 
     def assign(self, topics: tuple[str, ...], shard: int = 0, shards: int = 1) -> None:
         """Own partition p of every topic where p % shards == shard (same p for every
@@ -138,6 +140,17 @@ class SinkConsumer:
                 return True
         return False
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records past what PostgreSQL holds, per assigned partition whose end a fetch has
+        reported (read from another thread by the metrics server: cached values only)."""
+        lag = {}
+        for tp in list(self._consumer.assignment()):
+            high = self._consumer.highwater(tp)
+            written = self.written_offsets.get((tp.topic, tp.partition))
+            if high is not None and written is not None:
+                lag[(tp.topic, tp.partition)] = max(0, high - written)
+        return lag
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -170,6 +183,7 @@ class SinkConsumer:
                 self._wait_retry()
                 continue
             self._backoff.reset()
+            self.written_offsets.update(next_offsets(pending))
             self._commit_to_kafka(pending)
         if paused:
             self._resume_positioned()
@@ -198,6 +212,9 @@ class SinkConsumer:
         for tp in partitions:
             offset = offsets.get((tp.topic, tp.partition))
             self._consumer.seek(tp, starts[tp] if offset is None else offset)
+            self.written_offsets[(tp.topic, tp.partition)] = (
+                starts[tp] if offset is None else offset
+            )
             logger.info(
                 "positioned %s[%d] at %s",
                 tp.topic,

@@ -48,6 +48,7 @@ class PostgresSink:
         self._read_model = read_model
         self._buffer: list[ConsumedRecord] = []
         self.written = 0  # records committed (for metrics and the benchmark)
+        self.batches = 0  # transactions committed (for metrics)
         self.dead_lettered = 0
 
     def setup(self) -> None:
@@ -109,6 +110,7 @@ class PostgresSink:
             save_offsets(uow.connection, self._consumer, next_offsets(batch))
             uow.commit()
         self.written += len(batch)
+        self.batches += 1
         self.dead_lettered += len(dead)
         if self._read_model is not None:
             self._read_model.write(plan.read_model)

@@ -35,6 +35,7 @@ _MARK_SENT = text("UPDATE outbox SET sent_at = clock_timestamp() WHERE id = ANY(
 class RelayStats:
     sent: int = 0
     rounds: int = 0
+    failures: int = 0
 
 
 def make_producer(bootstrap: str) -> KafkaProducer:
@@ -154,6 +155,7 @@ def run_relay(
         try:
             sent = relay.drain()
         except Exception as error:
+            relay.stats.failures += 1
             logger.warning("relay round failed: %s", str(error).splitlines()[0][:300])
             stop.wait(backoff.next_delay())
             continue

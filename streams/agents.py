@@ -16,6 +16,7 @@ from schemas import codec
 from schemas import topics as names
 from schemas.orders import OrderExpiryCheck
 from streams.faustutil import DirectTableWriter, Outbox, take_batches
+from streams.metrics import WorkerMetrics
 from streams.readmodel import ReadModelWriter
 from streams.settler import SettleProcessor
 from streams.stock import StockProcessor
@@ -52,9 +53,11 @@ def register_agents(
     topics: StreamTopics,
     tables: StreamTables,
     readmodel: ReadModelWriter,
+    metrics: WorkerMetrics,
 ) -> StreamAgents:
     # one outbox per agent: each flushes its own records at the end of its own batch
-    stock_outbox, settle_outbox = Outbox(app), Outbox(app)
+    delivered = metrics.count_delivered
+    stock_outbox, settle_outbox = Outbox(app, delivered), Outbox(app, delivered)
     stock = StockProcessor(
         DirectTableWriter(tables.stock_by_product, stock_outbox),
         stock_outbox,
@@ -78,12 +81,14 @@ def register_agents(
 
     async def reserve_stock(stream: faust.StreamT) -> None:
         async for events in take_batches(stream, BATCH_MAX, BATCH_WITHIN_S):
-            await stock.process(events)
+            with metrics.batch("reserve_stock", len(events)):
+                await stock.process(events)
             stock_progress.events += len(events)
 
     async def settle_orders(stream: faust.StreamT) -> None:
         async for events in take_batches(stream, BATCH_MAX, BATCH_WITHIN_S):
-            await settler.process(events)
+            with metrics.batch("settle_orders", len(events)):
+                await settler.process(events)
             settle_progress.events += len(events)
 
     async def send_expiry_ticks() -> None:

@@ -12,6 +12,7 @@ from orderstream.readmodel import Keys
 from orderstream.settings import Settings
 from streams.agents import StreamAgents, register_agents
 from streams.faustutil import OrderedTableManager, PromptFetchConsumer
+from streams.metrics import WorkerMetrics
 from streams.readmodel import ReadModelWriter
 from streams.tables import StreamTables, declare_tables
 from streams.topics import StreamTopics, declare_topics
@@ -27,6 +28,7 @@ class StreamApp(faust.App):
     stream_tables: StreamTables
     stream_agents: StreamAgents
     readmodel: ReadModelWriter
+    metrics: WorkerMetrics
 
     def _new_transport(self) -> faust.types.TransportT:
         transport = super()._new_transport()
@@ -39,6 +41,7 @@ def create_app(
     *,
     worker_index: int = 0,
     web_port: int | None = None,
+    web_host: str = "127.0.0.1",
     store: str = "rocksdb://",  # faust-streaming drives RocksDB through rocksdict
     broker: str | None = None,
     redis_client: aioredis.Redis | None = None,
@@ -56,8 +59,8 @@ def create_app(
         value_serializer="raw",
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
-        web_host="127.0.0.1",
-        web_bind="127.0.0.1",
+        web_host=web_host,
+        web_bind=web_host,
         web_port=web_port or WEB_PORT_BASE + worker_index,
         producer_linger=0.005,
         producer_max_batch_size=256 * 1024,
@@ -75,7 +78,11 @@ def create_app(
     if with_read_model and redis_client is None:
         redis_client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2.0)
     app.readmodel = ReadModelWriter(redis_client, Keys(settings.topic_prefix))
+    app.metrics = WorkerMetrics()
     app.stream_agents = register_agents(
-        app, settings, app.stream_topics, app.stream_tables, app.readmodel
+        app, settings, app.stream_topics, app.stream_tables, app.readmodel, app.metrics
     )
+    sources = (*app.stream_topics.stock_source.topics, *app.stream_topics.settle_source.topics)
+    app.metrics.watch_consumer(app, sources)
+    app.metrics.serve(app)
     return app

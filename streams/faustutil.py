@@ -54,8 +54,9 @@ class Outbox:
     by aiokafka's default partitioner (murmur2, as the Java client and kafka-python).
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, on_delivered: Callable[[str, int], None] | None = None) -> None:
         self.app = app
+        self._on_delivered = on_delivered  # (topic, records) once a batch is acked: metrics
         self._records: dict[tuple[str, int | None], list[tuple[bytes | None, bytes | None]]] = {}
         self._on_sent: dict[tuple[str, int], Callable[[int], None]] = {}
         self._partitions: dict[str, list[int]] = {}
@@ -99,8 +100,8 @@ class Outbox:
                 count += 1
             await self._submit(producer, batch, topic, partition, count, callback)
 
-    @staticmethod
     async def _submit(
+        self,
         producer: Any,
         batch: Any,
         topic: str,
@@ -112,6 +113,15 @@ class Outbox:
         future.add_done_callback(_exit_on_failure)
         if callback is not None:
             future.add_done_callback(partial(_call_with_last_offset, callback, count))
+        if self._on_delivered is not None:
+            future.add_done_callback(partial(_count_delivered, self._on_delivered, topic, count))
+
+
+def _count_delivered(
+    on_delivered: Callable[[str, int], None], topic: str, count: int, future: asyncio.Future[Any]
+) -> None:
+    if not future.cancelled() and future.exception() is None:
+        on_delivered(topic, count)
 
 
 def _call_with_last_offset(

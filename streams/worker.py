@@ -22,13 +22,16 @@ logger = logging.getLogger(__name__)
 @click.command()
 @click.option("--index", "index", default=0, show_default=True, type=int, help="worker number N")
 @click.option("--web-port", type=int, default=None, help="default: 16066+N")
+@click.option(
+    "--web-host", default="127.0.0.1", show_default=True, help="web server (/metrics) address"
+)
 @click.option("--loglevel", default="info", show_default=True)
-def worker(index: int, web_port: int | None, loglevel: str) -> None:
+def worker(index: int, web_port: int | None, web_host: str, loglevel: str) -> None:
     """Run one stock-decision worker (reserve_stock + settle_orders)."""
     mode.loop.use("uvloop")  # before the app or any loop exists
     settings = Settings.from_env()
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # Faust creates only <N>/
-    app = create_app(settings, worker_index=index, web_port=web_port)
+    app = create_app(settings, worker_index=index, web_port=web_port, web_host=web_host)
     logger.info(
         "worker %s: app %s, broker %s, prefix %r, partitions %s",
         index,

@@ -23,6 +23,8 @@ class StackConfig:
     redis_port: int = 16379
     ingress_port: int = 18080
     worker_web_port: int = DEFAULT_WORKER_WEB_PORT  # worker N listens on worker_web_port + N
+    sink_metrics_port: int = 16090
+    relay_metrics_port: int = 16091
     workers: int = DEFAULT_WORKERS
 
     @classmethod
@@ -46,6 +48,8 @@ class StackConfig:
             redis_port=16379 + offset,
             ingress_port=18080 + offset,
             worker_web_port=DEFAULT_WORKER_WEB_PORT + offset,
+            sink_metrics_port=16090 + offset,
+            relay_metrics_port=16091 + offset,
             workers=workers,
         )
 

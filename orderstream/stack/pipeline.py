@@ -55,8 +55,9 @@ def programs(cfg: StackConfig, env: Mapping[str, str]) -> list[Program]:
                 )
             )
     if has_module(cfg, "sinks.cli"):
-        for name in ("sink", "relay"):
-            command = [str(bin_ / "orderstream"), name]
+        metrics_ports = {"sink": cfg.sink_metrics_port, "relay": cfg.relay_metrics_port}
+        for name, port in metrics_ports.items():
+            command = [str(bin_ / "orderstream"), name, "--metrics-port", str(port)]
             found.append(Program(name, command, cfg.root, env, autostart=False, priority=45))
     return found
 

@@ -129,6 +129,8 @@ def status(cfg: StackConfig) -> str:
         "redis": cfg.redis_port,
         "ingress": cfg.ingress_port,
         **{f"worker-{n} web": cfg.worker_web_port + n for n in range(cfg.workers)},
+        "sink metrics": cfg.sink_metrics_port,
+        "relay metrics": cfg.relay_metrics_port,
     }
     lines.append("")
     for name, port in ports.items():

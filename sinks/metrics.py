@@ -1,0 +1,92 @@
+"""The sink's and the relay's Prometheus metrics, each on its own port (``--metrics-port``).
+
+Both are threads-and-blocking-I/O programs, so prometheus-client's own HTTP server thread
+serves them; the collectors read counters the loops already keep (no locks on the hot path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from sinks.consumer import SinkConsumer
+from sinks.postgres import PostgresSink
+from sinks.relay import OutboxRelay
+
+
+class SinkCollector(Collector):
+    def __init__(self, sink: PostgresSink, consumer: SinkConsumer) -> None:
+        self._sink = sink
+        self._consumer = consumer
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        yield CounterMetricFamily(
+            "orderstream_sink_records_written",
+            "Records committed to PostgreSQL (with their offsets, one transaction per batch)",
+            value=self._sink.written,
+        )
+        yield CounterMetricFamily(
+            "orderstream_sink_batches",
+            "Batches committed to PostgreSQL",
+            value=self._sink.batches,
+        )
+        yield CounterMetricFamily(
+            "orderstream_sink_dead_letters",
+            "Records sent to the dead-letter topic (unparseable, or refused by PostgreSQL)",
+            value=self._sink.dead_lettered,
+        )
+        yield CounterMetricFamily(
+            "orderstream_sink_flush_failures",
+            "Batch commits that failed and were retried with backoff (PostgreSQL down or slow)",
+            value=self._consumer.flush_failures,
+        )
+        yield partition_lag(
+            "orderstream_sink_partition_lag",
+            "Records past what PostgreSQL holds, per assigned partition",
+            self._consumer.lag,
+        )
+
+
+class RelayCollector(Collector):
+    def __init__(self, relay: OutboxRelay) -> None:
+        self._relay = relay
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        stats = self._relay.stats
+        yield CounterMetricFamily(
+            "orderstream_relay_events_sent",
+            "Outbox rows published to Kafka and marked sent (shipped events, dead letters)",
+            value=stats.sent,
+        )
+        yield CounterMetricFamily(
+            "orderstream_relay_rounds", "Outbox batches published", value=stats.rounds
+        )
+        yield CounterMetricFamily(
+            "orderstream_relay_failures",
+            "Relay rounds that failed (Kafka or PostgreSQL) and were retried",
+            value=stats.failures,
+        )
+
+
+def partition_lag(
+    name: str, documentation: str, lag: Callable[[], Mapping[tuple[str, int], int]]
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=["topic", "partition"])
+    try:
+        current = dict(lag())
+    except Exception:  # the consumer is closing
+        current = {}
+    for (topic, partition), value in sorted(current.items()):
+        family.add_metric([topic, str(partition)], value)
+    return family
+
+
+def serve(collector: Collector, port: int, host: str = "127.0.0.1") -> CollectorRegistry:
+    """Serve ``collector`` at ``http://host:port/metrics`` from a daemon thread."""
+    registry = CollectorRegistry()
+    registry.register(collector)
+    start_http_server(port, addr=host, registry=registry)
+    return registry
