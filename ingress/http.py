@@ -54,6 +54,19 @@ def send_json(resp: falcon.Response, body: Any, status: int = 200) -> None:
     resp.data = body if isinstance(body, bytes) else _encoder.encode(body)
 
 
+def query_int(req: falcon.Request, name: str, low: int, high: int, default: int) -> int:
+    raw = req.get_param(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ValidationFailed([FieldError(f"query:{name}", f"an integer from {low} to {high}")])
+    return value
+
+
 def query_seconds(req: falcon.Request, name: str, maximum: float) -> float:
     raw = req.get_param(name)
     if raw is None:

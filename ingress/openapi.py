@@ -83,7 +83,12 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
         limit_per_customer={"anyOf": [{"type": "integer"}, {"type": "null"}]},
     ),
     "ProductList": _obj(
-        ["items"], items={"type": "array", "items": {"$ref": REF.format(name="Product")}}
+        ["items", "next"],
+        items={"type": "array", "items": {"$ref": REF.format(name="Product")}},
+        next={
+            "anyOf": [{"type": "string"}, {"type": "null"}],
+            "description": "pass as ?after= for the next page; null on the last page",
+        },
     ),
     "CommandAccepted": _obj(
         ["command_id", "product_id", "type"],
@@ -236,7 +241,34 @@ def build_spec(settings: Settings) -> dict[str, Any]:
                 params=[order_id],
             )
         },
-        "/v1/products": {"get": _op("List products", "200", "ProductList", "503")},
+        "/v1/products": {
+            "get": _op(
+                "List products, in product id order, a page at a time",
+                "200",
+                "ProductList",
+                "422 503",
+                params=[
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 1000,
+                            "default": 100,
+                        },
+                    },
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "description": "the previous page's `next`",
+                        "schema": PRODUCT_ID,
+                    },
+                ],
+            )
+        },
         "/v1/products/{product_id}": {
             "get": _op("Read a product", "200", "Product", "404 422 503", params=[product_id]),
             "put": _op(

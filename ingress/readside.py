@@ -7,6 +7,7 @@ runs in a thread (``asyncio.to_thread``), off the event loop."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from typing import Any, Protocol
@@ -80,16 +81,25 @@ class ProductReader:
         rows = await asyncio.to_thread(self._fallback.products, product_id)
         return rows[0] if rows else None
 
-    async def all(self) -> list[dict[str, Any]]:
+    async def page(
+        self, limit: int, after: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Up to ``limit`` products in id order after ``after``; and the id to ask ``after``
+        next (None on the last page)."""
         ids = sorted(_s(i) for i in await self._redis.smembers(self._keys.products()))
         if not ids:
-            return await asyncio.to_thread(self._fallback.products) or []
+            rows = await asyncio.to_thread(self._fallback.products) or []
+            rows = [r for r in rows if after is None or r["product_id"] > after]
+            return rows[:limit], rows[limit - 1]["product_id"] if len(rows) > limit else None
+        start = 0 if after is None else bisect.bisect_right(ids, after)
+        chosen = ids[start : start + limit]
         pipe = self._redis.pipeline(transaction=False)
-        for product_id in ids:
+        for product_id in chosen:
             pipe.hgetall(self._keys.product(product_id))
         raws = await pipe.execute()
-        found = (decode_product(pid, raw) for pid, raw in zip(ids, raws, strict=True))
-        return [p for p in found if p is not None]
+        found = (decode_product(pid, raw) for pid, raw in zip(chosen, raws, strict=True))
+        more = start + limit < len(ids)
+        return [p for p in found if p is not None], chosen[-1] if more and chosen else None
 
 
 class StatusWaiter:

@@ -14,7 +14,7 @@ from ingress import metrics
 from ingress.admission import CommandGate
 from ingress.auth import ADMIN, PUBLIC, STOREFRONT
 from ingress.errors import Conflict, NotAvailable, NotFound, Unavailable
-from ingress.http import query_seconds, read_json, send_json
+from ingress.http import query_int, query_seconds, read_json, send_json
 from ingress.intake import OrderIntake
 from ingress.publisher import Message, Publisher, PublishError
 from ingress.readside import OrderReader, ProductReader, StatusWaiter
@@ -125,6 +125,9 @@ class OrderCancelResource:
         )
 
 
+DEFAULT_PAGE, MAX_PAGE = 100, 1000
+
+
 class ProductsResource:
     auth = {"GET": PUBLIC}
 
@@ -132,7 +135,12 @@ class ProductsResource:
         self._products = products
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        send_json(resp, {"items": await self._products.all()})
+        limit = query_int(req, "limit", 1, MAX_PAGE, DEFAULT_PAGE)
+        after = req.get_param("after")
+        if after is not None:
+            check_product_id(after)
+        items, next_after = await self._products.page(limit, after)
+        send_json(resp, {"items": items, "next": next_after})
 
 
 class ProductResource:

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import fakeredis
+import pytest
 from ingress_fakes import STORE, Harness, order_body
 
 from orderstream.readmodel import SET_STATUS_LUA, Keys, product_fields, status_args
@@ -158,7 +159,7 @@ def test_products_fall_back_to_postgres(h: Harness) -> None:
     }
     h.fallback.product_rows.append(row)
     assert h.client.simulate_get("/v1/products/pg-1").json == row
-    assert h.client.simulate_get("/v1/products").json == {"items": [row]}
+    assert h.client.simulate_get("/v1/products").json == {"items": [row], "next": None}
 
 
 class CountingSubscribes:
@@ -232,3 +233,39 @@ def test_a_channel_nobody_waits_on_is_unsubscribed_after_the_linger_time(h: Harn
         await waiter.close()
 
     asyncio.run(main())
+
+
+def test_products_are_listed_a_page_at_a_time_in_id_order(h: Harness) -> None:
+    for n in range(5):
+        put_product(h, f"p-{n}")
+
+    first = h.client.simulate_get("/v1/products", params={"limit": 2}).json
+    second = h.client.simulate_get("/v1/products", params={"limit": 2, "after": first["next"]})
+    last = h.client.simulate_get("/v1/products", params={"limit": 2, "after": "p-3"}).json
+
+    assert [p["product_id"] for p in first["items"]] == ["p-0", "p-1"]
+    assert first["next"] == "p-1"
+    assert [p["product_id"] for p in second.json["items"]] == ["p-2", "p-3"]
+    assert ([p["product_id"] for p in last["items"]], last["next"]) == (["p-4"], None)
+    assert h.client.simulate_get("/v1/products").json["next"] is None  # 5 <= the default 100
+
+
+@pytest.mark.parametrize("query", [{"limit": 0}, {"limit": 1001}, {"limit": "x"}, {"after": "a b"}])
+def test_a_bad_page_is_422(h: Harness, query: dict[str, object]) -> None:
+    assert h.client.simulate_get("/v1/products", params=query).status_code == 422
+
+
+def test_the_postgres_fallback_is_paged_too(h: Harness) -> None:
+    for n in range(3):
+        h.fallback.product_rows.append(
+            {
+                "product_id": f"pg-{n}",
+                "name": "PG",
+                "price": "1.00",
+                "available": 0,
+                "active": True,
+                "limit_per_customer": None,
+            }
+        )
+    page = h.client.simulate_get("/v1/products", params={"limit": 2}).json
+    assert ([p["product_id"] for p in page["items"]], page["next"]) == (["pg-0", "pg-1"], "pg-1")
