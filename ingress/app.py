@@ -26,6 +26,7 @@ from ingress.metrics import MetricsMiddleware, MetricsResource
 from ingress.openapi import build_spec
 from ingress.publisher import KafkaPublisher, Publisher
 from ingress.ratelimit import RateLimiter, RedisRateLimiter
+from ingress.shop import ShopResource
 from ingress.readside import Fallback, NoFallback, OrderReader, ProductReader, StatusWaiter
 from orderstream.settings import Settings
 
@@ -76,6 +77,9 @@ def create_app(
     commands = resources.CommandSender(s, publisher, CommandGate(config, redis))
     app.add_route("/v1/products/{product_id}", resources.ProductResource(products, commands))
     app.add_route("/v1/products/{product_id}/restock", resources.RestockResource(commands))
+    shop = ShopResource()
+    app.add_route("/shop", shop)  # (trailing slashes are stripped: /shop/ is this too)
+    app.add_route("/shop/{name}", shop, suffix="file")
     app.add_route("/healthz", resources.HealthResource())
     app.add_route("/readyz", resources.ReadyResource(redis, publisher))
     app.add_route("/metrics", MetricsResource(config.prometheus_multiproc_dir))

@@ -151,5 +151,7 @@ def demo(product_count: int, stock: int, buyers: int, concurrency: int, wait_s: 
     click.echo("")
     for key, value in summary.items():
         click.echo(f"{key:>18}: {value}")
+    page = f"{settings.ingress_url}/shop#products={','.join(products)}"
+    click.echo(f"\nwatch it in a browser: {page}&key=<STOREFRONT_KEY of .local/stack.env>")
     if summary["oversold"] or summary["lost"]:
         raise SystemExit(1)

@@ -52,3 +52,18 @@ def test_openapi_document_describes_every_route_and_status(h: Harness) -> None:
         "/metrics",
         "/v1/openapi.json",
     }
+
+
+def test_the_storefront_page_and_its_files_are_public_with_a_strict_policy(h: Harness) -> None:
+    page = h.client.simulate_get("/shop")
+    script = h.client.simulate_get("/shop/shop.js")
+
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert '<script type="module" src="/shop/shop.js">' in page.text
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    assert script.headers["Content-Type"].startswith("text/javascript")
+    assert '"/v1/orders"' in script.text
+    assert h.client.simulate_get("/shop/").text == page.text  # trailing slash stripped
+    missing = h.client.simulate_get("/shop/secret.py")
+    assert missing.status_code == 404
+    assert missing.headers["Content-Type"] == "application/problem+json"
