@@ -26,8 +26,8 @@ from ingress.metrics import MetricsMiddleware, MetricsResource
 from ingress.openapi import build_spec
 from ingress.publisher import KafkaPublisher, Publisher
 from ingress.ratelimit import RateLimiter, RedisRateLimiter
-from ingress.shop import ShopResource
 from ingress.readside import Fallback, NoFallback, OrderReader, ProductReader, StatusWaiter
+from ingress.shop import ShopResource
 from orderstream.settings import Settings
 
 logger = logging.getLogger(__name__)
