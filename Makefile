@@ -4,7 +4,7 @@ VENV := .venv
 OS := $(VENV)/bin/orderstream
 PYTEST_ARGS ?=
 
-.PHONY: up down clean status env install test test-unit test-integration test-e2e ci
+.PHONY: up down clean status env install test test-unit test-integration test-e2e lint ci
 
 install:
 	@deploy/bootstrap.sh
@@ -36,6 +36,12 @@ test-integration: install
 
 test-e2e: install
 	@$(VENV)/bin/pytest -m e2e $(PYTEST_ARGS)
+
+# ruff (lint + format) and mypy over the packages; CI runs it after the tests
+lint: install
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy ingress orderstream streams sinks schemas bench
 
 ci:
 	@.ci/run
