@@ -60,6 +60,12 @@ def _split(value: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
 )
 @click.option("--wait", "wait_s", default=10.0, show_default=True, help="long-poll ?wait=S")
 @click.option(
+    "--prefer-wait/--no-prefer-wait",
+    default=True,
+    show_default=True,
+    help="POST with Prefer: wait=S (systems that honour it answer the final status at once)",
+)
+@click.option(
     "--scale", default=1.0, show_default=True, help="multiplies every scenario's order count"
 )
 @click.option(
@@ -94,6 +100,7 @@ def bench(
     rate: float | None,
     arrivals: str,
     wait_s: float,
+    prefer_wait: bool,
     scale: float,
     workers: int,
     threads: int,
@@ -113,6 +120,7 @@ def bench(
             duration_s=duration,
             drain_s=drain,
             wait_s=wait_s,
+            prefer_wait=prefer_wait,
             rate=rate,
             arrivals=arrivals,
         ),

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 TERMINAL = frozenset({"shipped", "rejected", "cancelled"})
 ACCEPTED_HTTP = 202
+FINAL_HTTP = 201  # Prefer: wait honoured: accepted, and the body is the order's final status
 REFUSED_HTTP = 409
 REFUSAL_REASONS = frozenset({"out_of_stock", "discontinued"})
 NOT_STARTED = "not_started"  # error of an open-loop order that never got a connection
@@ -54,7 +55,7 @@ class OrderOutcome:
 
     @property
     def accepted(self) -> bool:
-        return self.http_status == ACCEPTED_HTTP and self.order_id is not None
+        return self.http_status in (ACCEPTED_HTTP, FINAL_HTTP) and self.order_id is not None
 
     @property
     def refused(self) -> bool:

@@ -39,6 +39,7 @@ import aiohttp
 
 from bench.figures import (
     ACCEPTED_HTTP,
+    FINAL_HTTP,
     NOT_STARTED,
     REFUSAL_REASONS,
     REFUSED_HTTP,
@@ -58,7 +59,7 @@ ARRIVALS = ("even", "poisson")
 CLOSED_CONCURRENCY = 128  # buyers in closed loop
 OPEN_CONCURRENCY = 1024  # connections (= orders in flight) at most in open loop
 MIN_SLEEP_S = 0.001  # the open loop's shortest wait for the next order's time
-ANSWERING_HTTP = (ACCEPTED_HTTP, REFUSED_HTTP)  # POST answers whose body the client reads
+ANSWERING_HTTP = (ACCEPTED_HTTP, FINAL_HTTP, REFUSED_HTTP)  # POST answers the client reads
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,9 @@ class LoadConfig:
     connect_timeout_s: float = 10.0
     rate: float | None = None  # orders/s offered, open loop; None: closed loop
     arrivals: str = "even"  # open loop: "even" spacing or "poisson"
+    # POST with "Prefer: wait=<wait_s>" (RFC 7240): a system that honours it answers 201 with
+    # the final order in the POST (orderstream does); others ignore it and are long-polled
+    prefer_wait: bool = True
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -118,12 +122,13 @@ def order_body(lines: Lines, customer: int) -> dict[str, Any]:
 class OrderRequests:
     """The order path's requests to one target as bytes; the fixed parts formatted once."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, prefer_wait_s: float | None = None) -> None:
         self.endpoint = Endpoint.from_url(target.url)
         prefix, host = self.endpoint.path_prefix, self.endpoint.host_header
         auth = f"Authorization: Bearer {target.storefront_key}\r\n"
+        prefer = "" if prefer_wait_s is None else f"Prefer: wait={prefer_wait_s:g}\r\n"
         self._post = (
-            f"POST {prefix}/v1/orders HTTP/1.1\r\nHost: {host}\r\n{auth}"
+            f"POST {prefix}/v1/orders HTTP/1.1\r\nHost: {host}\r\n{auth}{prefer}"
             "Content-Type: application/json\r\nIdempotency-Key: "
         ).encode()
         self._get = f"GET {prefix}/v1/orders/".encode()
@@ -257,7 +262,7 @@ async def run_closed_loop(
     config: LoadConfig,
     tick: Tick = lambda n: None,
 ) -> list[OrderOutcome]:
-    requests = OrderRequests(target)
+    requests = OrderRequests(target, config.wait_s if config.prefer_wait else None)
     start = time.monotonic()
     load_end = start + config.duration_s
     path = OrderPath.of_run(requests, config, start)
@@ -290,7 +295,7 @@ async def run_open_loop(
 ) -> list[OrderOutcome]:
     if config.rate is None:
         raise ValueError("open loop needs a rate")
-    requests = OrderRequests(target)
+    requests = OrderRequests(target, config.wait_s if config.prefer_wait else None)
     pool = Pool(requests.endpoint, config.concurrency, config.connect_timeout_s)
     loop = asyncio.get_running_loop()
     start = time.monotonic()

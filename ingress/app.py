@@ -67,7 +67,9 @@ def create_app(
     errors.install(app)
     app.add_route(
         "/v1/orders",
-        resources.OrdersResource(s, OrderIntake(config, redis, publisher, idempotency)),
+        resources.OrdersResource(
+            s, OrderIntake(config, redis, publisher, idempotency), orders, waiter
+        ),
     )
     app.add_route("/v1/orders/{order_id:uuid}", resources.OrderResource(s, orders, waiter))
     app.add_route(

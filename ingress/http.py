@@ -54,6 +54,21 @@ def send_json(resp: falcon.Response, body: Any, status: int = 200) -> None:
     resp.data = body if isinstance(body, bytes) else _encoder.encode(body)
 
 
+def preferred_wait(header: str | None, maximum: float) -> float:
+    """Seconds of ``Prefer: wait=N`` (RFC 7240), at most ``maximum``; 0 when absent. A
+    preference that cannot be read is ignored, as the RFC asks."""
+    for preference in (header or "").split(","):
+        name, _, value = preference.strip().partition("=")
+        if name.strip().lower() != "wait":
+            continue
+        try:
+            seconds = float(value.strip().strip('"'))
+        except ValueError:
+            return 0.0
+        return min(seconds, maximum) if seconds > 0 else 0.0  # (nan > 0 is False)
+    return 0.0
+
+
 def query_int(req: falcon.Request, name: str, low: int, high: int, default: int) -> int:
     raw = req.get_param(name)
     if raw is None:

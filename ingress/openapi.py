@@ -214,6 +214,22 @@ def build_spec(settings: Settings) -> dict[str, Any]:
         body="OrderRequest",
         params=[idem],
     )
+    place["parameters"].append(
+        {
+            "name": "Prefer",
+            "in": "header",
+            "required": False,
+            "description": (
+                "`wait=N` (RFC 7240): wait up to N seconds (at most "
+                f"{settings.max_wait_s:g}) for the order's final status; 201 when it came"
+            ),
+            "schema": {"type": "string"},
+        }
+    )
+    place["responses"]["201"] = {
+        "description": "Prefer: wait=N and the order reached its final status in time",
+        "content": _json("Order"),
+    }
     by_id = {"order_id": "$response.body#/order_id"}
     place["responses"]["202"]["links"] = {
         "GetOrder": {"operationId": "getOrder", "parameters": by_id},

@@ -10,6 +10,7 @@ import asyncio
 import bisect
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from orderstream.readmodel import Keys, decode_order, decode_product
@@ -134,6 +135,17 @@ class StatusWaiter:
     async def wait_for_change(
         self, reader: OrderReader, order_id: str, seen: str, timeout_s: float
     ) -> dict[str, Any] | None:
+        """The order once its status is not ``seen``, or as it is after ``timeout_s``."""
+        return await self.wait_until(reader, order_id, lambda o: o["status"] != seen, timeout_s)
+
+    async def wait_until(
+        self,
+        reader: OrderReader,
+        order_id: str,
+        done: Callable[[dict[str, Any]], bool],
+        timeout_s: float,
+    ) -> dict[str, Any] | None:
+        """The order once ``done(order)``, or as it is after ``timeout_s`` (None: unknown)."""
         deadline = time.monotonic() + timeout_s
         channel = self._keys.order_channel(order_id)
         event = asyncio.Event()
@@ -142,7 +154,7 @@ class StatusWaiter:
             await _wait(confirmed, min(1.0, timeout_s))
             while True:
                 current = await reader.get(order_id)
-                if current is None or current["status"] != seen:
+                if current is None or done(current):
                     return current
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

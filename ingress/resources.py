@@ -14,7 +14,7 @@ from ingress import metrics
 from ingress.admission import CommandGate
 from ingress.auth import ADMIN, PUBLIC, STOREFRONT
 from ingress.errors import Conflict, NotAvailable, NotFound, Unavailable
-from ingress.http import query_int, query_seconds, read_json, send_json
+from ingress.http import preferred_wait, query_int, query_seconds, read_json, send_json
 from ingress.intake import OrderIntake
 from ingress.publisher import Message, Publisher, PublishError
 from ingress.readside import OrderReader, ProductReader, StatusWaiter
@@ -37,11 +37,20 @@ logger = logging.getLogger(__name__)
 
 
 class OrdersResource:
+    """``POST /v1/orders``: 202 once Kafka has every line. With ``Prefer: wait=N`` (RFC 7240)
+    the answer waits up to N seconds (at most ``max_wait_s``) for the order's final status
+    and, when it comes, is 201 with the order as ``GET /v1/orders/{id}`` shows it and
+    ``Preference-Applied``: one request instead of a POST and a long-poll."""
+
     auth = {"POST": STOREFRONT}
 
-    def __init__(self, settings: Settings, intake: OrderIntake) -> None:
+    def __init__(
+        self, settings: Settings, intake: OrderIntake, orders: OrderReader, waiter: StatusWaiter
+    ) -> None:
         self._settings = settings
         self._intake = intake
+        self._orders = orders
+        self._waiter = waiter
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         key = check_idempotency_key(req.get_header("Idempotency-Key"))
@@ -61,6 +70,17 @@ class OrdersResource:
             resp.location = answer.location
         if answer.replayed:
             resp.set_header("Idempotent-Replayed", "true")
+        wait_s = preferred_wait(req.get_header("Prefer"), self._settings.max_wait_s)
+        if wait_s and answer.status == 202 and answer.location:
+            await self._answer_final(resp, answer.location.rsplit("/", 1)[-1], wait_s)
+
+    async def _answer_final(self, resp: falcon.asgi.Response, order_id: str, wait_s: float) -> None:
+        final = await self._waiter.wait_until(
+            self._orders, order_id, lambda o: o["status"] in TERMINAL, wait_s
+        )
+        if final is not None and final["status"] in TERMINAL:
+            send_json(resp, final, 201)
+            resp.set_header("Preference-Applied", f"wait={wait_s:g}")
 
 
 class OrderResource:

@@ -124,7 +124,10 @@ class OrderstreamClient:
         *,
         idempotency_key: str | None = None,
         expected_total: str | None = None,
+        prefer_wait: float | None = None,
     ) -> httpx.Response:
+        """POST an order; ``prefer_wait=S`` asks for the final answer within S seconds
+        (``Prefer: wait=S``: 201 with the order when it came, else 202)."""
         body: dict[str, Any] = {
             "customer_id": customer_id,
             "items": [
@@ -138,6 +141,8 @@ class OrderstreamClient:
             body["expected_total"] = expected_total
         headers = dict(self._storefront)
         headers["Idempotency-Key"] = idempotency_key or uuid.uuid4().hex
+        if prefer_wait is not None:
+            headers["Prefer"] = f"wait={prefer_wait:g}"
         return self._http.post("/v1/orders", json=body, headers=headers)
 
     def post_order(self, customer_id: str, items: Any, **kwargs: Any) -> str:

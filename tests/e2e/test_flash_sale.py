@@ -170,3 +170,20 @@ def test_price_is_taken_from_the_catalog(api: OrderstreamClient, pg, stocked, re
     assert (stale["status"], stale["reason"]) == ("rejected", "price_changed")
     assert api.wait_product(product, lambda p: p["available"] == 8)["available"] == 8
     assert reconcile([product]) == []
+
+
+def test_prefer_wait_gives_the_final_status_in_the_post(
+    api: OrderstreamClient, pg, stocked, reconcile
+):
+    product = stocked("prefer", 1)
+
+    r = api.post_order_response("eager", [(product, 1)], prefer_wait=10)
+
+    assert r.status_code == 201, r.text
+    assert r.headers["preference-applied"] == "wait=10"
+    order = r.json()
+    assert (order["status"], order["total"]) == ("shipped", "10.00")
+    assert r.headers["location"] == f"/v1/orders/{order['order_id']}"
+    assert api.order(order["order_id"]) == order
+    assert shipped_units(pg, product) == 1
+    assert reconcile([product]) == []

@@ -60,3 +60,20 @@ def test_an_accepted_order_is_followed_to_its_final_status() -> None:
 
     assert (outcome.accepted, outcome.answered, outcome.final_status) == (True, True, "shipped")
     assert conn.sent[1].startswith(b"GET /v1/orders/o1?wait=")
+
+
+def test_a_final_answer_in_the_post_needs_no_long_poll() -> None:
+    conn = Scripted((201, {"order_id": "o1", "status": "rejected", "reason": "out_of_stock"}))
+
+    outcome = place(conn)
+
+    assert (outcome.accepted, outcome.answered, outcome.refused) == (True, True, False)
+    assert (outcome.final_status, outcome.reason) == ("rejected", "out_of_stock")
+    assert len(conn.sent) == 1
+
+
+def test_the_post_carries_prefer_wait_unless_turned_off() -> None:
+    with_wait = OrderRequests(TARGET, prefer_wait_s=10.0).post((("p1", 1),), 1)
+    without = OrderRequests(TARGET).post((("p1", 1),), 1)
+    assert b"\r\nPrefer: wait=10\r\n" in with_wait
+    assert b"Prefer" not in without

@@ -36,7 +36,9 @@ def test_openapi_document_describes_every_route_and_status(h: Harness) -> None:
     spec = h.client.simulate_get("/v1/openapi.json").json
     assert spec["openapi"].startswith("3.1")
     post = spec["paths"]["/v1/orders"]["post"]
-    assert set(post["responses"]) == {"202", "400", "401", "409", "413", "415", "422", "429", "503"}
+    assert set(post["responses"]) == {
+        *("201", "202", "400", "401", "409", "413", "415", "422", "429", "503")
+    }
     order_request = spec["components"]["schemas"]["OrderRequest"]
     assert order_request["additionalProperties"] is False
     assert order_request["properties"]["items"]["maxItems"] == h.settings.max_lines

@@ -192,3 +192,57 @@ def test_a_completed_key_is_kept_for_the_idempotency_ttl(h: Harness) -> None:
     (key,) = h.redis.keys("os:idem:*")
     # completed: kept for the idempotency TTL (the claim's short lock was replaced)
     assert h.redis.ttl(key) > h.settings.publish_timeout_s * 3 + 5
+
+
+def test_prefer_wait_is_read_as_rfc_7240_says() -> None:
+    from ingress.http import preferred_wait
+
+    assert preferred_wait(None, 30) == 0
+    assert preferred_wait("wait=5", 30) == 5
+    assert preferred_wait("respond-async, wait=2.5", 30) == 2.5
+    assert preferred_wait('WAIT="7"', 30) == 7
+    assert preferred_wait("wait=600", 30) == 30  # capped by the server
+    assert preferred_wait("wait=soon", 30) == 0  # unreadable: ignored
+    assert preferred_wait("wait=-1", 30) == 0
+    assert preferred_wait("return=minimal", 30) == 0
+
+
+def test_prefer_wait_answers_202_when_no_final_status_comes_in_time(h: Harness) -> None:
+    # no pipeline behind the fakes: the order stays accepted, so the POST waits, then says 202
+    r = h.post_order(order_body(("sku-a", 1)), headers={"Prefer": "wait=0.2"})
+
+    assert r.status_code == 202
+    assert r.json == {"order_id": r.json["order_id"], "status": "accepted"}
+    assert "Preference-Applied" not in r.headers
+
+
+def test_prefer_wait_answers_201_with_the_final_order_when_it_comes(h: Harness) -> None:
+    import threading
+    import time
+
+    from orderstream.readmodel import SET_STATUS_LUA, status_args
+
+    def pipeline_decides() -> None:  # what the settler and the sink write, seen through Redis
+        deadline = time.monotonic() + 5
+        while not (keys := h.redis.keys("os:order:*")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        order_id = keys[0].decode().rsplit(":", 1)[-1]
+        time.sleep(0.1)
+        for status in ("committed", "shipped"):
+            args = status_args(status, {"total": "20.00"})
+            h.redis.eval(SET_STATUS_LUA, 2, *_order_keys(order_id), *args)
+
+    decider = threading.Thread(target=pipeline_decides)
+    decider.start()
+    r = h.post_order(order_body(("sku-a", 2)), headers={"Prefer": "wait=5"})
+    decider.join()
+
+    assert r.status_code == 201
+    assert (r.json["status"], r.json["total"]) == ("shipped", "20.00")
+    assert r.headers["Preference-Applied"] == "wait=5"
+    assert r.headers["Location"] == f"/v1/orders/{r.json['order_id']}"
+
+
+def _order_keys(order_id: str) -> tuple[str, str]:
+    keys = Keys()
+    return keys.order(order_id), keys.order_channel(order_id)
