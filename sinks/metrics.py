@@ -23,30 +23,29 @@ class SinkCollector(Collector):
         self._consumer = consumer
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        yield CounterMetricFamily(
-            "orderstream_sink_records_written",
-            "Records committed to PostgreSQL (with their offsets, one transaction per batch)",
-            value=self._sink.written,
-        )
-        yield CounterMetricFamily(
-            "orderstream_sink_batches",
-            "Batches committed to PostgreSQL",
-            value=self._sink.batches,
-        )
-        yield CounterMetricFamily(
-            "orderstream_sink_dead_letters",
-            "Records sent to the dead-letter topic (unparseable, or refused by PostgreSQL)",
-            value=self._sink.dead_lettered,
-        )
-        yield CounterMetricFamily(
-            "orderstream_sink_flush_failures",
-            "Batch commits that failed and were retried with backoff (PostgreSQL down or slow)",
-            value=self._consumer.flush_failures,
+        sink, consumer = self._sink, self._consumer
+        yield from counters(
+            (
+                "orderstream_sink_records_written",
+                "Records committed to PostgreSQL (with their offsets, one transaction per batch)",
+                sink.written,
+            ),
+            ("orderstream_sink_batches", "Batches committed to PostgreSQL", sink.batches),
+            (
+                "orderstream_sink_dead_letters",
+                "Records sent to the dead-letter topic (unparseable, or refused by PostgreSQL)",
+                sink.dead_lettered,
+            ),
+            (
+                "orderstream_sink_flush_failures",
+                "Batch commits that failed and were retried with backoff (PostgreSQL down/slow)",
+                consumer.flush_failures,
+            ),
         )
         yield partition_lag(
             "orderstream_sink_partition_lag",
             "Records past what PostgreSQL holds, per assigned partition",
-            self._consumer.lag,
+            consumer.lag,
         )
 
 
@@ -56,19 +55,25 @@ class RelayCollector(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         stats = self._relay.stats
-        yield CounterMetricFamily(
-            "orderstream_relay_events_sent",
-            "Outbox rows published to Kafka and marked sent (shipped events, dead letters)",
-            value=stats.sent,
+        yield from counters(
+            (
+                "orderstream_relay_events_sent",
+                "Outbox rows published to Kafka and marked sent (shipped events, dead letters)",
+                stats.sent,
+            ),
+            ("orderstream_relay_rounds", "Outbox batches published", stats.rounds),
+            (
+                "orderstream_relay_failures",
+                "Relay rounds that failed (Kafka or PostgreSQL) and were retried",
+                stats.failures,
+            ),
         )
-        yield CounterMetricFamily(
-            "orderstream_relay_rounds", "Outbox batches published", value=stats.rounds
-        )
-        yield CounterMetricFamily(
-            "orderstream_relay_failures",
-            "Relay rounds that failed (Kafka or PostgreSQL) and were retried",
-            value=stats.failures,
-        )
+
+
+def counters(*rows: tuple[str, str, int]) -> Iterator[CounterMetricFamily]:
+    """One counter family per (name, documentation, value) (``_total`` is appended)."""
+    for name, documentation, value in rows:
+        yield CounterMetricFamily(name, documentation, value=value)
 
 
 def partition_lag(
