@@ -9,7 +9,8 @@ harmless, and every change is published on the order's channel for long-polling.
 Keys (``ns`` is the namespace, empty in production, per-run in tests):
   {ns}os:order:{order_id}      hash: status, rank, reason, customer_id, items, total, updated_at
   {ns}os:order-channel:{order_id}  pub/sub channel: the new status
-  {ns}os:product:{product_id}  hash: name, price, available, active, limit_per_customer
+  {ns}os:product:{product_id}  hash: name, price, available, active, limit_per_customer,
+                               v_commands, v_requests (its version: SET_PRODUCT_LUA)
   {ns}os:products              set of product ids
   {ns}os:product-pending:{product_id}  set of admin command ids on their way to the stock agent
 """
@@ -34,6 +35,22 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1], 'rank', ARGV[2])
 for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 redis.call('PUBLISH', KEYS[2], ARGV[1])
+return 1
+"""
+
+
+# KEYS[1] product hash; ARGV[1], ARGV[2] the product's version: the last inventory.commands
+# and orders.requests offsets applied to it (each only grows, and every change of the product
+# raises one); ARGV[3..] field/value pairs. A write older than what the hash holds (both parts
+# lower or equal, one lower: e.g. a worker that lost the partition flushing late) is dropped,
+# so availability never goes back to a stale value, which the sold-out gate would trust.
+# Returns 1 when written, else 0.
+SET_PRODUCT_LUA = """
+local stored = redis.call('HMGET', KEYS[1], 'v_commands', 'v_requests')
+local c, r = tonumber(ARGV[1]), tonumber(ARGV[2])
+local sc, sr = tonumber(stored[1]), tonumber(stored[2])
+if sc and sr and sc >= c and sr >= r and (sc > c or sr > r) then return 0 end
+redis.call('HSET', KEYS[1], 'v_commands', ARGV[1], 'v_requests', ARGV[2], unpack(ARGV, 3))
 return 1
 """
 

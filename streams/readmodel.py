@@ -2,7 +2,9 @@
 
 Agents only ``enqueue`` (a dict update, no I/O); ``run`` flushes what is pending in one
 pipeline every ``interval`` seconds. Product availability is the absolute value from the
-table (latest wins, idempotent); order statuses go through ``SET_STATUS_LUA``
+table, written only when newer than what Redis holds (``SET_PRODUCT_LUA``: versioned by the
+source offsets applied to the product, so a late write of a worker that lost the partition
+cannot put an old availability back); order statuses go through ``SET_STATUS_LUA``
 (forward-only, so replays are harmless). When Redis is down, writes stay pending and are
 retried with backoff: Redis is not the truth and never stops a decision.
 """
@@ -16,7 +18,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from orderstream.readmodel import SET_STATUS_LUA, Keys, product_fields, status_args
+from orderstream.readmodel import (
+    SET_PRODUCT_LUA,
+    SET_STATUS_LUA,
+    Keys,
+    product_fields,
+    status_args,
+)
 from streams.records import ProductState
 
 logger = logging.getLogger(__name__)
@@ -28,18 +36,25 @@ class ReadModelWriter:
         self.client = client
         self.keys = keys
         self.interval = interval
-        self.products: dict[str, dict[str, str]] = {}
+        self.products: dict[str, tuple[tuple[int, int], dict[str, str]]] = {}
         self.statuses: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
         self.applied: dict[str, set[str]] = {}  # product -> admin command ids applied
         self._script = client.register_script(SET_STATUS_LUA) if client is not None else None
+        self._product_script = (
+            client.register_script(SET_PRODUCT_LUA) if client is not None else None
+        )
 
     def enqueue_product(self, product: ProductState) -> None:
-        self.products[product.product_id] = product_fields(
-            name=product.name,
-            price=str(product.price),
-            available=product.available,
-            active=product.active,
-            limit_per_customer=product.limit_per_customer,
+        version = (product.applied_commands, product.applied_requests)
+        self.products[product.product_id] = (
+            version,
+            product_fields(
+                name=product.name,
+                price=str(product.price),
+                available=product.available,
+                active=product.active,
+                limit_per_customer=product.limit_per_customer,
+            ),
         )
 
     def enqueue_applied(self, product_id: str, command_id: str) -> None:
@@ -57,7 +72,7 @@ class ReadModelWriter:
 
     async def flush(self) -> int:
         """Write what is pending; on failure keep it for the next try. Returns writes sent."""
-        if self.client is None or self._script is None:
+        if self.client is None or self._script is None or self._product_script is None:
             self.products.clear()
             self.applied.clear()
             return 0
@@ -70,8 +85,12 @@ class ReadModelWriter:
             async with self.client.pipeline(transaction=False) as pipe:
                 if products:
                     pipe.sadd(self.keys.products(), *products)
-                for product_id, fields in products.items():
-                    pipe.hset(self.keys.product(product_id), mapping=fields)  # type: ignore[arg-type]
+                for product_id, (version, fields) in products.items():
+                    await self._product_script(
+                        keys=[self.keys.product(product_id)],
+                        args=[*version, *(x for kv in fields.items() for x in kv)],
+                        client=pipe,
+                    )
                 # after the products: the gate trusts their availability once this is gone
                 for product_id, command_ids in applied.items():
                     pipe.srem(self.keys.product_pending(product_id), *command_ids)

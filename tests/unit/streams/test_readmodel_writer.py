@@ -18,8 +18,15 @@ from streams.readmodel import ReadModelWriter
 from streams.records import ProductState
 
 
-def product(available: int) -> ProductState:
-    return ProductState(product_id="sku-a", name="A", price=Decimal("1.00"), available=available)
+def product(available: int, commands: int = -1, requests: int = -1) -> ProductState:
+    return ProductState(
+        product_id="sku-a",
+        name="A",
+        price=Decimal("1.00"),
+        available=available,
+        applied_commands=commands,
+        applied_requests=requests,
+    )
 
 
 def test_an_applied_command_leaves_the_pending_set_with_the_product_write() -> None:
@@ -58,5 +65,30 @@ def test_applied_commands_are_kept_for_the_next_flush_when_redis_fails() -> None
             await writer.flush()
         assert writer.applied == {"sku-a": {"cmd-1"}}
         assert "sku-a" in writer.products
+
+    asyncio.run(run())
+
+
+def test_an_older_product_write_never_replaces_a_newer_one() -> None:
+    async def run() -> None:
+        redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+        available = Keys().product("sku-a")
+        newer = ReadModelWriter(redis, Keys())  # the partition's new owner
+        late = ReadModelWriter(redis, Keys())  # a worker that lost it, flushing late
+
+        newer.enqueue_product(product(3, commands=10, requests=40))  # after a restock
+        await newer.flush()
+        late.enqueue_product(product(0, commands=9, requests=40))  # sold out, before it
+        await late.flush()
+        assert await redis.hget(available, "available") == b"3"
+
+        late.enqueue_product(product(0, commands=10, requests=38))
+        await late.flush()
+        assert await redis.hget(available, "available") == b"3"
+        newer.enqueue_product(product(2, commands=10, requests=41))  # a newer reservation
+        await newer.flush()
+        assert await redis.hget(available, "available") == b"2"
+        newer.enqueue_product(product(2, commands=10, requests=41))  # a replay: same version
+        assert await newer.flush() == 1
 
     asyncio.run(run())
