@@ -50,6 +50,12 @@ class Settings:
 
     # settlement
     hold_time_s: float = 30.0
+    # line records of stock_by_product are deleted this long after their decision (0: kept);
+    # it must outlast every release of a line: the hold time, a cancel the sink has not
+    # decided yet (streams.ledger.prune_lines)
+    stock_line_retention_s: float = 6 * 3600.0
+    # a pass over a partition's line records (to find old ones) starts at most this often
+    stock_prune_pass_s: float = 60.0
     # a worker whose agents process nothing this long while records wait stops (0: never)
     worker_stall_s: float = 45.0
 

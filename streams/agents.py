@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 import faust
 
@@ -15,9 +16,17 @@ from orderstream.settings import Settings
 from schemas import codec
 from schemas import topics as names
 from schemas.orders import OrderExpiryCheck
-from streams.faustutil import DirectTableWriter, Outbox, take_batches
+from streams.faustutil import (
+    DirectTableWriter,
+    Outbox,
+    partition_of,
+    scan_partition,
+    take_batches,
+)
 from streams.metrics import WorkerMetrics
+from streams.pruning import LinePruner
 from streams.readmodel import ReadModelWriter
+from streams.records import LINE_PREFIX
 from streams.settler import SettleProcessor
 from streams.stock import StockProcessor
 from streams.tables import StreamTables
@@ -64,6 +73,12 @@ def register_agents(
         topics,
         settings.topics(names.ORDER_REQUESTS),
         readmodel,
+        LinePruner(
+            partial(scan_partition, tables.stock_by_product, prefix=LINE_PREFIX),
+            partial(partition_of, partitions=settings.partitions),
+            pass_every_s=settings.stock_prune_pass_s,
+        ),
+        line_retention_s=settings.stock_line_retention_s,
     )
     settler = SettleProcessor(
         app,

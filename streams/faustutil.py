@@ -159,6 +159,34 @@ class DirectTableWriter:
         self.table.data.set_persisted_offset(tp, offset)
 
 
+_partitioner = DefaultPartitioner()
+
+
+def partition_of(product_id: str, partitions: int) -> int:
+    """The partition of ``product_id``'s records: murmur2 of the key, as every producer."""
+    every = list(range(partitions))
+    return int(_partitioner(product_id.encode(), every, every))
+
+
+def scan_partition(
+    table: Any, partition: int, start: bytes, limit: int, *, prefix: bytes
+) -> list[tuple[bytes, bytes]]:
+    """Up to ``limit`` (key, value) pairs of ``table`` in ``partition`` whose keys start with
+    ``prefix``, from ``start`` on, in key order. RocksDB (rocksdict): that partition's own
+    database, read from ``start``; the memory store (tests) has no partitions: every key."""
+    store = table.data
+    db_for_partition = getattr(store, "_db_for_partition", None)
+    if db_for_partition is None:
+        keys = sorted(k for k in store.data if k.startswith(prefix) and k >= start)[:limit]
+        return [(k, store.data[k]) for k in keys]
+    rows: list[tuple[bytes, bytes]] = []
+    for key, value in db_for_partition(partition).items(from_key=start):
+        if not key.startswith(prefix) or len(rows) >= limit:
+            break
+        rows.append((key, value))
+    return rows
+
+
 def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[EventT]]:
     """``stream.take_events(max_, within)`` whose wait starts at a batch's first event.
 

@@ -12,7 +12,15 @@ written, the product not). So:
   when a line record exists but a record has not seen its offset (torn write), the
   recorded decision is re-applied to that record only (healing), never re-decided;
 * catalog commands apply once: skipped when their offset was applied or their
-  command_id is among the product's recent ids (a re-sent command at a new offset).
+  command_id is among the product's recent ids (a re-sent command at a new offset);
+* line records older than the retention are deleted (``prune_lines``), and the partition's
+  ``PruneMark`` is raised to the highest request offset processed: requests are processed
+  in offset order and each one finds or leaves its line record, so a request at or below
+  the mark without a record was processed before and its record pruned. It is skipped (its
+  decision left long ago), never decided again. A release of a pruned line releases
+  nothing, and a request re-sent (a new offset) after its line was pruned is decided as
+  new: the retention must outlast every way a line can still be released or re-sent (the
+  settler's hold time; a cancel of a committed order the sink has not shipped yet).
 
 Writes must reach the changelog lines first, then customers, then products, so any
 prefix of the log is healable (``StockState.flush_order``).
@@ -21,6 +29,7 @@ prefix of the log is healable (``StockState.flush_order``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Protocol
 
@@ -33,6 +42,7 @@ from streams.records import (
     CustomerHolding,
     LineState,
     ProductState,
+    PruneMark,
     StockRecord,
     customer_key,
     line_key,
@@ -49,17 +59,29 @@ class StockState(Protocol):
 
     def set(self, key: bytes, record: StockRecord) -> None: ...
 
+    def delete(self, key: bytes) -> None: ...
+
 
 def on_request(
-    state: StockState, request: OrderLineRequested, offset: int, now: datetime
-) -> LineState:
-    """Decide (or recall) one order line; returns the line record to emit."""
+    state: StockState,
+    request: OrderLineRequested,
+    offset: int,
+    now: datetime,
+    mark_key: bytes | None = None,
+) -> LineState | None:
+    """Decide (or recall) one order line; returns the line record to emit, or None for a
+    request decided before and pruned since (``mark_key``: the partition's PruneMark)."""
     lkey = line_key(request.order_id, request.line_no)
     line = state.get(lkey)
     if isinstance(line, LineState):
         if line.request_offset == offset and line.status != "rejected":
             _heal_hold(state, line, offset)
         return line
+    if mark_key is not None and offset <= _mark(state.get(mark_key)):
+        logger.info(
+            "request %s/%s at %d was pruned: skipped", request.order_id, request.line_no, offset
+        )
+        return None
     pkey = product_key(request.product_id)
     ckey = customer_key(request.product_id, request.customer_id)
     product = _product(state.get(pkey))
@@ -132,6 +154,35 @@ def _heal_hold(state: StockState, line: LineState, offset: int) -> None:
     if product is not None and product.applied_requests < offset:
         state.set(pkey, replace(take_units(product, line.quantity), applied_requests=offset))
         logger.warning("healed product %s for %s/%s", line.product_id, line.order_id, line.line_no)
+
+
+def prune_lines(
+    state: StockState,
+    keys: Iterable[bytes],
+    decided_before: datetime,
+    mark_key: bytes,
+    processed_up_to: int,
+) -> int:
+    """Delete the line records among ``keys`` decided before ``decided_before``; returns how
+    many. The partition's PruneMark (``mark_key``) is raised to ``processed_up_to``, the
+    highest request offset of the partition processed so far: a request re-sent at a later
+    offset than its line's (a duplicate) is then also told from a new request. The mark must
+    reach the changelog after the line records of every request up to it and before the
+    deletions (``stock.StockCache.write``), so any restored prefix is consistent."""
+    pruned = 0
+    for key in keys:
+        line = state.get(key)
+        if not isinstance(line, LineState) or line.decided_at >= decided_before:
+            continue
+        state.delete(key)
+        pruned += 1
+    if pruned and processed_up_to > _mark(state.get(mark_key)):
+        state.set(mark_key, PruneMark(request_offset=processed_up_to))
+    return pruned
+
+
+def _mark(record: StockRecord | None) -> int:
+    return record.request_offset if isinstance(record, PruneMark) else -1
 
 
 def _product(record: StockRecord | None) -> ProductState | None:

@@ -1,12 +1,16 @@
 """Table values of the stream processors (internal, msgpack on the changelog).
 
-``stock_by_product`` holds three kinds of record in ONE table, so that one changelog
+``stock_by_product`` holds four kinds of record in ONE table, so that one changelog
 partition is a single ordered log of every write for a product partition (a restore is
 then an exact prefix of that log, see ``ledger``):
 
   key ``{product_id}``                     ProductState
-  key ``L\\x1f{order_id}\\x1f{line_no}``     LineState (one per order line ever decided)
+  key ``L\\x1f{order_id}\\x1f{line_no}``     LineState (one per order line decided)
   key ``C\\x1f{product_id}\\x1f{customer}``  CustomerHolding (units held by a customer)
+  key ``W\\x1fpruned\\x1f{partition}``      PruneMark (how far line records were pruned)
+
+Line records are deleted once older than ``stock_line_retention_s`` (``ledger.prune_lines``);
+the partition's PruneMark then tells a replay of their requests from a never-seen one.
 
 Product ids never contain ``\\x1f``, so the key spaces cannot collide. ``pending_orders``
 holds one ``OrderState`` per order id.
@@ -65,7 +69,15 @@ class CustomerHolding(msgspec.Struct, tag="c", kw_only=True, frozen=True):
     applied_commands: int = -1
 
 
-StockRecord = ProductState | LineState | CustomerHolding
+class PruneMark(msgspec.Struct, tag="w", kw_only=True, frozen=True):
+    """One per partition: a request of this partition at or below ``request_offset`` whose
+    line record is missing was decided, and its record pruned (``ledger.prune_lines``)."""
+
+    request_offset: int = -1
+
+
+StockRecord = ProductState | LineState | CustomerHolding | PruneMark
+LINE_PREFIX = f"L{SEP}".encode()
 
 
 class OrderLine(msgspec.Struct, kw_only=True, frozen=True):
@@ -101,6 +113,10 @@ def product_key(product_id: str) -> bytes:
 
 def line_key(order_id: str, line_no: int) -> bytes:
     return f"L{SEP}{order_id}{SEP}{line_no}".encode()
+
+
+def prune_mark_key(partition: int) -> bytes:
+    return f"W{SEP}pruned{SEP}{partition}".encode()
 
 
 def customer_key(product_id: str, customer_id: str) -> bytes:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from faust.types import EventT
 
@@ -30,8 +30,17 @@ from schemas.orders import LineRejected, LineReserved
 from streams import ledger, settlement
 from streams.effects import deliver
 from streams.faustutil import DirectTableWriter, Outbox, bound
+from streams.pruning import LinePruner
 from streams.readmodel import ReadModelWriter
-from streams.records import LineState, ProductState, StockRecord, decode_stock, encode
+from streams.records import (
+    LineState,
+    ProductState,
+    PruneMark,
+    StockRecord,
+    decode_stock,
+    encode,
+    prune_mark_key,
+)
 from streams.topics import StreamTopics
 
 logger = logging.getLogger(__name__)
@@ -43,7 +52,7 @@ class StockCache:
     def __init__(self, table: DirectTableWriter) -> None:
         self.table = table
         self.values: dict[bytes, StockRecord | None] = {}
-        self.dirty: dict[bytes, StockRecord] = {}
+        self.dirty: dict[bytes, StockRecord | None] = {}  # None: delete
 
     def get(self, key: bytes) -> StockRecord | None:
         try:
@@ -58,15 +67,27 @@ class StockCache:
         self.values[key] = record
         self.dirty[key] = record
 
+    def delete(self, key: bytes) -> None:
+        self.values[key] = None
+        self.dirty[key] = None
+
     def write(self, partition: int) -> list[ProductState]:
-        """Write dirty records (lines, customers, products); returns the products."""
+        """Write dirty records: lines, the prune mark, pruned lines (deletions), customers,
+        products. Any prefix of this order is healable (``ledger``); the mark follows the
+        lines it covers and precedes the deletions it explains. Returns the products."""
         put = self.table.put
         products = []
         for key, record in self.dirty.items():
             if isinstance(record, LineState):
                 put(partition, key, encode(record))
         for key, record in self.dirty.items():
-            if not isinstance(record, LineState | ProductState):
+            if isinstance(record, PruneMark):
+                put(partition, key, encode(record))
+        for key, record in self.dirty.items():
+            if record is None:
+                put(partition, key, None)
+        for key, record in self.dirty.items():
+            if not isinstance(record, LineState | ProductState | PruneMark | None):
                 put(partition, key, encode(record))
         for key, record in self.dirty.items():
             if isinstance(record, ProductState):
@@ -101,14 +122,25 @@ class StockProcessor:
         topics: StreamTopics,
         requests_topic: str,
         readmodel: ReadModelWriter,
+        pruner: LinePruner | None = None,
+        line_retention_s: float = 0.0,
     ) -> None:
         self.table = table
         self.outbox = outbox
         self.topics = topics
         self.requests_topic = requests_topic
         self.readmodel = readmodel
+        self.pruner = pruner if line_retention_s > 0 else None
+        # per partition: (consumer generation, the highest orders.requests offset processed
+        # in it): every earlier request was processed before, here or by a previous owner.
+        # A rebalance makes it unknown until this worker processes a request again.
+        self.processed_up_to: dict[int, tuple[int, int]] = {}
+        self.line_retention = timedelta(seconds=line_retention_s)
         self.reservations = topics.output(names.ORDER_RESERVATIONS).get_topic_name()
         self.dead_letter = topics.output(names.DEAD_LETTER).get_topic_name()
+
+    def generation(self) -> int:
+        return int(getattr(self.table.table.app, "consumer_generation_id", 0) or 0)
 
     async def process(self, events: Sequence[EventT]) -> None:
         by_partition: dict[int, list[EventT]] = defaultdict(list)
@@ -123,13 +155,19 @@ class StockProcessor:
         cache = StockCache(self.table)
         results: list[LineState] = []
         admin_commands: list[tuple[str, str]] = []
+        partition = events[-1].message.partition
+        mark_key = prune_mark_key(partition)
+        requests_seen = False
         with bound(events[-1]):
             for event in events:
                 message = event.message
                 try:
                     if message.topic == self.requests_topic:
                         request = codec.order_request_decoder.decode(message.value or b"")
-                        results.append(ledger.on_request(cache, request, message.offset, now))
+                        line = ledger.on_request(cache, request, message.offset, now, mark_key)
+                        requests_seen = True
+                        if line is not None:
+                            results.append(line)
                     else:
                         command = codec.inventory_command_decoder.decode(message.value or b"")
                         ledger.on_command(cache, command, message.offset)
@@ -138,7 +176,20 @@ class StockProcessor:
                 except (codec.DecodeError, codec.ValidationError) as exc:
                     logger.error("undecodable %s@%s: %s", message.topic, message.offset, exc)
                     self.outbox.add(self.dead_letter, message.key, message.value)
-            products = cache.write(events[-1].message.partition)
+            generation = self.generation()
+            if requests_seen:  # the last request of the batch is the highest processed
+                self.processed_up_to[partition] = (
+                    generation,
+                    max(e.message.offset for e in events if e.message.topic == self.requests_topic),
+                )
+            seen = self.processed_up_to.get(partition)
+            if self.pruner is not None and seen is not None and seen[0] == generation:
+                cutoff = now - self.line_retention
+                old = self.pruner.candidates(partition, cutoff)
+                if old:
+                    pruned = ledger.prune_lines(cache, old, cutoff, mark_key, seen[1])
+                    logger.info("partition %d: %d line records pruned", partition, pruned)
+            products = cache.write(partition)
         # A replay after a crash changes no product, but the read-model write the crash cut
         # off may be missing: publish every product the batch touched (absolute values).
         written = {product.product_id for product in products}

@@ -6,6 +6,7 @@ Assertions are the invariants: no oversell, nothing reserved twice, all or nothi
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import replace
@@ -16,9 +17,11 @@ import redis
 from streams_harness import STUCK_ON_FIRST_ORDER, StreamsEnv, wait_for
 
 from orderstream.readmodel import Keys, decode_product
+from orderstream.topicread import read_to_end
 from schemas import codec
 from schemas import topics as names
 from schemas.inventory import ReleaseLine
+from streams.records import PruneMark, decode_stock, line_key
 
 
 @pytest.fixture
@@ -188,3 +191,49 @@ def test_two_line_order_with_sold_out_second_product_releases_the_first(
     assert [(r.order_id, r.line_no, r.quantity) for r in releases] == [("two", 0, 2)]
     wait_for(lambda: product_available(env, redis_client, "A") == 5, 60, "A released")
     assert not env.read(names.ORDERS_COMMITTED, codec.order_event_decoder)
+
+
+def test_old_line_records_are_pruned_and_a_restarted_worker_still_decides_exactly(
+    env: StreamsEnv, redis_client: redis.Redis
+) -> None:
+    stock = 30
+    env.settings = replace(env.settings, stock_line_retention_s=2.0, stock_prune_pass_s=0.5)
+    env.start_worker()
+    env.upsert("PR", stock)
+    env.flush()
+    wait_for(lambda: product_available(env, redis_client, "PR") == stock, 120, "catalog")
+    changelog = f"{env.app_id}-stock_by_product-changelog"
+
+    def wave(name: str, count: int) -> list[bytes]:
+        for i in range(count):
+            env.order(f"{name}{i}", [("PR", 1)], customer_id=f"{name}-c{i}")
+        env.flush()
+        return [line_key(f"{name}{i}", 0) for i in range(count)]
+
+    def latest() -> dict[bytes, bytes | None]:
+        return {r.key: r.value for r in read_to_end(env.settings.kafka_bootstrap, changelog)}
+
+    first = wave("a", 20)
+    wait_all_decided(env, 20, 60, "first wave")
+    assert all(latest().get(key) is not None for key in first)
+    time.sleep(2.5)  # the first wave's lines pass the retention
+    second = wave("b", 20)  # the second wave's batches prune them
+    wait_for(
+        lambda: all(key in (log := latest()) and log[key] is None for key in first),
+        60,
+        "the first wave's line records deleted (tombstones on the changelog)",
+    )
+    log = latest()
+    marks = [decode_stock(v) for k, v in log.items() if k.startswith(b"W\x1f") and v]
+    assert marks and all(isinstance(m, PruneMark) and m.request_offset >= 19 for m in marks)
+    assert any(log.get(key) is not None for key in second)  # young lines stay
+
+    # a worker restored from the pruned changelog goes on deciding exactly
+    env.kill_worker()
+    wave("c", 20)
+    env.start_worker(restart=True)
+    wait_all_decided(env, 60, 300, "after restart")
+    decided = order_decisions(env)
+    assert all(len(kinds) == 1 for kinds in decided.values()), "an order got two decisions"
+    assert committed_units(env) == Counter({"PR": stock})
+    wait_for(lambda: product_available(env, redis_client, "PR") == 0, 30, "read model")

@@ -18,7 +18,7 @@ class DictState:
 
     def __init__(self) -> None:
         self.data: dict[bytes, StockRecord] = {}
-        self.log: list[tuple[bytes, StockRecord]] = []
+        self.log: list[tuple[bytes, StockRecord | None]] = []  # None: deleted
 
     def get(self, key: bytes) -> StockRecord | None:
         return self.data.get(key)
@@ -26,6 +26,10 @@ class DictState:
     def set(self, key: bytes, record: StockRecord) -> None:
         self.data[key] = record
         self.log.append((key, record))
+
+    def delete(self, key: bytes) -> None:
+        self.data.pop(key, None)
+        self.log.append((key, None))
 
 
 def request(
