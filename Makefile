@@ -4,10 +4,14 @@ VENV := .venv
 OS := $(VENV)/bin/orderstream
 PYTEST_ARGS ?=
 
-.PHONY: up down clean status env install test test-unit test-integration test-e2e lint ci
+.PHONY: up down clean status env install install-test test test-unit test-integration test-e2e lint ci
 
 install:
 	@deploy/bootstrap.sh
+
+# what the tests need besides (Chromium for the storefront page's browser test)
+install-test:
+	@BOOTSTRAP_FOR_TESTS=1 deploy/bootstrap.sh
 
 up: install
 	@$(OS) stack up
@@ -25,7 +29,7 @@ env:
 	@$(OS) stack env
 
 # Every tier; the `stack` fixture (tests/conftest.py) brings the stack up when it is not running.
-test: install
+test: install-test
 	@$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-unit: install
@@ -34,7 +38,7 @@ test-unit: install
 test-integration: install
 	@$(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
 
-test-e2e: install
+test-e2e: install-test
 	@$(VENV)/bin/pytest -m e2e $(PYTEST_ARGS)
 
 # ruff (lint + format) and mypy over the packages; CI runs it after the tests

@@ -15,9 +15,12 @@ command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3)
 "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
-# the storefront page's browser test (tests/e2e/test_shop.py): Debian's Chromium and its driver
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# for the tests only (make test sets BOOTSTRAP_FOR_TESTS=1): Debian's Chromium and its driver,
+# for the storefront page's browser test (tests/e2e/test_shop.py)
+if [[ ${BOOTSTRAP_FOR_TESTS:-0} == 1 ]]; then
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+fi
 
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
