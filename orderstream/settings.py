@@ -54,8 +54,10 @@ class Settings:
     # it must outlast every release of a line: the hold time, a cancel the sink has not
     # decided yet (streams.ledger.prune_lines)
     stock_line_retention_s: float = 6 * 3600.0
-    # a pass over a partition's line records (to find old ones) starts at most this often
-    stock_prune_pass_s: float = 60.0
+    # a pass over a partition's line records (to find old ones) starts at most this often:
+    # every pass reads every line record, so it is a fraction of the retention (records live
+    # up to retention + this)
+    stock_prune_pass_s: float = 600.0
     # a worker whose agents process nothing this long while records wait stops (0: never)
     worker_stall_s: float = 45.0
 

@@ -20,7 +20,7 @@ from datetime import datetime
 from streams.records import LINE_PREFIX, LineState, decode_stock
 
 KEYS_PER_BATCH = 512
-PASS_EVERY_S = 60.0
+PASS_EVERY_S = 600.0
 
 # (partition, first key, limit) -> (key, value) pairs in key order: faustutil.scan_partition
 Scan = Callable[[int, bytes, int], list[tuple[bytes, bytes]]]
