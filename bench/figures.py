@@ -28,7 +28,6 @@ TERMINAL = frozenset({"shipped", "rejected", "cancelled"})
 ACCEPTED_HTTP = 202
 FINAL_HTTP = 201  # Prefer: wait honoured: accepted, and the body is the order's final status
 REFUSED_HTTP = 409
-REFUSAL_REASONS = frozenset({"out_of_stock", "discontinued"})
 NOT_STARTED = "not_started"  # error of an open-loop order that never got a connection
 
 

@@ -41,13 +41,13 @@ from bench.figures import (
     ACCEPTED_HTTP,
     FINAL_HTTP,
     NOT_STARTED,
-    REFUSAL_REASONS,
     REFUSED_HTTP,
     TERMINAL,
     OrderOutcome,
 )
 from bench.httpclient import Connection, Endpoint, HttpClientError, Pool
 from bench.scenarios import Lines
+from schemas.orders import REFUSAL_REASONS
 
 logger = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ingress.config import IngressConfig
+from ingress.errors import NotAvailable
 from ingress.validation import OrderRequest
 from orderstream.readmodel import SET_STATUS_LUA
 
@@ -80,17 +80,6 @@ return nil
 )
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """Why the gate refused an order: its first line the read model says cannot be filled."""
-
-    line_no: int
-    product_id: str
-    quantity: int
-    reason: str  # "out_of_stock" | "discontinued"
-    available: int
-
-
 def admit_call(
     config: IngressConfig,
     order: OrderRequest,
@@ -113,13 +102,13 @@ def admit_call(
     return redis_keys, [*args, *status_args]
 
 
-def refusal(order: OrderRequest, reply: Any) -> Refusal | None:
-    """The script's reply as a ``Refusal``, or None when it was not one."""
+def refusal(order: OrderRequest, reply: Any) -> NotAvailable | None:
+    """The script's reply as the 409 to raise, or None when it did not refuse."""
     if not isinstance(reply, list | tuple) or len(reply) != 3:
         return None
     line_no, reason, available = reply
     line = order.items[int(line_no)]
-    return Refusal(
+    return NotAvailable(
         line_no=int(line_no),
         product_id=line.product_id,
         quantity=line.quantity,

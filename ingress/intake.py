@@ -13,7 +13,6 @@ the client gets 503.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import uuid
 from collections.abc import Callable
@@ -25,7 +24,7 @@ import msgspec
 
 from ingress.admission import ADMIT_LUA, admit_call, refusal
 from ingress.config import IngressConfig
-from ingress.errors import IdempotencyInFlight, IdempotencyKeyReused, NotAvailable, Unavailable
+from ingress.errors import IdempotencyInFlight, IdempotencyKeyReused, Unavailable
 from ingress.idempotency import Claim, IdempotencyStore, fingerprint
 from ingress.publisher import Message, Publisher, PublishError
 from ingress.validation import OrderRequest
@@ -123,7 +122,7 @@ class OrderIntake:
             ) from None
         refused = refusal(order, reply)
         if refused is not None:
-            raise NotAvailable(**dataclasses.asdict(refused))
+            raise refused
         if claim is None:
             return None
         return self._idempotency.outcome(claim[0], claim[1], reply)

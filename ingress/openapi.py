@@ -13,6 +13,7 @@ import msgspec
 
 from ingress.validation import IDEMPOTENCY_KEY, OrderRequest, ProductUpsert, RestockRequest
 from orderstream.settings import Settings
+from schemas.orders import REFUSAL_REASONS
 
 REF = "#/components/schemas/{name}"
 MONEY = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$", "examples": ["19.99"]}
@@ -37,7 +38,7 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
             ),
         },
         reason={
-            "enum": ["out_of_stock", "discontinued"],
+            "enum": sorted(REFUSAL_REASONS),
             "description": "an order refused by the sold-out gate (409): why",
         },
         line_no={"type": "integer", "description": "refused order: the line that cannot be filled"},

@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 
+from schemas.orders import REFUSAL_REASONS
+
 TERMINAL = frozenset({"shipped", "rejected", "cancelled"})
-# reasons of a 409 from the sold-out gate (ingress.admission): the order was not accepted
-REFUSAL_REASONS = frozenset({"out_of_stock", "discontinued"})
 
 
 @dataclass

@@ -18,8 +18,9 @@ import aiohttp
 import click
 from tqdm import tqdm
 
-from orderstream.client import REFUSAL_REASONS, TERMINAL, OrderstreamClient
+from orderstream.client import TERMINAL, OrderstreamClient
 from orderstream.settings import Settings
+from schemas.orders import REFUSAL_REASONS
 
 
 @dataclass
