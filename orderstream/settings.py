@@ -44,8 +44,8 @@ class Settings:
     idempotency_ttl_s: int = 24 * 3600
     # refuse at the door (409) orders the read model shows cannot be filled (ingress.admission)
     sold_out_gate: bool = True
-    # after an admin command for a product, its orders pass the gate this long (the stock
-    # agent may not have applied the command yet)
+    # an admin command keeps the gate open for its product until the stock agent has applied
+    # it, or at most this long (the pending set's TTL, in case that is never seen)
     sold_out_gate_pause_s: float = 30.0
 
     # settlement

@@ -22,8 +22,9 @@ written, the product not). So:
   new: the retention must outlast every way a line can still be released or re-sent (the
   settler's hold time; a cancel of a committed order the sink has not shipped yet).
 
-Writes must reach the changelog lines first, then customers, then products, so any
-prefix of the log is healable (``StockState.flush_order``).
+Writes must reach the changelog lines first, then the prune mark and the deletions of
+pruned lines, then customers, then products, so any prefix of the log is healable
+(``stock.StockCache.write``).
 """
 
 from __future__ import annotations
