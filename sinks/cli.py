@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 
 import click
 
@@ -23,6 +24,14 @@ def _stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
     return stop
+
+
+def metrics_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--metrics-port`` and ``--metrics-host`` (sinks.metrics.serve)."""
+    command = click.option("--metrics-host", default="127.0.0.1", show_default=True)(command)
+    return click.option(
+        "--metrics-port", default=0, show_default=True, help="Serve /metrics here (0: do not)."
+    )(command)
 
 
 @click.command()
@@ -44,10 +53,7 @@ def migrate() -> None:
 @click.option("--no-read-model", is_flag=True, help="Do not write the Redis read model.")
 @click.option("--shard", default=0, show_default=True, help="This instance's shard.")
 @click.option("--shards", default=1, show_default=True, help="Instances sharing the partitions.")
-@click.option(
-    "--metrics-port", default=0, show_default=True, help="Serve /metrics here (0: do not)."
-)
-@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@metrics_options
 def sink(
     group_id: str | None,
     no_read_model: bool,
@@ -99,10 +105,7 @@ def sink(
     "--retention-hours", default=168.0, show_default=True, help="Keep sent outbox rows this long."
 )
 @click.option("--no-listen", is_flag=True, help="Poll only (no LISTEN/NOTIFY).")
-@click.option(
-    "--metrics-port", default=0, show_default=True, help="Serve /metrics here (0: do not)."
-)
-@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@metrics_options
 def relay(
     batch_size: int,
     poll_interval: float,

@@ -116,10 +116,12 @@ def test_throughput_series_buckets_correct_answers_by_second() -> None:
     assert throughput_series(outcomes, durable) == [1, 0, 1]
 
 
-def refused(t_sent: float, product: str = "p1", reason: str = "out_of_stock") -> OrderOutcome:
+def refused(
+    t_sent: float, product: str = "p1", quantity: int = 1, reason: str = "out_of_stock"
+) -> OrderOutcome:
     """A POST answered 409 by orderstream's sold-out gate, as the load generator records it."""
     return OrderOutcome(
-        lines=((product, 1),),
+        lines=((product, quantity),),
         t_sent=t_sent,
         http_status=409,
         final_status="rejected",
@@ -145,16 +147,7 @@ def test_an_order_refused_at_the_door_is_decided_not_accepted_and_not_failed() -
 
 
 def test_refusals_of_a_product_with_the_units_asked_left_are_counted() -> None:
-    two_of_p3 = OrderOutcome(
-        lines=(("p3", 2),),
-        t_sent=0.2,
-        http_status=409,
-        final_status="rejected",
-        reason="out_of_stock",
-        t_final=0.21,
-        refused_product="p3",
-    )
-    outcomes = [refused(0.0, "p1"), refused(0.1, "p2"), two_of_p3]
+    outcomes = [refused(0.0, "p1"), refused(0.1, "p2"), refused(0.2, "p3", quantity=2)]
     durable = DurableRecord({}, {"p1": 3, "p2": 1, "p3": 4})
 
     figures = compute_figures(outcomes, durable, {"p1": 3, "p2": 2, "p3": 5})
