@@ -7,7 +7,6 @@ runs in a thread (``asyncio.to_thread``), off the event loop."""
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import time
 from collections.abc import Callable
@@ -86,21 +85,22 @@ class ProductReader:
         self, limit: int, after: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Up to ``limit`` products in id order after ``after``; and the id to ask ``after``
-        next (None on the last page)."""
-        ids = sorted(_s(i) for i in await self._redis.smembers(self._keys.products()))
-        if not ids:
+        next (None on the last page). Reads one page of ids (ZRANGE BYLEX), not all of them."""
+        key = self._keys.product_ids()
+        first = "-" if after is None else f"({after}"
+        raw_ids = await self._redis.zrange(key, first, "+", bylex=True, offset=0, num=limit + 1)
+        ids = [_s(i) for i in raw_ids]
+        if not ids and not await self._redis.exists(key):  # Redis lost the read model
             rows = await asyncio.to_thread(self._fallback.products) or []
             rows = [r for r in rows if after is None or r["product_id"] > after]
             return rows[:limit], rows[limit - 1]["product_id"] if len(rows) > limit else None
-        start = 0 if after is None else bisect.bisect_right(ids, after)
-        chosen = ids[start : start + limit]
+        chosen = ids[:limit]
         pipe = self._redis.pipeline(transaction=False)
         for product_id in chosen:
             pipe.hgetall(self._keys.product(product_id))
         raws = await pipe.execute()
         found = (decode_product(pid, raw) for pid, raw in zip(chosen, raws, strict=True))
-        more = start + limit < len(ids)
-        return [p for p in found if p is not None], chosen[-1] if more and chosen else None
+        return [p for p in found if p is not None], chosen[-1] if len(ids) > limit else None
 
 
 class StatusWaiter:

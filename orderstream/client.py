@@ -87,6 +87,13 @@ class OrderstreamClient:
             return None
         return self._expect(response, 200)
 
+    def products(self, limit: int = 100, after: str | None = None) -> dict[str, Any]:
+        """One page of the product list: ``{items, next}`` (``next``: the next page's after)."""
+        params: dict[str, Any] = {"limit": limit}
+        if after is not None:
+            params["after"] = after
+        return self._expect(self._http.get("/v1/products", params=params), 200)
+
     def wait_product(
         self, product_id: str, predicate: Any, timeout: float = 30.0
     ) -> dict[str, Any] | None:

@@ -11,7 +11,8 @@ Keys (``ns`` is the namespace, empty in production, per-run in tests):
   {ns}os:order-channel:{order_id}  pub/sub channel: the new status
   {ns}os:product:{product_id}  hash: name, price, available, active, limit_per_customer,
                                v_commands, v_requests (its version: SET_PRODUCT_LUA)
-  {ns}os:products              set of product ids
+  {ns}os:product-ids           sorted set of product ids (all scores 0: read in id order,
+                               a page at a time, by ZRANGE ... BYLEX)
   {ns}os:product-pending:{product_id}  set of admin command ids on their way to the stock agent
 """
 
@@ -73,8 +74,8 @@ class Keys:
         yet (a TTL bounds it); while it exists the sold-out gate lets the product's orders by."""
         return f"{self.namespace}os:product-pending:{product_id}"
 
-    def products(self) -> str:
-        return f"{self.namespace}os:products"
+    def product_ids(self) -> str:
+        return f"{self.namespace}os:product-ids"
 
 
 def status_args(status: str, fields: Mapping[str, Any]) -> list[Any]:

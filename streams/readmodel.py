@@ -84,7 +84,7 @@ class ReadModelWriter:
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 if products:
-                    pipe.sadd(self.keys.products(), *products)
+                    pipe.zadd(self.keys.product_ids(), dict.fromkeys(products, 0))
                 for product_id, (version, fields) in products.items():
                     await self._product_script(
                         keys=[self.keys.product(product_id)],

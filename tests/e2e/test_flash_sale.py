@@ -187,3 +187,11 @@ def test_prefer_wait_gives_the_final_status_in_the_post(
     assert api.order(order["order_id"]) == order
     assert shipped_units(pg, product) == 1
     assert reconcile([product]) == []
+
+
+def test_the_product_list_pages_in_id_order_from_the_read_model(api: OrderstreamClient, stocked):
+    product = stocked("paged", 3)
+    # the id just before this product's: this run's ids have no other product in between
+    listed = api.products(limit=1, after=product[:-1])
+    assert [p["product_id"] for p in listed["items"]] == [product]
+    assert listed["items"][0]["available"] == 3
