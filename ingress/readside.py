@@ -109,6 +109,9 @@ class StatusWaiter:
     A waiter registers on its order's channel, waits until the channel's subscription is
     confirmed, then re-reads the status (so a change just before it subscribed is not
     missed), and re-checks every ``recheck_s`` in case a publish was lost (reconnects).
+    A publish carries the new status (``SET_STATUS_LUA`` publishes after its HSET), so a
+    status the waiter is not waiting for (``committed`` on the way to ``shipped``) costs no
+    read: the order is read again only for a status it is done on, or after a re-check.
 
     Cheap per long-poll: SUBSCRIBE and UNSUBSCRIBE are written by one sender task, which
     puts every channel asked for meanwhile into one command; and a channel stays subscribed
@@ -123,7 +126,7 @@ class StatusWaiter:
         self._keys = keys
         self._recheck_s = recheck_s
         self._linger_s = linger_s
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters: dict[str, set[_Waiter]] = {}
         self._confirmed: dict[str, asyncio.Event] = {}  # subscribed or being subscribed
         self._idle_since: dict[str, float] = {}  # subscribed, nobody waiting
         self._to_subscribe: list[str] = []
@@ -136,37 +139,45 @@ class StatusWaiter:
         self, reader: OrderReader, order_id: str, seen: str, timeout_s: float
     ) -> dict[str, Any] | None:
         """The order once its status is not ``seen``, or as it is after ``timeout_s``."""
-        return await self.wait_until(reader, order_id, lambda o: o["status"] != seen, timeout_s)
+        return await self.wait_until(reader, order_id, lambda status: status != seen, timeout_s)
 
     async def wait_until(
         self,
         reader: OrderReader,
         order_id: str,
-        done: Callable[[dict[str, Any]], bool],
+        done: Callable[[str], bool],
         timeout_s: float,
     ) -> dict[str, Any] | None:
-        """The order once ``done(order)``, or as it is after ``timeout_s`` (None: unknown)."""
+        """The order once ``done(its status)``, or as it is after ``timeout_s`` (None:
+        unknown)."""
         deadline = time.monotonic() + timeout_s
         channel = self._keys.order_channel(order_id)
-        event = asyncio.Event()
-        confirmed = self._register(channel, event)
+        waiter = _Waiter()
+        confirmed = self._register(channel, waiter)
         try:
             await _wait(confirmed, min(1.0, timeout_s))
-            while True:
-                current = await reader.get(order_id)
-                if current is None or done(current):
-                    return current
+            current = await reader.get(order_id)
+            while current is not None and not done(current["status"]):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return current
-                await _wait(event, min(remaining, self._recheck_s))
-                event.clear()
+                    if waiter.skipped:  # a change was published since the last read
+                        current = await reader.get(order_id)
+                    break
+                await _wait(waiter.event, min(remaining, self._recheck_s))
+                waiter.event.clear()
+                published, waiter.published = waiter.published, None
+                if published is not None and not done(published):
+                    waiter.skipped = True  # not what we wait for: no read
+                    continue
+                waiter.skipped = False
+                current = await reader.get(order_id)
+            return current
         finally:
-            self._unregister(channel, event)
+            self._unregister(channel, waiter)
 
-    def _register(self, channel: str, event: asyncio.Event) -> asyncio.Event:
+    def _register(self, channel: str, waiter: _Waiter) -> asyncio.Event:
         self._ensure_started()
-        self._waiters.setdefault(channel, set()).add(event)
+        self._waiters.setdefault(channel, set()).add(waiter)
         self._idle_since.pop(channel, None)
         confirmed = self._confirmed.get(channel)
         if confirmed is None:
@@ -176,11 +187,11 @@ class StatusWaiter:
             self._wake_sender.set()
         return confirmed
 
-    def _unregister(self, channel: str, event: asyncio.Event) -> None:
+    def _unregister(self, channel: str, waiter: _Waiter) -> None:
         waiters = self._waiters.get(channel)
         if waiters is None:
             return
-        waiters.discard(event)
+        waiters.discard(waiter)
         if not waiters:
             del self._waiters[channel]
             # appended, so _idle_since is in time order: _send reads only its stale head
@@ -238,14 +249,28 @@ class StatusWaiter:
                 if confirmed is not None:
                     confirmed.set()
             elif message["type"] == "message":
-                for event in self._waiters.get(channel, ()):
-                    event.set()
+                status = _s(message["data"])
+                for waiter in self._waiters.get(channel, ()):
+                    waiter.published = status
+                    waiter.event.set()
 
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
         if self._pubsub is not None:
             await self._pubsub.aclose()
+
+
+class _Waiter:
+    """One request waiting on an order's channel: woken by ``event``; ``published`` is the
+    last status published since it last looked (statuses only move forward)."""
+
+    __slots__ = ("event", "published", "skipped")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.published: str | None = None
+        self.skipped = False  # a published status was not read: the last read is behind
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:

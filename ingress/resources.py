@@ -75,9 +75,7 @@ class OrdersResource:
             await self._answer_final(resp, answer.location.rsplit("/", 1)[-1], wait_s)
 
     async def _answer_final(self, resp: falcon.asgi.Response, order_id: str, wait_s: float) -> None:
-        final = await self._waiter.wait_until(
-            self._orders, order_id, lambda o: o["status"] in TERMINAL, wait_s
-        )
+        final = await self._waiter.wait_until(self._orders, order_id, TERMINAL.__contains__, wait_s)
         if final is not None and final["status"] in TERMINAL:
             send_json(resp, final, 201)
             resp.set_header("Preference-Applied", f"wait={wait_s:g}")

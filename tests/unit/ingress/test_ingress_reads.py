@@ -235,6 +235,53 @@ def test_a_channel_nobody_waits_on_is_unsubscribed_after_the_linger_time(h: Harn
     asyncio.run(main())
 
 
+class CountingReads:
+    """Wraps an OrderReader: counts the reads of the order."""
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+        self.reads = 0
+
+    async def get(self, order_id: str) -> object:
+        self.reads += 1
+        return await self._reader.get(order_id)
+
+
+def test_a_published_status_that_is_not_awaited_is_not_read(h: Harness) -> None:
+    """Waiting for a final status: ``committed`` passes by with no read of the order."""
+    from ingress.resources import TERMINAL
+
+    order_id = h.post_order(order_body(("a", 1))).json["order_id"]
+
+    async def main() -> None:
+        waiter, reader, _ = _waiter(h, linger_s=60)
+        counting = CountingReads(reader)
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.3, set_status, h, order_id, "committed")
+        loop.call_later(0.6, set_status, h, order_id, "shipped")
+        found = await waiter.wait_until(counting, order_id, TERMINAL.__contains__, 20)
+        assert found["status"] == "shipped"
+        assert counting.reads == 2  # once subscribed, then on "shipped"
+        await waiter.close()
+
+    asyncio.run(main())
+
+
+def test_a_wait_that_times_out_after_a_skipped_status_reads_it(h: Harness) -> None:
+    from ingress.resources import TERMINAL
+
+    order_id = h.post_order(order_body(("a", 1))).json["order_id"]
+
+    async def main() -> None:
+        waiter, reader, _ = _waiter(h, linger_s=60)
+        asyncio.get_running_loop().call_later(0.2, set_status, h, order_id, "committed")
+        found = await waiter.wait_until(reader, order_id, TERMINAL.__contains__, 1.0)
+        assert found["status"] == "committed"  # not the "accepted" read before it
+        await waiter.close()
+
+    asyncio.run(main())
+
+
 def test_products_are_listed_a_page_at_a_time_in_id_order(h: Harness) -> None:
     for n in range(5):
         put_product(h, f"p-{n}")
