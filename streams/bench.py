@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -166,6 +167,35 @@ class Bench:
                 raise TimeoutError(f"{topics} did not reach {count} messages in {limit_s}s")
             await asyncio.sleep(0.5)
 
+    async def wait_decided(
+        self, topics: list[str], count: int, limit_s: float, pid: int
+    ) -> dict[str, float]:
+        """Wait until ``topics`` hold ``count`` decisions; sample the worker's CPU meanwhile.
+
+        Returns its CPU per line and the cores it used (CPU over wall time) between the first
+        poll that saw decisions and the last: start-up (imports, rebalance) is left out."""
+        worker = psutil.Process(pid)
+        deadline = time.monotonic() + limit_s
+        start: tuple[int, float, float] | None = None  # decided, cpu s, wall s
+        while True:
+            decided = sum([await self.end_offsets(t) for t in topics])
+            times = worker.cpu_times()
+            sample = (decided, times.user + times.system, time.monotonic())
+            if start is None and decided > 0:
+                start = sample
+            if decided >= count:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topics} did not reach {count} messages in {limit_s}s")
+            await asyncio.sleep(0.5)
+        if start is None or sample[0] == start[0]:
+            return {}
+        lines, cpu_s, wall_s = (sample[i] - start[i] for i in range(3))
+        return {
+            "worker_cpu_ms_per_line": round(1000 * cpu_s / lines, 4),
+            "worker_cores": round(cpu_s / max(wall_s, 1e-6), 2),
+        }
+
     async def produce(self, settings: Settings, topic: str, items: list[tuple[str, bytes]]) -> None:
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -238,7 +268,7 @@ class Bench:
                     settings.topics(names.ORDERS_COMMITTED),
                     settings.topics(names.ORDERS_REJECTED),
                 ]
-                await self.wait_offsets(decisions, scenario.lines, 900)
+                usage = await self.wait_decided(decisions, scenario.lines, 900, worker.pid)
                 first, last, reserved = await self.output_window(decisions)
             finally:
                 worker.send_signal(signal.SIGTERM)
@@ -251,6 +281,7 @@ class Bench:
                 "reserved": reserved,
                 "seconds": round(last - first, 2),
                 "lines_per_s": round(rate),
+                **usage,
             }
         finally:
             await self.delete_topics(prefix)
