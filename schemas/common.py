@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,6 +21,7 @@ Money = Decimal  # encoded as a decimal string, e.g. "19.99"
 # Fixed namespace for deterministic event ids: the same fact always gets the same id,
 # so a replayed event is recognisable downstream.
 EVENT_NAMESPACE = uuid.UUID("5b0e7f3c-6a55-4d2a-9d5c-0f0e7a1c0de5")
+_NAMESPACE_BYTES = EVENT_NAMESPACE.bytes
 
 
 def utcnow() -> datetime:
@@ -27,8 +29,16 @@ def utcnow() -> datetime:
 
 
 def event_id_for(*parts: object) -> str:
-    """A stable event id derived from what the event is about (never random)."""
-    return str(uuid.uuid5(EVENT_NAMESPACE, ":".join(str(p) for p in parts)))
+    """A stable event id derived from what the event is about (never random): the UUIDv5
+    (RFC 9562) of the parts joined by ``:`` in ``EVENT_NAMESPACE``, as ``uuid.uuid5``
+    gives it, built from the SHA-1 digest directly (``uuid.uuid5`` plus ``str`` of the
+    ``UUID`` object was ~3% of a Faust worker and ~2% of an ingress worker)."""
+    name = ":".join(str(p) for p in parts).encode()
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 9562 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class Record(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=False):
