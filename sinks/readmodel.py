@@ -1,8 +1,8 @@
 """Read-model writes after a committed batch. Redis down never stops the sink.
 
-Updates are forward-only (``SET_STATUS_LUA``), so writing one again is harmless. Updates
-that fail are kept (bounded) and retried after the next batch; PostgreSQL stays the
-truth and the ingress falls back to it.
+Updates are forward-only (``SET_STATUS_LUA``; many per call: ``SET_STATUSES_LUA``), so
+writing one again is harmless. Updates that fail are kept (bounded) and retried after the
+next batch; PostgreSQL stays the truth and the ingress falls back to it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import redis
 
-from orderstream.readmodel import SET_STATUS_LUA, Keys, status_args
+from orderstream.readmodel import SET_STATUSES_LUA, Keys, status_calls
 from sinks.projection import StatusUpdate
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ class ReadModelWriter:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._client = client
         self._keys = keys
-        self._script = client.register_script(SET_STATUS_LUA)
+        self._script = client.register_script(SET_STATUSES_LUA)
         self._pending: dict[str, StatusUpdate] = {}
         self._retry_at = 0.0
 
@@ -47,15 +47,9 @@ class ReadModelWriter:
         batch = list(self._pending.values())
         try:
             pipe = self._client.pipeline(transaction=False)
-            for update in batch:
-                self._script(
-                    keys=[
-                        self._keys.order(update.order_id),
-                        self._keys.order_channel(update.order_id),
-                    ],
-                    args=status_args(update.status, update.fields),
-                    client=pipe,
-                )
+            rows = ((u.order_id, u.status, u.fields) for u in batch)
+            for redis_keys, args in status_calls(self._keys, rows):
+                self._script(keys=redis_keys, args=args, client=pipe)
             pipe.execute()
         except redis.RedisError as exc:
             self._retry_at = time.monotonic() + RETRY_AFTER_S

@@ -1,12 +1,14 @@
 """Writes the Redis read model from the stream processors, off the decision path.
 
 Agents only ``enqueue`` (a dict update, no I/O); ``run`` flushes what is pending in one
-pipeline every ``interval`` seconds. Product availability is the absolute value from the
-table, written only when newer than what Redis holds (``SET_PRODUCT_LUA``: versioned by the
-source offsets applied to the product, so a late write of a worker that lost the partition
-cannot put an old availability back); order statuses go through ``SET_STATUS_LUA``
-(forward-only, so replays are harmless). When Redis is down, writes stay pending and are
-retried with backoff: Redis is not the truth and never stops a decision.
+pipeline every ``interval`` seconds, many products or statuses per script call
+(``orderstream.readmodel.batch_calls``). Product availability is the absolute value from
+the table, written only when newer than what Redis holds (``SET_PRODUCT_LUA``: versioned by
+the source offsets applied to the product, so a late write of a worker that lost the
+partition cannot put an old availability back); order statuses go through
+``SET_STATUS_LUA`` (forward-only, so replays are harmless). When Redis is down, writes
+stay pending and are retried with backoff: Redis is not the truth and never stops a
+decision.
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from itertools import chain
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from orderstream.readmodel import (
-    SET_PRODUCT_LUA,
-    SET_STATUS_LUA,
+    SET_PRODUCTS_LUA,
+    SET_STATUSES_LUA,
     Keys,
+    batch_calls,
     product_fields,
-    status_args,
+    status_calls,
 )
 from streams.records import ProductState
 
@@ -39,9 +43,9 @@ class ReadModelWriter:
         self.products: dict[str, tuple[tuple[int, int], dict[str, str]]] = {}
         self.statuses: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
         self.applied: dict[str, set[str]] = {}  # product -> admin command ids applied
-        self._script = client.register_script(SET_STATUS_LUA) if client is not None else None
+        self._script = client.register_script(SET_STATUSES_LUA) if client is not None else None
         self._product_script = (
-            client.register_script(SET_PRODUCT_LUA) if client is not None else None
+            client.register_script(SET_PRODUCTS_LUA) if client is not None else None
         )
 
     def enqueue_product(self, product: ProductState) -> None:
@@ -85,22 +89,21 @@ class ReadModelWriter:
             async with self.client.pipeline(transaction=False) as pipe:
                 if products:
                     pipe.zadd(self.keys.product_ids(), dict.fromkeys(products, 0))
-                for product_id, (version, fields) in products.items():
-                    await self._product_script(
-                        keys=[self.keys.product(product_id)],
-                        args=[*version, *(x for kv in fields.items() for x in kv)],
-                        client=pipe,
-                    )
+                calls = (
+                    ((self.keys.product(product_id),), [*version, *chain(*fields.items())])
+                    for product_id, (version, fields) in products.items()
+                )
+                for redis_keys, args in batch_calls(calls):
+                    await self._product_script(keys=redis_keys, args=args, client=pipe)
                 # after the products: the gate trusts their availability once this is gone
                 for product_id, command_ids in applied.items():
                     pipe.srem(self.keys.product_pending(product_id), *command_ids)
-                for key, (status, fields) in statuses.items():
-                    order_id = key.partition("\x00")[0]
-                    await self._script(
-                        keys=[self.keys.order(order_id), self.keys.order_channel(order_id)],
-                        args=status_args(status, fields),
-                        client=pipe,
-                    )
+                updates = (
+                    (key.partition("\x00")[0], status, fields)
+                    for key, (status, fields) in statuses.items()
+                )
+                for redis_keys, args in status_calls(self.keys, updates):
+                    await self._script(keys=redis_keys, args=args, client=pipe)
                 await pipe.execute()
         except Exception:
             # put back what was not written; newer product values win
