@@ -18,6 +18,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from orderstream.redispack import connection_options
+
 
 def connect(url: str, *, max_connections: int = 64, **kwargs: Any) -> aioredis.Redis:
     """An asyncio client for ``url`` with one retry on ConnectionError.
@@ -27,6 +29,7 @@ def connect(url: str, *, max_connections: int = 64, **kwargs: Any) -> aioredis.R
     (``ingress.redisbatch``), so a worker needs few connections.
     """
     kwargs.setdefault("retry", Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
+    kwargs = {**connection_options(url), **kwargs}  # commands packed by hiredis
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=5, **kwargs
     )

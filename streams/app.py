@@ -9,6 +9,7 @@ import faust
 import redis.asyncio as aioredis
 
 from orderstream.readmodel import Keys
+from orderstream.redispack import connection_options
 from orderstream.settings import Settings
 from streams.agents import StreamAgents, register_agents
 from streams.faustutil import OrderedTableManager, PromptFetchConsumer
@@ -76,7 +77,9 @@ def create_app(
     app.stream_topics = declare_topics(app, settings)
     app.stream_tables = declare_tables(app, settings)
     if with_read_model and redis_client is None:
-        redis_client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2.0)
+        redis_client = aioredis.Redis.from_url(
+            settings.redis_url, socket_timeout=2.0, **connection_options(settings.redis_url)
+        )
     app.readmodel = ReadModelWriter(redis_client, Keys(settings.topic_prefix))
     app.metrics = WorkerMetrics()
     app.stream_agents = register_agents(
