@@ -26,12 +26,16 @@ class StackConfig:
     sink_metrics_port: int = 16090
     relay_metrics_port: int = 16091
     workers: int = DEFAULT_WORKERS
+    # niceness of the workers, sink and relay (0-19; 0: same CPU priority as the ingress)
+    pipeline_nice: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StackConfig:
         """``ORDERSTREAM_STACK_DIR`` moves ``.local``; ``ORDERSTREAM_STACK_PORT_OFFSET`` shifts
         every port (to run a second stack beside the shared one); ``ORDERSTREAM_WORKERS``
-        sets the worker count (else the one recorded in ``stack.env``, else 2)."""
+        sets the worker count (else the one recorded in ``stack.env``, else 2);
+        ``ORDERSTREAM_PIPELINE_NICE`` runs the workers, sink and relay at that niceness, so
+        that on a shared host order intake comes first (README "Order intake first")."""
         env = dict(os.environ if environ is None else environ)
         local = Path(env.get("ORDERSTREAM_STACK_DIR") or REPO_ROOT / ".local").resolve()
         offset = int(env.get("ORDERSTREAM_STACK_PORT_OFFSET") or 0)
@@ -51,6 +55,7 @@ class StackConfig:
             sink_metrics_port=16090 + offset,
             relay_metrics_port=16091 + offset,
             workers=workers,
+            pipeline_nice=min(19, max(0, int(env.get("ORDERSTREAM_PIPELINE_NICE") or 0))),
         )
 
     @property

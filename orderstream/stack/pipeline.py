@@ -27,6 +27,8 @@ def has_module(cfg: StackConfig, name: str) -> bool:
 def programs(cfg: StackConfig, env: Mapping[str, str]) -> list[Program]:
     env = {**env, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(cfg.root)}
     bin_ = cfg.venv_bin
+    # the pipeline's processes, behind the ingress for the CPU when asked (coreutils nice)
+    nice = ["nice", "-n", str(cfg.pipeline_nice)] if cfg.pipeline_nice > 0 else []
     found: list[Program] = []
     if has_module(cfg, "ingress.app"):
         conf = cfg.root / "ingress" / "gunicorn_conf.py"
@@ -40,7 +42,7 @@ def programs(cfg: StackConfig, env: Mapping[str, str]) -> list[Program]:
         found.append(Program("ingress", command, cfg.root, env, autostart=False, priority=50))
     if has_module(cfg, "streams.worker"):
         for n in range(cfg.workers):
-            command = [str(bin_ / "orderstream"), "worker", "--index", str(n)]
+            command = [*nice, str(bin_ / "orderstream"), "worker", "--index", str(n)]
             if cfg.worker_web_port != DEFAULT_WORKER_WEB_PORT:  # shifted ports: tell the worker
                 command += ["--web-port", str(cfg.worker_web_port + n)]
             found.append(
@@ -57,7 +59,7 @@ def programs(cfg: StackConfig, env: Mapping[str, str]) -> list[Program]:
     if has_module(cfg, "sinks.cli"):
         metrics_ports = {"sink": cfg.sink_metrics_port, "relay": cfg.relay_metrics_port}
         for name, port in metrics_ports.items():
-            command = [str(bin_ / "orderstream"), name, "--metrics-port", str(port)]
+            command = [*nice, str(bin_ / "orderstream"), name, "--metrics-port", str(port)]
             found.append(Program(name, command, cfg.root, env, autostart=False, priority=45))
     return found
 
