@@ -43,3 +43,17 @@ def test_a_batch_moves_each_order_forward_only_and_publishes_each_change() -> No
         if message["type"] == "message":
             published.append((message["channel"].decode()[-1], message["data"].decode()))
     assert published == [("a", "committed"), ("c", "rejected"), ("a", "shipped")]
+
+
+def test_a_final_order_is_kept_a_day_and_an_order_on_its_way_a_week() -> None:
+    redis = fakeredis.FakeRedis()
+    keys = Keys("t:")
+    script = redis.register_script(SET_STATUSES_LUA)
+    for status in ("accepted", "committed"):
+        for k, a in status_calls(keys, [("o", status, {})]):
+            script(keys=k, args=a)
+        assert redis.ttl(keys.order("o")) > 6 * 24 * 3600
+    for k, a in status_calls(keys, [("o", "shipped", {}), ("o", "committed", {})]):
+        script(keys=k, args=a)  # a late "committed" changes neither status nor expiry
+    assert 23 * 3600 < redis.ttl(keys.order("o")) <= 24 * 3600
+    assert decode_order(redis.hgetall(keys.order("o")))["status"] == "shipped"  # type: ignore[index]
