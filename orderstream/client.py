@@ -39,7 +39,16 @@ class Placement:
 
 class OrderstreamClient:
     def __init__(self, base_url: str, storefront_key: str, admin_key: str, timeout: float = 30.0):
-        self._http = httpx.Client(base_url=base_url, timeout=timeout)
+        # Shared by threads (the e2e tests buy from 32). Keep-alive is not capped below the
+        # pool: httpcore 1.0.9 closes an idle connection whenever the pool holds more than
+        # max_keepalive_connections (default 20) connections, and "idle" includes one just
+        # handed to a thread that has not sent on it yet, which then reads a closed socket
+        # (httpx.ReadError: [Errno 9] Bad file descriptor, seen once in CI).
+        self._http = httpx.Client(
+            base_url=base_url,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+        )
         self._storefront = {"Authorization": f"Bearer {storefront_key}"}
         self._admin = {"Authorization": f"Bearer {admin_key}"}
 
