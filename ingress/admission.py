@@ -4,10 +4,13 @@
 
 1. **The Idempotency-Key claim.** A key held by another request returns its stored value
    and writes nothing (``ingress.idempotency`` turns it into a replay, 409 or 422).
-2. **The sold-out gate.** When the read model shows a line's product discontinued, or with
-   fewer units available than the line asks, the order is refused: nothing is written,
+2. **The sold-out gate.** When the read model shows a line's product discontinued, with a
+   per-customer limit below the line's quantity (no customer may ever hold that many), or
+   with fewer units available than the line asks, the order is refused: nothing is written,
    nothing is published, and the client gets 409 with the line and the reason
-   (``out_of_stock`` / ``discontinued``, the reasons of the order lifecycle). In a flash
+   (``discontinued`` / ``limit_exceeded`` / ``out_of_stock``, the reasons of the order
+   lifecycle, in the stock agent's order). A limit the customer reaches only with what
+   they already hold is the stock agent's to judge: the read model has no holdings. In a flash
    sale most buyers arrive after the stock is gone; they get their answer here, at the
    cost of one Redis script, instead of a trip through Kafka, a stock agent, the settler
    and a long-poll. The gate can only refuse, never accept: every accepted order is still
@@ -40,7 +43,9 @@ from orderstream.readmodel import SET_STATUS_LUA
 # pending-command keys. ARGV[1] claim value, ARGV[2] claim ttl ms, ARGV[3] n (0: no gate),
 # ARGV[4..3+n] the lines' quantities, ARGV[4+n..] orderstream.readmodel.status_args.
 # Returns nil (admitted: claimed and accepted), the stored claim value (another request
-# holds the key; nothing written) or {line_no, reason, available} (refused; nothing written).
+# holds the key; nothing written) or {line_no, reason, available, limit (-1: none)} (refused;
+# nothing written). The reasons are checked in the stock agent's order
+# (``streams.decisions``): discontinued, then limit_exceeded, then out_of_stock.
 # Finding our own claim value (a retried command whose reply was lost) is our claim, and the
 # gate is not asked again: the first run admitted the order.
 # The status part is SET_STATUS_LUA itself, run as a local function whose KEYS and ARGV are
@@ -59,11 +64,15 @@ end
 if gate then
   for i = 1, n do
     if redis.call('EXISTS', KEYS[3 + n + i]) == 0 then
-      local p = redis.call('HMGET', KEYS[3 + i], 'active', 'available')
-      local available = tonumber(p[2])
-      if p[1] == '0' then return {i - 1, 'discontinued', available or 0} end
-      if available and available < tonumber(ARGV[3 + i]) then
-        return {i - 1, 'out_of_stock', available}
+      local p = redis.call('HMGET', KEYS[3 + i], 'active', 'available', 'limit_per_customer')
+      local available, limit = tonumber(p[2]), tonumber(p[3])
+      local asked = tonumber(ARGV[3 + i])
+      if p[1] == '0' then return {i - 1, 'discontinued', available or 0, limit or -1} end
+      if limit and asked > limit then
+        return {i - 1, 'limit_exceeded', available or 0, limit}
+      end
+      if available and available < asked then
+        return {i - 1, 'out_of_stock', available, limit or -1}
       end
     end
   end
@@ -104,9 +113,9 @@ def admit_call(
 
 def refusal(order: OrderRequest, reply: Any) -> NotAvailable | None:
     """The script's reply as the 409 to raise, or None when it did not refuse."""
-    if not isinstance(reply, list | tuple) or len(reply) != 3:
+    if not isinstance(reply, list | tuple) or len(reply) != 4:
         return None
-    line_no, reason, available = reply
+    line_no, reason, available, limit = reply
     line = order.items[int(line_no)]
     return NotAvailable(
         line_no=int(line_no),
@@ -114,6 +123,7 @@ def refusal(order: OrderRequest, reply: Any) -> NotAvailable | None:
         quantity=line.quantity,
         reason=reason.decode() if isinstance(reason, bytes) else str(reason),
         available=int(available),
+        limit=None if int(limit) < 0 else int(limit),
     )
 
 

@@ -89,25 +89,41 @@ class IdempotencyInFlight(Conflict):
 class NotAvailable(Conflict):
     """The sold-out gate refused the order (``ingress.admission``): nothing was accepted."""
 
+    TITLES = {
+        "out_of_stock": "Out of stock",
+        "discontinued": "Discontinued",
+        "limit_exceeded": "Purchase limit exceeded",
+    }
+
     def __init__(
-        self, *, line_no: int, product_id: str, quantity: int, reason: str, available: int
+        self,
+        *,
+        line_no: int,
+        product_id: str,
+        quantity: int,
+        reason: str,
+        available: int,
+        limit: int | None = None,
     ) -> None:
-        self.slug = reason.replace("_", "-")  # out-of-stock | discontinued
-        self.default_title = "Out of stock" if reason == "out_of_stock" else "Discontinued"
-        what = (
-            f"{available} available, {quantity} asked"
-            if reason == "out_of_stock"
-            else "no longer sold"
-        )
+        self.slug = reason.replace("_", "-")  # out-of-stock | discontinued | limit-exceeded
+        self.default_title = self.TITLES[reason]
+        what = {
+            "out_of_stock": f"{available} available, {quantity} asked",
+            "discontinued": "no longer sold",
+            "limit_exceeded": f"at most {limit} per customer, {quantity} asked",
+        }[reason]
+        extensions: dict[str, object] = {
+            "reason": reason,
+            "line_no": line_no,
+            "product_id": product_id,
+            "quantity": quantity,
+            "available": available,
+        }
+        if limit is not None:
+            extensions["limit"] = limit
         super().__init__(
             f"line {line_no}: product {product_id}: {what}; nothing was accepted",
-            extensions={
-                "reason": reason,
-                "line_no": line_no,
-                "product_id": product_id,
-                "quantity": quantity,
-                "available": available,
-            },
+            extensions=extensions,
         )
 
 

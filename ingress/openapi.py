@@ -45,6 +45,10 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
         product_id={"type": "string"},
         quantity={"type": "integer"},
         available={"type": "integer", "description": "refused order: units the read model shows"},
+        limit={
+            "type": "integer",
+            "description": "refused order: the product's per-customer limit (when it has one)",
+        },
     ),
     "OrderAccepted": _obj(
         ["order_id", "status"], order_id={"type": "string"}, status={"const": "accepted"}
@@ -113,8 +117,9 @@ PROBLEMS = {
     "409": (
         "Conflict: an Idempotency-Key still in flight, an order no longer cancellable, or (POST"
         " /v1/orders) an order refused at the door because the read model shows a line's"
-        " product sold out (reason out_of_stock) or discontinued; a refused order was not"
-        " accepted and nothing of it was kept"
+        " product sold out (reason out_of_stock), discontinued, or limited per customer to"
+        " fewer units than the line asks (limit_exceeded); a refused order was not accepted"
+        " and nothing of it was kept"
     ),
     "413": "Body too large",
     "415": "Not JSON",

@@ -21,7 +21,7 @@ RejectReason = Literal[
 OrderStatus = Literal["accepted", "committed", "shipped", "rejected", "cancelled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"shipped", "rejected", "cancelled"})
 # the reasons POST /v1/orders can refuse an order for at the door (409, the sold-out gate)
-REFUSAL_REASONS: frozenset[str] = frozenset({"out_of_stock", "discontinued"})
+REFUSAL_REASONS: frozenset[str] = frozenset({"out_of_stock", "discontinued", "limit_exceeded"})
 
 
 class OrderLineRequested(Record, tag="order_line_requested", tag_field="type", frozen=True):

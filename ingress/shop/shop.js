@@ -115,7 +115,9 @@ async function buy(productId, entry) {
       entry.message.textContent =
         data.reason === "out_of_stock"
           ? `Sold out: ${data.available} left, you asked ${data.quantity}`
-          : "No longer sold";
+          : data.reason === "limit_exceeded"
+            ? `At most ${data.limit} per customer, you asked ${data.quantity}`
+            : "No longer sold";
     } else {
       entry.message.className = "message error";
       entry.message.textContent = `${data.title || status}: ${data.detail || ""}`;

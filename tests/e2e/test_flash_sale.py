@@ -89,18 +89,22 @@ def test_multi_line_order_is_all_or_nothing(api: OrderstreamClient, pg, stocked,
 def test_a_rejected_line_releases_the_reserved_lines_of_its_order(
     api: OrderstreamClient, pg, stocked, reconcile
 ):
-    # the gate does not judge purchase limits: this order always reaches the settler, which
-    # rejects it for its second line and releases the first line's reservation
+    # the gate cannot judge a limit the customer reaches with what they already hold (the
+    # read model has no holdings): this order reaches the settler, which rejects it for its
+    # second line and releases the first line's reservation
     plenty = stocked("plenty2", 5)
     limited = stocked("limited2", 5, limit=1)
+    assert api.buy("greedy", [(limited, 1)])["status"] == "shipped"
+    api.wait_product(limited, lambda p: p["available"] == 4)
 
-    placement = api.place("greedy", [(plenty, 2), (limited, 2)])
+    placement = api.place("greedy", [(plenty, 2), (limited, 1)])
     final = api.final(placement)
 
     assert placement.order_id is not None
     assert (final["status"], final["reason"]) == ("rejected", "limit_exceeded")
     assert api.wait_product(plenty, lambda p: p["available"] == 5)["available"] == 5
     assert shipped_units(pg, plenty) == 0
+    assert shipped_units(pg, limited) == 1
     assert rows_per_order(pg, [placement.order_id]) == Counter({placement.order_id: 1})
     assert reconcile([plenty, limited]) == []
 
@@ -152,12 +156,19 @@ def test_restock_lets_later_orders_through(api: OrderstreamClient, pg, stocked, 
     assert reconcile([product]) == []
 
 
-def test_purchase_limit_per_customer(api: OrderstreamClient, stocked, reconcile):
+def test_purchase_limit_per_customer(api: OrderstreamClient, pg, stocked, reconcile):
     product = stocked("limited", 10, limit=2)
+    # more than the limit in one line: no customer may hold that many, refused at the door
+    # (or, while an admin command is still on its way, by the stock agent)
+    bulk = api.place("bulk", [(product, 3)])
+    assert api.final(bulk)["reason"] == "limit_exceeded"
+    if bulk.refusal is not None:
+        assert (bulk.refusal["limit"], bulk.refusal["quantity"]) == (2, 3)
     assert api.wait_terminal(api.post_order("greedy", [(product, 2)]))["status"] == "shipped"
     final = api.wait_terminal(api.post_order("greedy", [(product, 1)]))
     assert (final["status"], final["reason"]) == ("rejected", "limit_exceeded")
     assert api.wait_terminal(api.post_order("modest", [(product, 1)]))["status"] == "shipped"
+    assert shipped_units(pg, product) == 3
     assert reconcile([product]) == []
 
 

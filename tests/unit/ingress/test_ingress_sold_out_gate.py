@@ -16,10 +16,12 @@ from ingress_fakes import ADMIN, Harness, order_body
 from orderstream.readmodel import Keys, product_fields
 
 
-def show(h: Harness, product_id: str, available: int, active: bool = True) -> None:
+def show(
+    h: Harness, product_id: str, available: int, active: bool = True, limit: int | None = None
+) -> None:
     """What the stock agent writes to the read model for a product."""
     fields = product_fields(
-        name=product_id, price="1.00", available=available, active=active, limit_per_customer=None
+        name=product_id, price="1.00", available=available, active=active, limit_per_customer=limit
     )
     h.redis.hset(Keys().product(product_id), mapping=fields)
 
@@ -68,6 +70,41 @@ def test_a_discontinued_product_is_refused(h: Harness) -> None:
     assert r.status_code == 409
     assert r.json["type"] == "urn:orderstream:problem:discontinued"
     assert (r.json["reason"], r.json["product_id"]) == ("discontinued", "sku-a")
+    assert_nothing_left(h)
+
+
+def test_a_line_over_the_per_customer_limit_is_refused_and_one_within_it_passes(
+    h: Harness,
+) -> None:
+    show(h, "sku-a", 10, limit=2)
+
+    r = h.post_order(order_body(("sku-a", 3)))
+
+    assert r.status_code == 409
+    assert r.json == {
+        "type": "urn:orderstream:problem:limit-exceeded",
+        "title": "Purchase limit exceeded",
+        "status": 409,
+        "detail": "line 0: product sku-a: at most 2 per customer, 3 asked; nothing was accepted",
+        "reason": "limit_exceeded",
+        "line_no": 0,
+        "product_id": "sku-a",
+        "quantity": 3,
+        "available": 10,
+        "limit": 2,
+    }
+    assert_nothing_left(h)
+    # within the limit it passes: what the customer already holds is the stock agent's call
+    assert h.post_order(order_body(("sku-a", 2))).status_code == 202
+
+
+def test_reasons_come_in_the_stock_agents_order(h: Harness) -> None:
+    show(h, "gone", 0, active=False, limit=1)
+    show(h, "capped", 0, limit=1)
+
+    assert h.post_order(order_body(("gone", 2))).json["reason"] == "discontinued"
+    assert h.post_order(order_body(("capped", 2))).json["reason"] == "limit_exceeded"
+    assert h.post_order(order_body(("capped", 1))).json["reason"] == "out_of_stock"
     assert_nothing_left(h)
 
 
