@@ -35,13 +35,17 @@ class StackConfig:
         every port (to run a second stack beside the shared one); ``ORDERSTREAM_WORKERS``
         sets the worker count (else the one recorded in ``stack.env``, else 2);
         ``ORDERSTREAM_PIPELINE_NICE`` runs the workers, sink and relay at that niceness, so
-        that on a shared host order intake comes first (README "Order intake first")."""
+        that on a shared host order intake comes first (README "Order intake first"); like
+        the worker count it is recorded in ``stack.env`` and kept by later ``make up``s."""
         env = dict(os.environ if environ is None else environ)
         local = Path(env.get("ORDERSTREAM_STACK_DIR") or REPO_ROOT / ".local").resolve()
         offset = int(env.get("ORDERSTREAM_STACK_PORT_OFFSET") or 0)
         recorded = read_env_file(local / "stack.env") if (local / "stack.env").exists() else {}
         workers = int(
             env.get("ORDERSTREAM_WORKERS") or recorded.get("ORDERSTREAM_WORKERS") or DEFAULT_WORKERS
+        )
+        nice = (
+            env.get("ORDERSTREAM_PIPELINE_NICE") or recorded.get("ORDERSTREAM_PIPELINE_NICE") or "0"
         )
         return cls(
             root=REPO_ROOT,
@@ -55,7 +59,7 @@ class StackConfig:
             sink_metrics_port=16090 + offset,
             relay_metrics_port=16091 + offset,
             workers=workers,
-            pipeline_nice=min(19, max(0, int(env.get("ORDERSTREAM_PIPELINE_NICE") or 0))),
+            pipeline_nice=min(19, max(0, int(nice))),
         )
 
     @property

@@ -52,6 +52,7 @@ def stack_values(
         "ADMIN_KEY": envfile.secret("ADMIN_KEY", environ, previous),
         "ORDERSTREAM_PARTITIONS": str(settings.partitions),
         "ORDERSTREAM_WORKERS": str(cfg.workers),
+        "ORDERSTREAM_PIPELINE_NICE": str(cfg.pipeline_nice),
     }
 
 
