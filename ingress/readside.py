@@ -157,20 +157,19 @@ class StatusWaiter:
         try:
             await _wait(confirmed, min(1.0, timeout_s))
             current = await reader.get(order_id)
+            behind = False  # a status was published since ``current`` was read
             while current is not None and not done(current["status"]):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    if waiter.skipped:  # a change was published since the last read
+                    if behind:
                         current = await reader.get(order_id)
                     break
                 await _wait(waiter.event, min(remaining, self._recheck_s))
                 waiter.event.clear()
                 published, waiter.published = waiter.published, None
-                if published is not None and not done(published):
-                    waiter.skipped = True  # not what we wait for: no read
-                    continue
-                waiter.skipped = False
-                current = await reader.get(order_id)
+                behind = published is not None and not done(published)
+                if not behind:  # done, or a re-check: read it
+                    current = await reader.get(order_id)
             return current
         finally:
             self._unregister(channel, waiter)
@@ -265,12 +264,11 @@ class _Waiter:
     """One request waiting on an order's channel: woken by ``event``; ``published`` is the
     last status published since it last looked (statuses only move forward)."""
 
-    __slots__ = ("event", "published", "skipped")
+    __slots__ = ("event", "published")
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
         self.published: str | None = None
-        self.skipped = False  # a published status was not read: the last read is behind
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:
