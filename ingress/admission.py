@@ -140,7 +140,9 @@ class CommandGate:
     def __init__(self, config: IngressConfig, redis: Any) -> None:
         self._keys = config.keys
         self._redis = redis
-        self._pause_ms = int(config.settings.sold_out_gate_pause_s * 1000)
+        # nobody reads the pending sets with the gate off: admin commands then need no Redis
+        gate = config.settings.sold_out_gate
+        self._pause_ms = int(config.settings.sold_out_gate_pause_s * 1000) if gate else 0
 
     async def hold_open(self, product_id: str, command_id: str) -> None:
         """Until the stock agent has applied ``command_id`` (at most the pause)."""

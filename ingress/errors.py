@@ -2,9 +2,9 @@
 
 Body: ``{type, title, status, detail}`` plus ``errors: [{field, message}]`` for validation
 problems and, for a refused order, the extension members ``reason``, ``line_no``,
-``product_id``, ``quantity`` and ``available``. Handlers raise an ``ApiError`` subclass (or
-any ``falcon.HTTPError``); the serializer registered by ``install`` renders it; anything
-unexpected becomes a logged 500.
+``product_id``, ``quantity``, ``available`` and (for ``limit_exceeded``) ``limit``.
+Handlers raise an ``ApiError`` subclass (or any ``falcon.HTTPError``); the serializer
+registered by ``install`` renders it; anything unexpected becomes a logged 500.
 """
 
 from __future__ import annotations

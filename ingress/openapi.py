@@ -11,7 +11,14 @@ from typing import Any
 
 import msgspec
 
-from ingress.validation import IDEMPOTENCY_KEY, OrderRequest, ProductUpsert, RestockRequest
+from ingress.validation import (
+    DEFAULT_PAGE,
+    IDEMPOTENCY_KEY,
+    MAX_PAGE,
+    OrderRequest,
+    ProductUpsert,
+    RestockRequest,
+)
 from orderstream.settings import Settings
 from schemas.orders import REFUSAL_REASONS
 
@@ -277,8 +284,8 @@ def build_spec(settings: Settings) -> dict[str, Any]:
                         "schema": {
                             "type": "integer",
                             "minimum": 1,
-                            "maximum": 1000,
-                            "default": 100,
+                            "maximum": MAX_PAGE,
+                            "default": DEFAULT_PAGE,
                         },
                     },
                     {

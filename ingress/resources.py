@@ -19,6 +19,8 @@ from ingress.intake import OrderIntake
 from ingress.publisher import Message, Publisher, PublishError
 from ingress.readside import OrderReader, ProductReader, StatusWaiter
 from ingress.validation import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
     OrderRequest,
     ProductUpsert,
     RestockRequest,
@@ -31,7 +33,7 @@ from orderstream.settings import Settings
 from schemas import codec, topics
 from schemas.common import event_id_for
 from schemas.inventory import Discontinue, InventoryCommand, Restock, UpsertProduct
-from schemas.orders import CancelOrder
+from schemas.orders import TERMINAL_STATUSES, CancelOrder
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +77,10 @@ class OrdersResource:
             await self._answer_final(resp, answer.location.rsplit("/", 1)[-1], wait_s)
 
     async def _answer_final(self, resp: falcon.asgi.Response, order_id: str, wait_s: float) -> None:
-        final = await self._waiter.wait_until(self._orders, order_id, TERMINAL.__contains__, wait_s)
-        if final is not None and final["status"] in TERMINAL:
+        final = await self._waiter.wait_until(
+            self._orders, order_id, TERMINAL_STATUSES.__contains__, wait_s
+        )
+        if final is not None and final["status"] in TERMINAL_STATUSES:
             send_json(resp, final, 201)
             resp.set_header("Preference-Applied", f"wait={wait_s:g}")
 
@@ -96,7 +100,7 @@ class OrderResource:
         found = await self._orders.get(order_id.hex)
         if found is None:
             raise NotFound("no such order")
-        if wait_s > 0 and found["status"] not in TERMINAL:
+        if wait_s > 0 and found["status"] not in TERMINAL_STATUSES:
             found = (
                 await self._waiter.wait_for_change(
                     self._orders, order_id.hex, found["status"], wait_s
@@ -104,9 +108,6 @@ class OrderResource:
                 or found
             )
         send_json(resp, found)
-
-
-TERMINAL = frozenset({"shipped", "rejected", "cancelled"})
 
 
 class OrderCancelResource:
@@ -143,9 +144,6 @@ class OrderCancelResource:
         )
 
 
-DEFAULT_PAGE, MAX_PAGE = 100, 1000
-
-
 class ProductsResource:
     auth = {"GET": PUBLIC}
 
@@ -156,7 +154,7 @@ class ProductsResource:
         limit = query_int(req, "limit", 1, MAX_PAGE, DEFAULT_PAGE)
         after = req.get_param("after")
         if after is not None:
-            check_product_id(after)
+            check_product_id(after, field="query:after")
         items, next_after = await self._products.page(limit, after)
         send_json(resp, {"items": items, "next": next_after})
 

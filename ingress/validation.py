@@ -137,7 +137,10 @@ def check_idempotency_key(value: str | None) -> str | None:
     return value
 
 
-def check_product_id(product_id: str) -> str:
+def check_product_id(product_id: str, field: str = "path:product_id") -> str:
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", product_id):
-        raise ValidationFailed([FieldError("path:product_id", "must match [A-Za-z0-9._-]{1,64}")])
+        raise ValidationFailed([FieldError(field, "must match [A-Za-z0-9._-]{1,64}")])
     return product_id
+
+
+DEFAULT_PAGE, MAX_PAGE = 100, 1000  # GET /v1/products?limit=

@@ -10,9 +10,7 @@ from typing import Any
 
 import httpx
 
-from schemas.orders import REFUSAL_REASONS
-
-TERMINAL = frozenset({"shipped", "rejected", "cancelled"})
+from schemas.orders import REFUSAL_REASONS, TERMINAL_STATUSES
 
 
 @dataclass
@@ -127,7 +125,7 @@ class OrderstreamClient:
         while True:
             remaining = deadline - time.monotonic()
             order = self.order(order_id, wait=max(0.0, min(10.0, remaining)))
-            if order is not None and order["status"] in TERMINAL:
+            if order is not None and order["status"] in TERMINAL_STATUSES:
                 return order
             if remaining <= 0:
                 raise TimeoutError(f"order {order_id} not terminal after {timeout}s: {order}")

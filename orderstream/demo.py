@@ -18,9 +18,9 @@ import aiohttp
 import click
 from tqdm import tqdm
 
-from orderstream.client import TERMINAL, OrderstreamClient
+from orderstream.client import OrderstreamClient
 from orderstream.settings import Settings
-from schemas.orders import REFUSAL_REASONS
+from schemas.orders import REFUSAL_REASONS, TERMINAL_STATUSES
 
 
 @dataclass
@@ -59,7 +59,7 @@ async def _buyer(
         url = f"{base}/v1/orders/{order_id}?wait=10"
         async with http.get(url, headers=headers) as poll:
             final = await poll.json() if poll.status == 200 else {}
-        if final.get("status") in TERMINAL:
+        if final.get("status") in TERMINAL_STATUSES:
             result.final[order_id] = final
             return
 

@@ -24,6 +24,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.orders import TERMINAL_STATUSES
+
 STATUS_RANK = {"accepted": 0, "committed": 1, "shipped": 2, "rejected": 2, "cancelled": 2}
 ORDER_TTL_S = 7 * 24 * 3600  # an order on its way (accepted, committed)
 # A final order (shipped, rejected, cancelled) is in PostgreSQL, which answers GETs once its
@@ -111,9 +113,8 @@ class Keys:
 
 def status_args(status: str, fields: Mapping[str, Any]) -> list[Any]:
     """ARGV for SET_STATUS_LUA. Non-string values are JSON-encoded."""
-    rank = STATUS_RANK[status]
-    ttl = FINAL_ORDER_TTL_S if rank == STATUS_RANK["shipped"] else ORDER_TTL_S
-    args: list[Any] = [status, rank, ttl]
+    ttl = FINAL_ORDER_TTL_S if status in TERMINAL_STATUSES else ORDER_TTL_S
+    args: list[Any] = [status, STATUS_RANK[status], ttl]
     for key, value in fields.items():
         if value is None:
             continue

@@ -249,7 +249,7 @@ class CountingReads:
 
 def test_a_published_status_that_is_not_awaited_is_not_read(h: Harness) -> None:
     """Waiting for a final status: ``committed`` passes by with no read of the order."""
-    from ingress.resources import TERMINAL
+    from schemas.orders import TERMINAL_STATUSES
 
     order_id = h.post_order(order_body(("a", 1))).json["order_id"]
 
@@ -259,7 +259,7 @@ def test_a_published_status_that_is_not_awaited_is_not_read(h: Harness) -> None:
         loop = asyncio.get_running_loop()
         loop.call_later(0.3, set_status, h, order_id, "committed")
         loop.call_later(0.6, set_status, h, order_id, "shipped")
-        found = await waiter.wait_until(counting, order_id, TERMINAL.__contains__, 20)
+        found = await waiter.wait_until(counting, order_id, TERMINAL_STATUSES.__contains__, 20)
         assert found["status"] == "shipped"
         assert counting.reads == 2  # once subscribed, then on "shipped"
         await waiter.close()
@@ -268,14 +268,14 @@ def test_a_published_status_that_is_not_awaited_is_not_read(h: Harness) -> None:
 
 
 def test_a_wait_that_times_out_after_a_skipped_status_reads_it(h: Harness) -> None:
-    from ingress.resources import TERMINAL
+    from schemas.orders import TERMINAL_STATUSES
 
     order_id = h.post_order(order_body(("a", 1))).json["order_id"]
 
     async def main() -> None:
         waiter, reader, _ = _waiter(h, linger_s=60)
         asyncio.get_running_loop().call_later(0.2, set_status, h, order_id, "committed")
-        found = await waiter.wait_until(reader, order_id, TERMINAL.__contains__, 1.0)
+        found = await waiter.wait_until(reader, order_id, TERMINAL_STATUSES.__contains__, 1.0)
         assert found["status"] == "committed"  # not the "accepted" read before it
         await waiter.close()
 
@@ -300,9 +300,21 @@ def test_products_are_listed_a_page_at_a_time_in_id_order(h: Harness) -> None:
     assert h.client.simulate_get("/v1/products").json["next"] is None  # 5 <= the default 100
 
 
-@pytest.mark.parametrize("query", [{"limit": 0}, {"limit": 1001}, {"limit": "x"}, {"after": "a b"}])
-def test_a_bad_page_is_422(h: Harness, query: dict[str, object]) -> None:
-    assert h.client.simulate_get("/v1/products", params=query).status_code == 422
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"limit": 0}, "query:limit"),
+        ({"limit": 1001}, "query:limit"),
+        ({"limit": "x"}, "query:limit"),
+        ({"after": "a b"}, "query:after"),
+    ],
+)
+def test_a_bad_page_is_422_naming_the_parameter(
+    h: Harness, query: dict[str, object], field: str
+) -> None:
+    r = h.client.simulate_get("/v1/products", params=query)
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json["errors"]] == [field]
 
 
 def test_the_postgres_fallback_is_paged_too(h: Harness) -> None:

@@ -177,6 +177,14 @@ def test_the_gate_can_be_turned_off(make_harness: Callable[..., Harness]) -> Non
     show(h, "sku-a", 0, active=False)
     assert h.post_order(order_body(("sku-a", 1))).status_code == 202
     assert len(h.publisher.sent) == 1
+    # and admin commands write no pending set nobody would read (they need no Redis then)
+    restock = h.client.simulate_post(
+        "/v1/products/sku-a/restock",
+        json={"quantity": 5},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    )
+    assert restock.status_code == 202
+    assert h.redis.exists(Keys().product_pending("sku-a")) == 0
 
 
 def test_refusals_are_counted_by_reason(h: Harness) -> None:
