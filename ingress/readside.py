@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 from orderstream.readmodel import Keys, decode_order, decode_product
@@ -20,14 +21,18 @@ logger = logging.getLogger(__name__)
 class Fallback(Protocol):
     def order(self, order_id: str) -> dict[str, Any] | None: ...
 
-    def products(self, product_id: str | None = None) -> list[dict[str, Any]] | None: ...
+    def products(
+        self, product_id: str | None = None, *, after: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]] | None: ...
 
 
 class NoFallback:
     def order(self, order_id: str) -> dict[str, Any] | None:
         return None
 
-    def products(self, product_id: str | None = None) -> list[dict[str, Any]] | None:
+    def products(
+        self, product_id: str | None = None, *, after: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]] | None:
         return None
 
 
@@ -91,8 +96,8 @@ class ProductReader:
         raw_ids = await self._redis.zrange(key, first, "+", bylex=True, offset=0, num=limit + 1)
         ids = [_s(i) for i in raw_ids]
         if not ids and not await self._redis.exists(key):  # Redis lost the read model
-            rows = await asyncio.to_thread(self._fallback.products) or []
-            rows = [r for r in rows if after is None or r["product_id"] > after]
+            page = partial(self._fallback.products, after=after, limit=limit + 1)
+            rows = await asyncio.to_thread(page) or []
             return rows[:limit], rows[limit - 1]["product_id"] if len(rows) > limit else None
         chosen = ids[:limit]
         pipe = self._redis.pipeline(transaction=False)

@@ -62,11 +62,17 @@ class SqlStore:
 
         return self._run(read)
 
-    def products(self, product_id: str | None = None) -> list[dict[str, Any]] | None:
+    def products(
+        self, product_id: str | None = None, *, after: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]] | None:
+        """One product, or up to ``limit`` in id order after ``after`` (a page)."""
+
         def read(conn: sa.Connection) -> list[dict[str, Any]]:
-            query = sa.select(products).order_by(products.c.product_id)
+            query = sa.select(products).order_by(products.c.product_id).limit(limit)
             if product_id is not None:
                 query = query.where(products.c.product_id == product_id)
+            if after is not None:
+                query = query.where(products.c.product_id > after)
             return [product_row(row) for row in conn.execute(query).mappings()]
 
         return self._run(read)

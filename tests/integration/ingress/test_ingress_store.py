@@ -53,6 +53,11 @@ def test_fallback_reads_the_sinks_rows(stack, db_engine: sa.Engine) -> None:
                 "limit_per_customer": None,
             }
         ]
+        # a page is cut by PostgreSQL: ids after ``after``, in order, at most ``limit``
+        page = store.products(after=product_id[:-1], limit=2)
+        assert page is not None and page[0]["product_id"] == product_id, page
+        assert [p["product_id"] for p in page] == sorted(p["product_id"] for p in page)
+        assert all(p["product_id"] > product_id[:-1] for p in page) and len(page) <= 2
     finally:
         with db_engine.begin() as conn:
             conn.execute(orders.delete().where(orders.c.order_id == order_id))

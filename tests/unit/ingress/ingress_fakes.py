@@ -44,8 +44,14 @@ class FakeFallback:
     def order(self, order_id: str) -> dict[str, Any] | None:
         return self.orders.get(order_id)
 
-    def products(self, product_id: str | None = None) -> list[dict[str, Any]] | None:
-        return [p for p in self.product_rows if product_id in (None, p["product_id"])]
+    def products(
+        self, product_id: str | None = None, *, after: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]] | None:
+        rows = sorted(
+            (p for p in self.product_rows if product_id in (None, p["product_id"])),
+            key=lambda p: p["product_id"],
+        )
+        return [p for p in rows if after is None or p["product_id"] > after][:limit]
 
 
 @dataclass
