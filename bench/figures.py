@@ -10,10 +10,11 @@ A system that does not keep rows for rejected orders is consistent when it has n
 row for an order it answered ``rejected``.
 
 An order **refused** at the door (orderstream's sold-out gate: a 409 whose problem body names
-a reason, ``out_of_stock`` or ``discontinued``) got its final answer in the POST and was never
+a reason, ``schemas.orders.REFUSAL_REASONS``) got its final answer in the POST and was never
 accepted, so it has no order id and no record: it is a correct ``rejected`` answer, not a
-failure. ``refused_stock_left`` counts refusals naming a product that still had the units
-the refused line asked when the run ended: a gate that refused what it could have sold shows
+failure. ``refused_stock_left`` counts ``out_of_stock`` refusals naming a product that still
+had the units the refused line asked when the run ended (a discontinued or over-the-limit
+refusal says nothing about stock): a gate that refused what it could have sold shows
 there (so do refusals made while units were held by multi-line orders that the pipeline
 rejected and released later, and units released after the read model was read).
 """
@@ -124,7 +125,7 @@ def _could_fill_at_end(
     """A refused order's product ended the run with at least the units its line asked."""
     product = outcome.refused_product
     asked = sum(q for p, q in outcome.lines if p == product)
-    if product is None or asked == 0:
+    if product is None or asked == 0 or outcome.reason != "out_of_stock":
         return False
     return stock.get(product, 0) - durable.committed_units.get(product, 0) >= asked
 

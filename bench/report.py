@@ -26,6 +26,7 @@ MAIN_FIGURES = (
     "lost",
     "failed",
     "refused",
+    "refused_stock_left",
     "wrong",
     "unanswered",
 )
@@ -43,6 +44,7 @@ OPEN_FIGURES = (
     "failed",
     "not_started",
     "refused",
+    "refused_stock_left",
     "wrong",
     "unanswered",
 )

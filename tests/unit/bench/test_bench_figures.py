@@ -154,3 +154,11 @@ def test_refusals_of_a_product_with_the_units_asked_left_are_counted() -> None:
 
     # p2 ended with the unit it was asked for; p3 with one unit, fewer than the two asked
     assert figures["refused_stock_left"] == 1
+
+
+def test_refusals_for_other_reasons_say_nothing_about_stock_left() -> None:
+    outcomes = [refused(0.0, "p1", reason="discontinued"), refused(0.1, "p1", 3, "limit_exceeded")]
+
+    figures = compute_figures(outcomes, DurableRecord({}, {}), {"p1": 5})
+
+    assert (figures["refused"], figures["refused_stock_left"]) == (2, 0)
