@@ -19,7 +19,6 @@ from schemas.orders import OrderExpiryCheck
 from streams.faustutil import (
     DirectTableWriter,
     Outbox,
-    partition_of,
     scan_partition,
     take_batches,
 )
@@ -75,7 +74,6 @@ def register_agents(
         readmodel,
         LinePruner(
             partial(scan_partition, tables.stock_by_product, prefix=LINE_PREFIX),
-            partial(partition_of, partitions=settings.partitions),
             pass_every_s=settings.stock_prune_pass_s,
         ),
         line_retention_s=settings.stock_line_retention_s,

@@ -159,26 +159,17 @@ class DirectTableWriter:
         self.table.data.set_persisted_offset(tp, offset)
 
 
-_partitioner = DefaultPartitioner()
-
-
-def partition_of(product_id: str, partitions: int) -> int:
-    """The partition of ``product_id``'s records: murmur2 of the key, as every producer."""
-    every = list(range(partitions))
-    return int(_partitioner(product_id.encode(), every, every))
-
-
 def scan_partition(
     table: Any, partition: int, start: bytes, limit: int, *, prefix: bytes
 ) -> list[tuple[bytes, bytes]]:
     """Up to ``limit`` (key, value) pairs of ``table`` in ``partition`` whose keys start with
     ``prefix``, from ``start`` on, in key order. RocksDB (rocksdict): that partition's own
-    database, read from ``start``; the memory store (tests) has no partitions: every key."""
-    store = table.data
-    db_for_partition = getattr(store, "_db_for_partition", None)
+    database, read from ``start``. The memory store keeps every partition's keys in one
+    mapping, so nothing is read (nor pruned) there: a key of another partition would be
+    deleted through this partition's changelog."""
+    db_for_partition = getattr(table.data, "_db_for_partition", None)
     if db_for_partition is None:
-        keys = sorted(k for k in store.data if k.startswith(prefix) and k >= start)[:limit]
-        return [(k, store.data[k]) for k in keys]
+        return []
     rows: list[tuple[bytes, bytes]] = []
     for key, value in db_for_partition(partition).items(from_key=start):
         if not key.startswith(prefix) or len(rows) >= limit:

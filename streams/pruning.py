@@ -36,14 +36,12 @@ class LinePruner:
     def __init__(
         self,
         scan: Scan,
-        partition_of: Callable[[str], int],
         *,
         keys_per_batch: int = KEYS_PER_BATCH,
         pass_every_s: float = PASS_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._scan = scan
-        self._partition_of = partition_of  # a product's partition (the memory store mixes them)
         self._keys_per_batch = keys_per_batch
         self._pass_every_s = pass_every_s
         self._clock = clock
@@ -66,10 +64,6 @@ class LinePruner:
         old = []
         for key, value in rows:
             line = decode_stock(value)
-            if (
-                isinstance(line, LineState)
-                and line.decided_at < decided_before
-                and self._partition_of(line.product_id) == partition
-            ):
+            if isinstance(line, LineState) and line.decided_at < decided_before:
                 old.append(key)
         return old

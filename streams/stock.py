@@ -2,8 +2,9 @@
 
 One batch from ``take_events`` may hold events of several partitions; each partition's
 events are applied in order against a write-back cache of the table, then the dirty keys
-are written while one of that partition's events is bound (lines, then customers, then
-products: the order the ledger's healing relies on), then results are sent.
+are written while one of that partition's events is bound (``StockCache.write``: lines,
+the prune mark, pruned lines' deletions, customers, then products: the order the ledger's
+healing relies on), then results are sent.
 
 A single-line order is settled here, in its product's partition: its one line record is
 the whole order, so ``settlement.settle`` is applied to it directly and the order's
@@ -33,6 +34,7 @@ from streams.faustutil import DirectTableWriter, Outbox, bound
 from streams.pruning import LinePruner
 from streams.readmodel import ReadModelWriter
 from streams.records import (
+    CustomerHolding,
     LineState,
     ProductState,
     PruneMark,
@@ -87,7 +89,7 @@ class StockCache:
             if record is None:
                 put(partition, key, None)
         for key, record in self.dirty.items():
-            if not isinstance(record, LineState | ProductState | PruneMark | None):
+            if isinstance(record, CustomerHolding):
                 put(partition, key, encode(record))
         for key, record in self.dirty.items():
             if isinstance(record, ProductState):
@@ -157,15 +159,15 @@ class StockProcessor:
         admin_commands: list[tuple[str, str]] = []
         partition = events[-1].message.partition
         mark_key = prune_mark_key(partition)
-        requests_seen = False
+        last_request: int | None = None  # offsets grow within a partition: the highest
         with bound(events[-1]):
             for event in events:
                 message = event.message
                 try:
                     if message.topic == self.requests_topic:
+                        last_request = message.offset
                         request = codec.order_request_decoder.decode(message.value or b"")
                         line = ledger.on_request(cache, request, message.offset, now, mark_key)
-                        requests_seen = True
                         if line is not None:
                             results.append(line)
                     else:
@@ -177,11 +179,8 @@ class StockProcessor:
                     logger.error("undecodable %s@%s: %s", message.topic, message.offset, exc)
                     self.outbox.add(self.dead_letter, message.key, message.value)
             generation = self.generation()
-            if requests_seen:  # the last request of the batch is the highest processed
-                self.processed_up_to[partition] = (
-                    generation,
-                    max(e.message.offset for e in events if e.message.topic == self.requests_topic),
-                )
+            if last_request is not None:
+                self.processed_up_to[partition] = (generation, last_request)
             seen = self.processed_up_to.get(partition)
             if self.pruner is not None and seen is not None and seen[0] == generation:
                 cutoff = now - self.line_retention

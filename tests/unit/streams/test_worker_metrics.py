@@ -50,7 +50,8 @@ def test_a_consumer_that_is_not_started_yields_no_partitions() -> None:
     metrics.registry.register(
         PartitionCollector(["t"], not_started, lambda tp: None, dict, lambda: {})
     )
-    assert b"orderstream_worker_partition_lag" in generate_latest(metrics.registry)
+    assert b"orderstream_worker_partition_lag" in generate_latest(metrics.registry)  # scraped
+    assert sample(metrics, "orderstream_worker_assigned_partitions", topic="t") is None
 
 
 def test_batches_count_events_and_time_per_agent_and_delivered_records_per_topic() -> None:
