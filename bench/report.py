@@ -162,7 +162,7 @@ def markdown(summary: Mapping[str, Any]) -> str:
         "the open loop sent (under the connection cap or behind a busy client); `not_started` "
         "= orders that found no free connection before the answer deadline (also in "
         "`failed`); `oversold` = units in shipped "
-        "orders beyond the stock put, from each system's database; `lost` = accepted (202) "
+        "orders beyond the stock put, from each system's database; `lost` = accepted (201/202) "
         "orders with no final answer, neither seen by the client nor in the database after "
         "a further drain period (`unanswered` counts late answers too); `failed` "
         "= POSTs not accepted (busy/try again, 4xx/5xx, connection errors); `refused` = orders "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from sqlalchemy import Engine
@@ -183,8 +184,9 @@ class SinkConsumer:
                 self._wait_retry()
                 continue
             self._backoff.reset()
-            self.written_offsets.update(next_offsets(pending))
-            self._commit_to_kafka(pending)
+            written = next_offsets(pending)
+            self.written_offsets.update(written)
+            self._commit_to_kafka(written)
         if paused:
             self._resume_positioned()
 
@@ -211,15 +213,15 @@ class SinkConsumer:
             return False
         for tp in partitions:
             offset = offsets.get((tp.topic, tp.partition))
-            self._consumer.seek(tp, starts[tp] if offset is None else offset)
-            self.written_offsets[(tp.topic, tp.partition)] = (
-                starts[tp] if offset is None else offset
-            )
+            position = starts[tp] if offset is None else offset
+            self._consumer.seek(tp, position)
+            self.written_offsets[(tp.topic, tp.partition)] = position
             logger.info(
-                "positioned %s[%d] at %s",
+                "positioned %s[%d] at %s%s",
                 tp.topic,
                 tp.partition,
-                f"{starts[tp]} (log start)" if offset is None else offset,
+                position,
+                " (log start)" if offset is None else "",
             )
         self._unpositioned.clear()
         self._backoff.reset()
@@ -231,11 +233,11 @@ class SinkConsumer:
         if ready:
             self._consumer.resume(*ready)
 
-    def _commit_to_kafka(self, batch: list[ConsumedRecord]) -> None:
+    def _commit_to_kafka(self, written: Mapping[tuple[str, int], int]) -> None:
         assigned = self._consumer.assignment()
         offsets = {
             TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
-            for (t, p), o in next_offsets(batch).items()
+            for (t, p), o in written.items()
             if TopicPartition(t, p) in assigned
         }
         if not offsets:

@@ -89,9 +89,8 @@ def partition_lag(
     return family
 
 
-def serve(collector: Collector, port: int, host: str = "127.0.0.1") -> CollectorRegistry:
+def serve(collector: Collector, port: int, host: str = "127.0.0.1") -> None:
     """Serve ``collector`` at ``http://host:port/metrics`` from a daemon thread."""
     registry = CollectorRegistry()
     registry.register(collector)
     start_http_server(port, addr=host, registry=registry)
-    return registry

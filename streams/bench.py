@@ -158,32 +158,26 @@ class Bench:
         finally:
             await consumer.stop()
 
-    async def wait_offsets(self, topic: str | list[str], count: int, limit_s: float) -> None:
-        """Wait until ``topic`` (or the topics together) holds ``count`` messages."""
-        topics = [topic] if isinstance(topic, str) else topic
-        deadline = time.monotonic() + limit_s
-        while sum([await self.end_offsets(t) for t in topics]) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{topics} did not reach {count} messages in {limit_s}s")
-            await asyncio.sleep(0.5)
-
-    async def wait_decided(
-        self, topics: list[str], count: int, limit_s: float, pid: int
+    async def wait_offsets(
+        self, topic: str | list[str], count: int, limit_s: float, pid: int | None = None
     ) -> dict[str, float]:
-        """Wait until ``topics`` hold ``count`` decisions; sample the worker's CPU meanwhile.
+        """Wait until ``topic`` (or the topics together) holds ``count`` messages.
 
-        Returns its CPU per line and the cores it used (CPU over wall time) between the first
-        poll that saw decisions and the last: start-up (imports, rebalance) is left out."""
-        worker = psutil.Process(pid)
+        With ``pid``, sample that worker's CPU meanwhile and return its CPU per message and
+        the cores it used (CPU over wall time) between the first poll that saw messages and
+        the last: start-up (imports, rebalance) is left out."""
+        topics = [topic] if isinstance(topic, str) else topic
+        worker = psutil.Process(pid) if pid is not None else None
         deadline = time.monotonic() + limit_s
-        start: tuple[int, float, float] | None = None  # decided, cpu s, wall s
+        start: tuple[int, float, float] | None = None  # messages, cpu s, wall s
         while True:
-            decided = sum([await self.end_offsets(t) for t in topics])
-            times = worker.cpu_times()
-            sample = (decided, times.user + times.system, time.monotonic())
-            if start is None and decided > 0:
-                start = sample
-            if decided >= count:
+            seen = sum([await self.end_offsets(t) for t in topics])
+            if worker is not None:
+                times = worker.cpu_times()
+                sample = (seen, times.user + times.system, time.monotonic())
+                if start is None and seen > 0:
+                    start = sample
+            if seen >= count:
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topics} did not reach {count} messages in {limit_s}s")
@@ -268,7 +262,7 @@ class Bench:
                     settings.topics(names.ORDERS_COMMITTED),
                     settings.topics(names.ORDERS_REJECTED),
                 ]
-                usage = await self.wait_decided(decisions, scenario.lines, 900, worker.pid)
+                usage = await self.wait_offsets(decisions, scenario.lines, 900, worker.pid)
                 first, last, reserved = await self.output_window(decisions)
             finally:
                 worker.send_signal(signal.SIGTERM)

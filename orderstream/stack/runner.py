@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from orderstream.settings import Settings, read_env_file
+from orderstream.settings import Settings
 from orderstream.stack import broker, cache, database, envfile, pipeline, processes, supervisor
 from orderstream.stack.config import StackConfig
 from schemas.topics import ALL_TOPICS
@@ -138,7 +138,7 @@ def status(cfg: StackConfig) -> str:
         state = "listening" if port_open(port) else "-"
         lines.append(f"{name:<18} 127.0.0.1:{port:<6} {state}")
     if cfg.stack_env.exists():
-        key = read_env_file(cfg.stack_env).get("STOREFRONT_KEY", "")
+        key = envfile.recorded(cfg.stack_env).get("STOREFRONT_KEY", "")
         lines.append(f"\nstorefront page: {cfg.ingress_url}/shop#key={key}")
     lines.append(f"\nenv: {cfg.stack_env}{'' if cfg.stack_env.exists() else ' (missing)'}")
     lines.append(f"logs: {cfg.logs}/")
