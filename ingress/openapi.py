@@ -49,8 +49,8 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
             "description": "an order refused by the sold-out gate (409): why",
         },
         line_no={"type": "integer", "description": "refused order: the line that cannot be filled"},
-        product_id={"type": "string"},
-        quantity={"type": "integer"},
+        product_id={"type": "string", "description": "refused order: the line's product"},
+        quantity={"type": "integer", "description": "refused order: the units the line asks"},
         available={"type": "integer", "description": "refused order: units the read model shows"},
         limit={
             "type": "integer",
@@ -241,6 +241,16 @@ def build_spec(settings: Settings) -> dict[str, Any]:
     )
     place["responses"]["201"] = {
         "description": "Prefer: wait=N and the order reached its final status in time",
+        "headers": {
+            "Location": {
+                "description": "the order, `/v1/orders/{order_id}`",
+                "schema": {"type": "string"},
+            },
+            "Preference-Applied": {
+                "description": "`wait=N` as asked (RFC 7240)",
+                "schema": {"type": "string"},
+            },
+        },
         "content": _json("Order"),
     }
     by_id = {"order_id": "$response.body#/order_id"}
