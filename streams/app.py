@@ -12,7 +12,8 @@ from orderstream.readmodel import Keys
 from orderstream.redispack import connection_options
 from orderstream.settings import Settings
 from streams.agents import StreamAgents, register_agents
-from streams.faustutil import OrderedTableManager, PromptFetchConsumer
+from streams.faustconsumer import WorkerConsumer
+from streams.faustutil import OrderedTableManager
 from streams.metrics import WorkerMetrics
 from streams.readmodel import ReadModelWriter
 from streams.tables import StreamTables, declare_tables
@@ -33,11 +34,11 @@ class StreamApp(faust.App):
 
     def _new_transport(self) -> faust.types.TransportT:
         transport = super()._new_transport()
-        transport.Consumer = PromptFetchConsumer  # type: ignore[misc]
+        transport.Consumer = WorkerConsumer  # type: ignore[misc]
         return transport
 
 
-def create_app(
+def new_app(
     settings: Settings,
     *,
     worker_index: int = 0,
@@ -45,10 +46,9 @@ def create_app(
     web_host: str = "127.0.0.1",
     store: str = "rocksdb://",  # faust-streaming drives RocksDB through rocksdict
     broker: str | None = None,
-    redis_client: aioredis.Redis | None = None,
-    with_read_model: bool = True,
 ) -> StreamApp:
-    app = StreamApp(
+    """The app with the workers' options, nothing declared on it yet."""
+    return StreamApp(
         settings.app_id,
         broker=broker or f"kafka://{settings.kafka_bootstrap}",
         store=store,
@@ -66,6 +66,8 @@ def create_app(
         producer_linger=0.005,
         producer_max_batch_size=256 * 1024,
         broker_max_poll_records=2000,
+        # WorkerConsumer fetches only while every buffer is at most half full; half plus
+        # one poll (2000) stays under the 80% at which Faust pauses a partition
         stream_buffer_maxsize=8192,
         table_standby_replicas=0,
         # A worker that dies without leaving the group (SIGKILL, a watchdog's hard exit)
@@ -73,6 +75,27 @@ def create_app(
         # heartbeats come from the consumer's own thread (every 3 s), not the agents' loop.
         broker_session_timeout=SESSION_TIMEOUT_S,
         TableManager=OrderedTableManager,  # streams.faustutil.OrderedRecovery: why
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    worker_index: int = 0,
+    web_port: int | None = None,
+    web_host: str = "127.0.0.1",
+    store: str = "rocksdb://",
+    broker: str | None = None,
+    redis_client: aioredis.Redis | None = None,
+    with_read_model: bool = True,
+) -> StreamApp:
+    app = new_app(
+        settings,
+        worker_index=worker_index,
+        web_port=web_port,
+        web_host=web_host,
+        store=store,
+        broker=broker,
     )
     app.stream_topics = declare_topics(app, settings)
     app.stream_tables = declare_tables(app, settings)

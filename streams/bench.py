@@ -1,7 +1,9 @@
 """``python -m streams.bench``: order lines decided per second by ONE worker, here.
 
 Scenarios: one hot product (half the lines get stock) and lines spread over 10,000
-products; plus the same broker's raw aiokafka consume->produce rate in the same run.
+products; plus, in the same run, the same broker's raw aiokafka consume->produce rate
+and the Faust floor: a worker with the same options whose one agent only forwards each
+line (``streams.floor``), the most any Faust agent of this shape does here.
 Method per scenario: topics under a fresh prefix; the catalog is applied by a worker
 which is then stopped; all lines are produced; a worker is started on the backlog; the
 rate is (lines - 1) / (last - first decision timestamp), a decision being the order's
@@ -38,6 +40,7 @@ from schemas import codec
 from schemas import topics as names
 from schemas.inventory import UpsertProduct
 from schemas.orders import OrderLineRequested
+from streams.floor import floor_output
 from streams.tables import changelog_topic
 
 logger = logging.getLogger(__name__)
@@ -55,6 +58,22 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _spread_lines(count: int) -> list[tuple[str, bytes]]:
+    """One line request, keyed over 10,000 products (all partitions)."""
+    payload = codec.encode(
+        OrderLineRequested(
+            event_id="e",
+            order_id="o",
+            line_no=0,
+            line_count=1,
+            customer_id="c",
+            product_id="P",
+            quantity=1,
+        )
+    )
+    return [(f"P{i % 10000}", payload) for i in range(count)]
 
 
 class Bench:
@@ -106,23 +125,29 @@ class Bench:
             await admin.close()
 
     def start_worker(
-        self, settings: Settings, log: Path, profile: str | None = None
+        self, settings: Settings, log: Path, profile: str | None = None, floor: bool = False
     ) -> subprocess.Popen[bytes]:
+        """A stock-decision worker, or with ``floor`` the forward-only one (streams.floor)."""
         env = {**os.environ, **settings.to_env()}
-        cmd = [
-            sys.executable,
-            "-m",
-            "orderstream.cli",
-            "--log-level",
-            "WARNING",
-            "worker",
-            "--index",
-            "0",
-            "--web-port",
-            str(_free_port()),
-            "--loglevel",
-            "warning",
-        ]
+        port = str(_free_port())
+        cmd = (
+            [sys.executable, "-m", "streams.floor", "--web-port", port]
+            if floor
+            else [
+                sys.executable,
+                "-m",
+                "orderstream.cli",
+                "--log-level",
+                "WARNING",
+                "worker",
+                "--index",
+                "0",
+                "--web-port",
+                port,
+                "--loglevel",
+                "warning",
+            ]
+        )
         proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
         spy = shutil.which("py-spy") or os.environ.get("PY_SPY")
         if profile and self.profile and spy:  # sample the measured worker (folded stacks)
@@ -181,6 +206,8 @@ class Bench:
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topics} did not reach {count} messages in {limit_s}s")
+            if worker is not None and worker.status() == psutil.STATUS_ZOMBIE:
+                raise RuntimeError(f"worker {pid} exited; see its log")
             await asyncio.sleep(0.5)
         if start is None or sample[0] == start[0]:
             return {}
@@ -302,6 +329,32 @@ class Bench:
             await consumer.stop()
         return first, last, reserved
 
+    async def floor_rate(self, lines: int) -> dict[str, object]:
+        """The forward-only Faust worker (streams.floor) on the raw scenario's lines."""
+        prefix = f"b{uuid.uuid4().hex[:5]}."
+        settings = self.settings_for(prefix)
+        out = floor_output(settings)
+        await self.create_topics(settings, extra=(out,))
+        try:
+            await self.produce(settings, names.ORDER_REQUESTS, _spread_lines(lines))
+            log, profile = self.workdir / f"{prefix}floor.log", str(self.workdir / "floor.folded")
+            worker = self.start_worker(settings, log, profile, floor=True)
+            try:
+                usage = await self.wait_offsets(out, lines, 600, worker.pid)
+                first, last, _ = await self.output_window([out])
+            finally:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(timeout=60)
+            return {
+                "scenario": "faust floor (forward only)",
+                "messages": lines,
+                "seconds": round(last - first, 2),
+                "messages_per_s": round((lines - 1) / max(last - first, 1e-6)),
+                **usage,
+            }
+        finally:
+            await self.delete_topics(prefix)
+
     async def raw_rate(self, lines: int) -> dict[str, object]:
         """aiokafka consume -> produce of the same kind of messages, no processing."""
         prefix = f"b{uuid.uuid4().hex[:5]}."
@@ -309,20 +362,7 @@ class Bench:
         out = f"{prefix}raw.out"
         await self.create_topics(settings, extra=(out,))
         try:
-            payload = codec.encode(
-                OrderLineRequested(
-                    event_id="e",
-                    order_id="o",
-                    line_no=0,
-                    line_count=1,
-                    customer_id="c",
-                    product_id="P",
-                    quantity=1,
-                )
-            )
-            await self.produce(
-                settings, names.ORDER_REQUESTS, [(f"P{i % 10000}", payload) for i in range(lines)]
-            )
+            await self.produce(settings, names.ORDER_REQUESTS, _spread_lines(lines))
             consumer = AIOKafkaConsumer(
                 settings.topics(names.ORDER_REQUESTS),
                 bootstrap_servers=settings.kafka_bootstrap,
@@ -379,6 +419,8 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, object]]:
         profile_delay_s=args.profile_delay,
     )
     results = [await bench.raw_rate(args.lines)] if "raw" in args.only else []
+    if "floor" in args.only:
+        results.append(await bench.floor_rate(args.lines))
     if "hot" in args.only:
         results.append(
             await bench.run_scenario(
@@ -394,7 +436,8 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, object]]:
     if "raw" in args.only:
         raw = float(results[0]["messages_per_s"])  # type: ignore[arg-type]
         for r in results[1:]:
-            r["share_of_raw"] = round(float(r["lines_per_s"]) / raw, 2)  # type: ignore[arg-type]
+            rate = r.get("lines_per_s", r.get("messages_per_s"))
+            r["share_of_raw"] = round(float(rate) / raw, 2)  # type: ignore[arg-type]
     print(f"worker logs: {workdir}", file=sys.stderr)
     return results
 
@@ -412,8 +455,8 @@ def main() -> None:
     parser.add_argument(
         "--only",
         type=lambda v: set(v.split(",")),
-        default={"raw", "hot", "spread"},
-        help="comma-separated subset of raw,hot,spread",
+        default={"raw", "floor", "hot", "spread"},
+        help="comma-separated subset of raw,floor,hot,spread",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

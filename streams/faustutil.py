@@ -25,7 +25,6 @@ from faust.stores import rocksdb as faust_rocksdb
 from faust.streams import _current_event
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
-from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, EventT
 
 logger = logging.getLogger(__name__)
@@ -255,40 +254,6 @@ async def _take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[
     finally:
         stream.enable_acks = stream_enable_acks
         stream._processors.remove(add_to_buffer)
-
-
-#: A fetch request returns once FETCH_MIN_BYTES are ready or after FETCH_MAX_WAIT_MS
-#: (Faust hard-codes 1500 ms and aiokafka's default is 1 byte).
-FETCH_MAX_WAIT_MS = 20
-FETCH_MIN_BYTES = 16 * 1024
-
-
-class _PromptFetchConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by consumer.start()
-        consumer._fetch_min_bytes = FETCH_MIN_BYTES
-        return consumer
-
-
-class PromptFetchConsumer(aiokafka_driver.Consumer):
-    """Faust's aiokafka consumer with fetch requests that wait at most 20 ms for 16 KiB.
-
-    Faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500``. aiokafka has one
-    fetch request in flight per broker and leaves partitions with buffered records out of
-    it, so once a busy partition's prefetched records are drained its next records wait
-    for the in-flight request on the *quiet* partitions to expire: measured, a stall of
-    1.0-1.5 s every ~2 s on a backlog (agent idle, event loop idle). So the wait is short.
-
-    With aiokafka's ``fetch_min_bytes=1`` a busy worker sent a fetch per trickle of
-    records; asking the broker to gather 16 KiB (or 20 ms) cut the workers' CPU per order
-    end to end by ~20% (catalog, 512 buyers: 0.47-0.54 -> 0.39-0.41 ms; 986-1,093 ->
-    1,075-1,146 orders/s; hot_product 1,310-1,455 -> 1,394-1,510). The price: up to 20 ms
-    on a quiet partition's next record, and an idle worker sends ~50 empty fetches/s.
-    """
-
-    def _new_consumer_thread(self) -> Any:
-        return _PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 def _exit_on_failure(future: asyncio.Future[Any]) -> None:
