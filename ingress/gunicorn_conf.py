@@ -2,7 +2,9 @@
 
 Worker class: gunicorn's own ASGI worker on uvloop (the app is ``falcon.asgi``; Redis and
 Kafka are asyncio clients). Chosen by measurement over gevent with the WSGI app, see README
-"HTTP API (ingress)". Override with INGRESS_WORKERS for experiments.
+"HTTP API (ingress)". Override with INGRESS_WORKERS for experiments. HTTP parsing: the C
+parser of ``gunicorn_h1c`` (a dependency; gunicorn's default ``http_parser = "auto"``
+picks it when installed, else its pure-Python parser).
 """
 
 from __future__ import annotations
