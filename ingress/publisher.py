@@ -1,9 +1,10 @@
 """Publishing to Kafka behind a small interface (unit tests use a fake).
 
 ``KafkaPublisher`` wraps an aiokafka producer on the worker's event loop: acks=all,
-idempotent, a small linger so concurrent requests share batches, and aiokafka's default
-partitioner (murmur2 of the key bytes, the same as kafka-python's and Java's), so a
-product's lines land in the partition the Faust table expects. ``publish`` returns only
+idempotent, a small linger so concurrent requests share batches, and the default
+partitioner (murmur2 of the key bytes, the same as Java's, kafka-python's and aiokafka's:
+``schemas.partitioning``, twice as fast as aiokafka's port), so a product's lines land in
+the partition the Faust table expects. ``publish`` returns only
 when every message is acknowledged, or raises ``PublishError`` telling how many were.
 
 aiokafka rather than kafka-python: the ingress runs on asyncio (``ingress.app``), and
@@ -20,6 +21,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from schemas.partitioning import Murmur2Partitioner
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +63,7 @@ class KafkaPublisher:
             "linger_ms": linger_ms,
             "request_timeout_ms": 10000,
             "client_id": "orderstream-ingress",
+            "partitioner": Murmur2Partitioner(),
             **config,
         }
         self._producer: Any = None

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import rocksdict
-from aiokafka.partitioner import DefaultPartitioner
 from faust import stores as faust_stores
 from faust.stores import rocksdb as faust_rocksdb
 from faust.streams import _current_event
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP, EventT
+
+from schemas.partitioning import Murmur2Partitioner
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class Outbox:
     changed. Faust's producer flush before each offset commit covers these batches too,
     and a failed delivery exits the process before that commit can happen (at-least-once:
     the input is processed again on restart). Keyed records without a partition are placed
-    by aiokafka's default partitioner (murmur2, as the Java client and kafka-python).
+    by the default partitioner (``schemas.partitioning``: murmur2, as the Java client's).
     """
 
     def __init__(self, app: Any, on_delivered: Callable[[str, int], None] | None = None) -> None:
@@ -59,7 +60,7 @@ class Outbox:
         self._records: dict[tuple[str, int | None], list[tuple[bytes | None, bytes | None]]] = {}
         self._on_sent: dict[tuple[str, int], Callable[[int], None]] = {}
         self._partitions: dict[str, list[int]] = {}
-        self._partitioner = DefaultPartitioner()
+        self._partitioner = Murmur2Partitioner()
 
     def add(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
