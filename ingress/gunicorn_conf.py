@@ -38,6 +38,12 @@ def on_starting(server: object) -> None:
     _METRICS_DIR.mkdir(parents=True, exist_ok=True)
 
 
+def post_worker_init(worker: object) -> None:
+    from orderstream import gctune
+
+    gctune.tune()  # the app is loaded in this worker: freeze it (orderstream.gctune)
+
+
 def child_exit(server: object, worker: object) -> None:
     from prometheus_client import multiprocess
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import click
 
+from orderstream import gctune
 from orderstream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ def sink(
 
         serve(SinkCollector(pg_sink, runner), metrics_port, metrics_host)
     logger.info("sink consuming with batch size %d", settings.sink_batch_size)
+    gctune.tune()
     try:
         runner.run()
     finally:
@@ -128,6 +130,7 @@ def relay(
         from sinks.metrics import RelayCollector, serve
 
         serve(RelayCollector(outbox_relay), metrics_port, metrics_host)
+    gctune.tune()
     try:
         run_relay(
             outbox_relay,
