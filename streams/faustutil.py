@@ -140,7 +140,21 @@ class DirectTableWriter:
         self.changelog = table.changelog_topic.get_topic_name()
 
     def get(self, key: bytes) -> bytes | None:
-        return self.table.data.get(key)
+        """The stored value of ``key`` in the bound event's partition (``bound``), or None.
+
+        On RocksDB this reads the partition's rocksdict directly, as ``Store._get`` does in
+        the end: ``table.data.get`` goes through ``Mapping.get``, ``__getitem__`` and a
+        raised and caught ``KeyError`` for every key not stored yet (a new order's line, a
+        new customer), ~5% of a worker end to end. The key index Faust keeps on hits only
+        speeds up reads made without an event, which scan every partition without it."""
+        store = self.table.data
+        if isinstance(store, faust_rocksdb.Store) and store.use_rocksdict:
+            eventref = _current_event.get(None)
+            event = eventref() if eventref is not None else None
+            if event is not None:
+                value: bytes | None = store._db_for_partition(event.message.partition).get(key)
+                return value
+        return store.get(key)
 
     def put(self, partition: int, key: bytes, value: bytes | None) -> None:
         """Store locally, queue the changelog record; call with an event of ``partition``
