@@ -1,4 +1,4 @@
-"""The one place that reaches into Faust internals.
+"""Faust internals the processing relies on (the consumer's are in ``streams.faustconsumer``).
 
 ``stream.take_events`` yields a batch that may span partitions, while Faust tables pick
 the changelog partition and the RocksDB partition store from the *current event*. To
