@@ -58,4 +58,4 @@ class Murmur2Partitioner:
     ) -> int:
         if key is None:
             return random.choice(available or all_partitions)
-        return all_partitions[(murmur2(key) & 0x7FFFFFFF) % len(all_partitions)]
+        return all_partitions[partition_for(key, len(all_partitions))]

@@ -57,7 +57,7 @@ class WorkerConsumer(aiokafka_driver.Consumer):
     ``_drain_messages`` below is Faust's, except that it runs the delivery coroutine's
     first step inline (``deliver``) and falls back to Faust's ``wait_first`` only when
     that step blocks or the flow is already suspended. Measured on a Faust agent that
-    only forwards its input (``python -m streams.bench --floor``): the fetcher's
+    only forwards its input (``python -m streams.bench --only floor``): the fetcher's
     per-message cost was ~40% of the process.
     """
 
