@@ -10,6 +10,11 @@ POST /v1/orders at a fixed rate, then POST /v1/orders again with 500 long-poller
 With ``--spawn`` it starts its own gunicorn (``ingress/gunicorn_conf.py``) on
 ``--port`` (default 18090) with topic/key prefix ``bench.`` (the topics are created here)
 so the shared pipeline does not consume the orders; otherwise it targets ``--url``.
+
+Against the local stack, each run of POSTs starts once the pipeline has consumed what the
+runs before it posted (``settle``: every worker's and the sink's partition lag reads 0), so a
+run does not compete with the previous run's backlog; the seconds waited are reported as
+``settled_s_before_*``.
 """
 
 from __future__ import annotations
@@ -77,6 +82,49 @@ def cpu_ticks(pids: list[int]) -> int:
             continue
         total += int(fields[11]) + int(fields[12])  # utime + stime
     return total
+
+
+def pipeline_lag(urls: list[str]) -> int | None:
+    """Records the pipeline has not consumed yet: the sum of every ``*_partition_lag`` gauge
+    at ``urls`` (the workers' and the sink's /metrics). None when one does not answer."""
+    total = 0
+    for url in urls:
+        try:
+            text = urllib.request.urlopen(url, timeout=2).read().decode()
+        except OSError:
+            return None
+        for line in text.splitlines():
+            name, _, value = line.rpartition(" ")
+            if name.startswith("orderstream_") and "_partition_lag{" in name:
+                total += int(float(value))
+    return total
+
+
+def pipeline_metrics_urls() -> list[str]:
+    """The /metrics of the local stack's workers and sink (``orderstream.stack``'s ports)."""
+    from orderstream.stack.config import StackConfig
+
+    cfg = StackConfig.from_env()
+    ports = [cfg.worker_web_port + n for n in range(cfg.workers)] + [cfg.sink_metrics_port]
+    return [f"http://127.0.0.1:{port}/metrics" for port in ports]
+
+
+def settle(urls: list[str], timeout_s: float) -> float:
+    """Wait until the pipeline has decided, stored and shipped what earlier runs posted, so
+    every run starts from the same idle stack instead of competing with the last run's
+    backlog (Kafka keeps what intake outran). Returns the seconds waited."""
+    start = time.monotonic()
+    zero_reads = 0
+    while zero_reads < 2:  # twice in a row: a commit interval apart from a stale zero
+        if time.monotonic() - start > timeout_s:
+            raise RuntimeError(
+                f"the pipeline still lags (or its /metrics do not answer: {', '.join(urls)}) "
+                f"after {timeout_s:.0f} s; --settle-timeout 0 runs without waiting"
+            )
+        lag = pipeline_lag(urls)
+        zero_reads = zero_reads + 1 if lag == 0 else 0
+        time.sleep(1.0)
+    return round(time.monotonic() - start, 1)
 
 
 def wrk(url: str, script: str, *, connections: int, seconds: int) -> dict[str, Any]:
@@ -323,10 +371,12 @@ def suite(url: str, key: str, args: argparse.Namespace) -> dict[str, Any]:
             f"{url}/healthz", "", connections=args.connections, seconds=args.seconds
         )
     if "orders" in only or "pollers" in only:
+        results["settled_s_before_orders"] = args.settle()
         results["orders"] = wrk(
             f"{url}/v1/orders", post, connections=args.connections, seconds=args.seconds
         )
     if "rate" in only:
+        results["settled_s_before_rate"] = args.settle()
         results["orders_fixed_rate"] = asyncio.run(fixed_rate(url, key, args.rate, args.seconds))
     if "follow" in only:
         results["follow"] = asyncio.run(
@@ -334,6 +384,7 @@ def suite(url: str, key: str, args: argparse.Namespace) -> dict[str, Any]:
         )
     if "pollers" not in only:
         return results
+    results["settled_s_before_pollers"] = args.settle()
     if args.poll_orders == "placed":
         # through the API: against the whole stack these are decided within milliseconds,
         # and a poller of a decided order gets its answer at once and asks again
@@ -466,8 +517,21 @@ def main(argv: list[str] | None = None) -> None:
         "POSTed through the API (the whole stack decides them at once, so the pollers turn "
         "into a loop of GETs answered at once)",
     )
+    parser.add_argument(
+        "--settle-timeout",
+        type=float,
+        default=300.0,
+        help="before each run of POSTs, wait at most this long for the stack's pipeline to "
+        "consume the backlog of earlier runs (0: do not wait)",
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
+    lag_urls = pipeline_metrics_urls()
+    args.settle = (
+        (lambda: settle(lag_urls, args.settle_timeout))
+        if args.settle_timeout > 0 and not args.spawn
+        else (lambda: 0.0)
+    )
     args.redis_url = settings.redis_url
     report: dict[str, Any] = {
         "cpus": os.cpu_count(),
