@@ -109,6 +109,7 @@ def get_app() -> falcon.asgi.App:
     """Real collaborators from the environment (``.local/stack.env`` + variables)."""
     from ingress.redisbatch import BatchedRedis
     from ingress.redisconn import connect
+    from ingress.respwire import RespWire
     from ingress.store import SqlStore
 
     config = IngressConfig.from_env()
@@ -122,7 +123,11 @@ def get_app() -> falcon.asgi.App:
         max_connections=64,
     )
     if os.environ.get("INGRESS_REDIS_BATCH", "1") != "0":
-        client = BatchedRedis(client)  # concurrent requests share round trips
+        # concurrent requests share round trips, over one hiredis connection (redis://)
+        wire = None
+        if s.redis_url.startswith("redis://") and os.environ.get("INGRESS_REDIS_WIRE", "1") != "0":
+            wire = RespWire(s.redis_url, timeout_s=5, connect_timeout_s=2)
+        client = BatchedRedis(client, wire=wire)
     publisher = KafkaPublisher(
         s.kafka_bootstrap, linger_ms=int(os.environ.get("INGRESS_KAFKA_LINGER_MS", "2"))
     )

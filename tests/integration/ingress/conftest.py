@@ -18,6 +18,7 @@ from ingress.app import create_app
 from ingress.publisher import KafkaPublisher
 from ingress.redisbatch import BatchedRedis
 from ingress.redisconn import connect
+from ingress.respwire import RespWire
 from orderstream.settings import Settings
 from schemas import topics
 
@@ -45,12 +46,16 @@ def settings(stack: Any, namespace: str) -> Iterator[Settings]:
 @pytest.fixture
 def ingress_redis(stack: Any) -> Iterator[Any]:
     """The Redis client the ingress uses in production (``ingress.redisconn.connect``, with
-    the hot commands batched by ``ingress.redisbatch.BatchedRedis``)."""
-    client = connect(stack.settings.redis_url, socket_timeout=5, health_check_interval=30)
+    the hot commands batched by ``ingress.redisbatch.BatchedRedis`` over
+    ``ingress.respwire.RespWire``)."""
+    url = stack.settings.redis_url
+    batched = BatchedRedis(
+        connect(url, socket_timeout=5, health_check_interval=30), wire=RespWire(url)
+    )
     try:
-        yield BatchedRedis(client)
+        yield batched
     finally:
-        async_to_sync(client.aclose)  # on the loop falcon.testing runs the app on
+        async_to_sync(batched.aclose)  # on the loop falcon.testing runs the app on
 
 
 @pytest.fixture

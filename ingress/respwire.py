@@ -1,0 +1,165 @@
+"""One Redis connection that only pipelines: hiredis packs the commands and parses the replies.
+
+``ingress.redisbatch.BatchedRedis`` sends the ingress' hot commands (the admission script,
+the stored response, the order reads) as one batch per round trip. Through redis-py's
+``Pipeline`` a batch cost a Pipeline object and a command stack, and per command a wrapper,
+a response callback and an ``asyncio.timeout``: ~13% of a busy ingress worker (py-spy, the
+e2e catalog benchmark). ``RespWire`` writes a batch in one write and parses the replies in
+C (``hiredis.Reader``) as they arrive, in an asyncio ``Protocol`` (no stream reader, no
+read per reply), under one timeout per batch.
+
+Replies are RESP2 as hiredis gives them (bytes, int, list, None); an error reply becomes a
+``redis.exceptions.ResponseError`` in its place, for its caller only. Connection set-up
+(AUTH, SELECT) follows the URL as redis-py parses it. A connection error fails the batch
+and the batch is sent once more on a new connection, as redis-py's ``Retry`` does in
+``ingress.redisconn`` (every batched command is safe to repeat); a timeout closes the
+connection and is not retried (the commands may have run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any, cast
+
+import hiredis
+from redis.asyncio.connection import parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+Command = tuple[Any, ...]
+
+
+class RespWire:
+    """Send a list of commands, get their replies in order (see the module docstring)."""
+
+    def __init__(self, url: str, *, timeout_s: float = 5.0, connect_timeout_s: float = 2.0):
+        if not url.startswith("redis://"):
+            raise ValueError("RespWire speaks plain TCP: a redis:// URL")
+        options = parse_url(url)
+        self._host = options.get("host", "localhost")
+        self._port = int(options.get("port", 6379))
+        self._setup: list[Command] = []
+        password, user = options.get("password"), options.get("username")
+        if password is not None:
+            self._setup.append(("AUTH", user, password) if user else ("AUTH", password))
+        if options.get("db"):
+            self._setup.append(("SELECT", options["db"]))
+        self._timeout_s = timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self._protocol: _Protocol | None = None
+        self._connecting = asyncio.Lock()
+
+    async def execute(self, commands: list[Command]) -> list[Any]:
+        payload = b"".join([hiredis.pack_command(c) for c in commands])
+        for attempt in (1, 2):
+            protocol = await self._connected()
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    replies = await protocol.request(payload, len(commands))
+            except RedisConnectionError:
+                self._drop(protocol)
+                if attempt == 2:
+                    raise
+                continue
+            except TimeoutError:
+                self._drop(protocol)  # its replies would arrive for the next batch
+                raise RedisTimeoutError(f"no reply from Redis within {self._timeout_s} s") from None
+            return [_checked(reply) for reply in replies]
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        if self._protocol is not None:
+            self._drop(self._protocol)
+
+    async def _connected(self) -> _Protocol:
+        protocol = self._protocol
+        if protocol is not None and protocol.open:
+            return protocol
+        async with self._connecting:
+            if self._protocol is not None and self._protocol.open:
+                return self._protocol
+            loop = asyncio.get_running_loop()
+            try:
+                async with asyncio.timeout(self._connect_timeout_s):
+                    _, protocol = await loop.create_connection(_Protocol, self._host, self._port)
+                    for command in self._setup:
+                        reply = (await protocol.request(hiredis.pack_command(command), 1))[0]
+                        _checked(reply)
+            except (OSError, TimeoutError, RedisConnectionError) as exc:
+                raise RedisConnectionError(
+                    f"cannot connect to Redis at {self._host}:{self._port}: {exc!r}"
+                ) from None
+            self._protocol = protocol
+            return protocol
+
+    def _drop(self, protocol: _Protocol) -> None:
+        protocol.close()
+        if self._protocol is protocol:
+            self._protocol = None
+
+
+def _checked(reply: Any) -> Any:
+    if isinstance(reply, hiredis.ReplyError):
+        return ResponseError(str(reply))
+    return reply
+
+
+class _Protocol(asyncio.Protocol):
+    """Replies are matched to requests in order: each request waits for its count of them."""
+
+    def __init__(self) -> None:
+        self._reader = hiredis.Reader()
+        self._waiting: collections.deque[tuple[int, list[Any], asyncio.Future[list[Any]]]] = (
+            collections.deque()
+        )
+        self._transport: asyncio.Transport | None = None
+        self.open = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.open = True
+
+    def request(self, payload: bytes, count: int) -> asyncio.Future[list[Any]]:
+        if not self.open or self._transport is None:
+            raise RedisConnectionError("the Redis connection is closed")
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((count, [], future))
+        self._transport.write(payload)
+        return future
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        waiting = self._waiting
+        try:
+            while waiting:
+                count, replies, future = waiting[0]
+                while len(replies) < count:
+                    reply = reader.gets()
+                    if reply is False:
+                        return
+                    replies.append(reply)
+                waiting.popleft()
+                if not future.done():
+                    future.set_result(replies)
+        except hiredis.ProtocolError as exc:
+            self._fail(RedisConnectionError(f"Redis protocol error: {exc}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        self._fail(RedisConnectionError(f"Redis closed the connection ({exc!r})"))
+
+    def close(self) -> None:
+        self.open = False
+        if self._transport is not None:
+            self._transport.close()
+        self._fail(RedisConnectionError("the Redis connection was closed"))
+
+    def _fail(self, exc: Exception) -> None:
+        while self._waiting:
+            _, _, future = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(exc)

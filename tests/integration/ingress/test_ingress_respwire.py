@@ -1,0 +1,162 @@
+"""ingress.respwire on the real Redis: BatchedRedis over the hiredis wire answers as it does
+over redis-py's pipelines, each caller gets its own reply, and a lost connection is
+replaced. Each test runs on asyncio's loop and on uvloop (the ingress' loop)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+import redis
+import uvloop
+
+from ingress.redisbatch import BatchedRedis
+from ingress.redisconn import connect
+from ingress.respwire import RespWire
+
+T = TypeVar("T")
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, T]], T]:
+    factory = uvloop.new_event_loop if request.param == "uvloop" else None
+
+    def run(main: Coroutine[Any, Any, T]) -> T:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(main)
+
+    return run
+
+
+def batched(url: str) -> BatchedRedis:
+    return BatchedRedis(connect(url), wire=RespWire(url))
+
+
+def test_answers_like_redis_py(run: Any, stack: Any, namespace: str, redis_client: Any) -> None:
+    url = stack.settings.redis_url
+    key, missing, hash_key = f"{namespace}k", f"{namespace}none", f"{namespace}h"
+    redis_client.hset(hash_key, mapping={"a": "1", "b": "2"})
+
+    async def main() -> list[Any]:
+        r = batched(url)
+        try:
+            return [
+                await r.set(key, b"v", ex=60),
+                await r.set(key, b"w", nx=True),
+                await r.hgetall(missing),
+                await r.hgetall(hash_key),
+                await r.eval("return {ARGV[1], tonumber(ARGV[2])}", 0, "x", 7),
+                await r.eval("return redis.call('GET', KEYS[1])", 1, key),
+            ]
+        finally:
+            await r.aclose()
+
+    assert run(main()) == [True, None, {}, {b"a": b"1", b"b": b"2"}, [b"x", 7], b"v"]
+    assert 0 < redis_client.ttl(key) <= 60
+
+
+def test_an_error_reply_goes_to_its_caller_only(run: Any, stack: Any) -> None:
+    async def main() -> list[Any]:
+        r = batched(stack.settings.redis_url)
+        try:
+            return await asyncio.gather(
+                *(
+                    r.eval("return ARGV[1]" if i % 2 else "return redis.error_reply('boom')", 0, i)
+                    for i in range(10)
+                ),
+                return_exceptions=True,
+            )
+        finally:
+            await r.aclose()
+
+    for i, result in enumerate(run(main())):
+        if i % 2:
+            assert result == str(i).encode()
+        else:
+            assert isinstance(result, redis.ResponseError) and "boom" in str(result)
+
+
+def test_concurrent_callers_each_get_their_own_reply(
+    run: Any, stack: Any, namespace: str, redis_client: Any
+) -> None:
+    # large and small replies interleaved: some batches arrive over several reads
+    for i in range(300):
+        fields = 2000 if i % 50 == 0 else 1
+        redis_client.hset(f"{namespace}h{i}", mapping={f"f{j}": f"{i}-{j}" for j in range(fields)})
+
+    async def one(r: BatchedRedis, i: int) -> bool:
+        got = await r.hgetall(f"{namespace}h{i}")
+        fields = 2000 if i % 50 == 0 else 1
+        return got == {f"f{j}".encode(): f"{i}-{j}".encode() for j in range(fields)}
+
+    async def main() -> list[bool]:
+        r = batched(stack.settings.redis_url)
+        try:
+            return await asyncio.gather(*(one(r, i) for i in range(300)))
+        finally:
+            await r.aclose()
+
+    assert all(run(main()))
+
+
+def test_a_connection_closed_by_the_server_is_replaced(
+    run: Any, stack: Any, redis_client: Any
+) -> None:
+    async def main() -> None:
+        wire = RespWire(stack.settings.redis_url)
+        try:
+            assert await wire.execute([("CLIENT", "SETNAME", "ingress-respwire-closed")]) == [b"OK"]
+            killed = 0
+            for info in redis_client.client_list():
+                if info.get("name") == "ingress-respwire-closed":
+                    killed += redis_client.client_kill_filter(_id=info["id"])
+            assert killed == 1
+            assert await wire.execute([("PING",), ("CLIENT", "GETNAME")]) == [b"PONG", None]
+        finally:
+            await wire.aclose()
+
+    run(main())
+
+
+def test_the_database_of_the_url_is_selected(run: Any, stack: Any, namespace: str) -> None:
+    base = stack.settings.redis_url.rsplit("/", 1)[0]
+    other = redis.Redis.from_url(f"{base}/3")
+    key = f"{namespace}db3"
+
+    async def main() -> None:
+        wire = RespWire(f"{base}/3")
+        try:
+            assert await wire.execute([("SET", key, "in-3", "EX", 60)]) == [b"OK"]
+        finally:
+            await wire.aclose()
+
+    try:
+        run(main())
+        assert other.get(key) == b"in-3"
+    finally:
+        other.delete(key)
+        other.close()
+
+
+def test_an_unreachable_redis_fails_every_caller_and_the_sender_goes_on(
+    run: Any, stack: Any
+) -> None:
+    async def main() -> None:
+        r = BatchedRedis(connect("redis://127.0.0.1:1/0"), wire=RespWire("redis://127.0.0.1:1/0"))
+        failed = await asyncio.gather(r.set("k", 1), r.hgetall("h"), return_exceptions=True)
+        assert [type(f) for f in failed] == [redis.ConnectionError] * 2
+        assert "cannot connect to Redis at 127.0.0.1:1" in str(failed[0])
+        r._wire = RespWire(stack.settings.redis_url)  # the same sender, now reachable
+        try:
+            assert await r.hgetall("orderstream-respwire-none") == {}
+        finally:
+            await r.aclose()
+
+    run(main())
+
+
+def test_only_plain_tcp_urls() -> None:
+    with pytest.raises(ValueError, match="redis://"):
+        RespWire("rediss://127.0.0.1:6379/0")
