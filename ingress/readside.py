@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol
 
+from ingress.respwire import RespSubscriber
 from orderstream.readmodel import Keys, decode_order, decode_product
 
 logger = logging.getLogger(__name__)
@@ -136,8 +138,7 @@ class StatusWaiter:
         self._idle_since: dict[str, float] = {}  # subscribed, nobody waiting
         self._to_subscribe: list[str] = []
         self._wake_sender: asyncio.Event | None = None
-        self._connected = asyncio.Event()
-        self._pubsub: Any = None
+        self._subscriber: RespSubscriber | _PubSubReader | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def wait_for_change(
@@ -204,14 +205,25 @@ class StatusWaiter:
 
     def _ensure_started(self) -> None:
         if not self._tasks:
-            self._pubsub = self._redis.pubsub()
+            on_message, on_subscribed = self._on_message, self._on_subscribed
+            wire = getattr(self._redis, "wire", None)  # ingress.redisbatch.BatchedRedis'
+            if wire is not None:  # subscribe over hiredis too (ingress.respwire)
+                self._subscriber = RespSubscriber(
+                    wire.endpoint.url,
+                    on_message=on_message,
+                    on_subscribed=on_subscribed,
+                    name=f"orderstream-ingress-status-{os.getpid()}",
+                )
+            else:
+                self._subscriber = _PubSubReader(
+                    self._redis, on_message=on_message, on_subscribed=on_subscribed
+                )
             self._wake_sender = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            self._tasks = [loop.create_task(self._send()), loop.create_task(self._run())]
+            self._tasks = [asyncio.get_running_loop().create_task(self._send())]
 
     async def _send(self) -> None:
         """The only writer of SUBSCRIBE/UNSUBSCRIBE: batches them, drops idle channels."""
-        assert self._wake_sender is not None
+        assert self._wake_sender is not None and self._subscriber is not None
         while True:
             await _wait(self._wake_sender, max(0.2, self._linger_s / 2))
             self._wake_sender.clear()
@@ -227,42 +239,75 @@ class StatusWaiter:
                 self._confirmed.pop(channel, None)
             try:
                 if stale:
-                    await self._pubsub.unsubscribe(*stale)
+                    await self._subscriber.unsubscribe(*stale)
                 if subscribe:
-                    await self._pubsub.subscribe(*subscribe)
-                    self._connected.set()
+                    await self._subscriber.subscribe(*subscribe)
             except Exception as exc:
                 # waiters fall back to their periodic re-checks; a reconnect re-subscribes
                 logger.warning("status subscriber: (un)subscribe failed: %s", exc)
 
+    def _on_subscribed(self, channel: bytes | str) -> None:
+        confirmed = self._confirmed.get(_s(channel))
+        if confirmed is not None:
+            confirmed.set()
+
+    def _on_message(self, channel: bytes | str, data: bytes | str) -> None:
+        status = _s(data)
+        for waiter in self._waiters.get(_s(channel), ()):
+            waiter.published = status
+            waiter.event.set()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._subscriber is not None:
+            await self._subscriber.aclose()
+
+
+class _PubSubReader:
+    """Subscriptions through redis-py's ``PubSub`` (clients without a hiredis wire: other
+    URL schemes, the unit tests' fakeredis), read by one task."""
+
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        on_message: Callable[[bytes | str, bytes | str], None],
+        on_subscribed: Callable[[bytes | str], None],
+    ) -> None:
+        self.pubsub = redis.pubsub()
+        self._on_message = on_message
+        self._on_subscribed = on_subscribed
+        self._connected = asyncio.Event()
+        self._reader = asyncio.get_running_loop().create_task(self._run())
+
+    async def subscribe(self, *channels: str) -> None:
+        await self.pubsub.subscribe(*channels)
+        self._connected.set()
+
+    async def unsubscribe(self, *channels: str) -> None:
+        await self.pubsub.unsubscribe(*channels)
+
     async def _run(self) -> None:
         while True:
-            if self._pubsub.connection is None:  # made by the first SUBSCRIBE
+            if self.pubsub.connection is None:  # made by the first SUBSCRIBE
                 await self._connected.wait()
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
+                message = await self.pubsub.get_message(timeout=1.0)
             except Exception as exc:
                 logger.warning("status subscriber: %s", exc)
                 await asyncio.sleep(0.5)
                 continue
             if message is None:
                 continue
-            channel = _s(message["channel"])
             if message["type"] == "subscribe":
-                confirmed = self._confirmed.get(channel)
-                if confirmed is not None:
-                    confirmed.set()
+                self._on_subscribed(message["channel"])
             elif message["type"] == "message":
-                status = _s(message["data"])
-                for waiter in self._waiters.get(channel, ()):
-                    waiter.published = status
-                    waiter.event.set()
+                self._on_message(message["channel"], message["data"])
 
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._pubsub is not None:
-            await self._pubsub.aclose()
+    async def aclose(self) -> None:
+        self._reader.cancel()
+        await self.pubsub.aclose()
 
 
 class _Waiter:

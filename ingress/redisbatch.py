@@ -38,6 +38,11 @@ class BatchedRedis:
         self._wake: asyncio.Event | None = None
         self._sender: asyncio.Task[None] | None = None
 
+    @property
+    def wire(self) -> Any:
+        """The hiredis connection batches go out on (None: redis-py pipelines)."""
+        return self._wire
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._redis, name)
 

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import hiredis
@@ -28,31 +31,51 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+logger = logging.getLogger(__name__)
+
 Command = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a redis:// URL points, and the commands that open a connection (AUTH, SELECT)."""
+
+    host: str
+    port: int
+    url: str
+    setup: tuple[Command, ...]
+
+    @classmethod
+    def from_url(cls, url: str) -> Endpoint:
+        if not url.startswith("redis://"):
+            raise ValueError("RespWire speaks plain TCP: a redis:// URL")
+        options = parse_url(url)
+        setup: list[Command] = []
+        password, user = options.get("password"), options.get("username")
+        if password is not None:
+            setup.append(("AUTH", user, password) if user else ("AUTH", password))
+        if options.get("db"):
+            setup.append(("SELECT", options["db"]))
+        host, port = options.get("host", "localhost"), int(options.get("port", 6379))
+        return cls(host, port, url, tuple(setup))
+
+
+def _pack(command: Command) -> bytes:
+    return hiredis.pack_command(command)
 
 
 class RespWire:
     """Send a list of commands, get their replies in order (see the module docstring)."""
 
     def __init__(self, url: str, *, timeout_s: float = 5.0, connect_timeout_s: float = 2.0):
-        if not url.startswith("redis://"):
-            raise ValueError("RespWire speaks plain TCP: a redis:// URL")
-        options = parse_url(url)
-        self._host = options.get("host", "localhost")
-        self._port = int(options.get("port", 6379))
-        self._setup: list[Command] = []
-        password, user = options.get("password"), options.get("username")
-        if password is not None:
-            self._setup.append(("AUTH", user, password) if user else ("AUTH", password))
-        if options.get("db"):
-            self._setup.append(("SELECT", options["db"]))
+        self.endpoint = Endpoint.from_url(url)
         self._timeout_s = timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._protocol: _Protocol | None = None
         self._connecting = asyncio.Lock()
 
     async def execute(self, commands: list[Command]) -> list[Any]:
-        payload = b"".join([hiredis.pack_command(c) for c in commands])
+        payload = b"".join([_pack(c) for c in commands])
         for attempt in (1, 2):
             protocol = await self._connected()
             try:
@@ -80,16 +103,16 @@ class RespWire:
         async with self._connecting:
             if self._protocol is not None and self._protocol.open:
                 return self._protocol
-            loop = asyncio.get_running_loop()
+            loop, where = asyncio.get_running_loop(), self.endpoint
             try:
                 async with asyncio.timeout(self._connect_timeout_s):
-                    _, protocol = await loop.create_connection(_Protocol, self._host, self._port)
-                    for command in self._setup:
-                        reply = (await protocol.request(hiredis.pack_command(command), 1))[0]
+                    _, protocol = await loop.create_connection(_Protocol, where.host, where.port)
+                    for command in where.setup:
+                        reply = (await protocol.request(_pack(command), 1))[0]
                         _checked(reply)
             except (OSError, TimeoutError, RedisConnectionError) as exc:
                 raise RedisConnectionError(
-                    f"cannot connect to Redis at {self._host}:{self._port}: {exc!r}"
+                    f"cannot connect to Redis at {where.host}:{where.port}: {exc!r}"
                 ) from None
             self._protocol = protocol
             return protocol
@@ -163,3 +186,128 @@ class _Protocol(asyncio.Protocol):
             _, _, future = self._waiting.popleft()
             if not future.done():
                 future.set_exception(exc)
+
+
+class RespSubscriber:
+    """One SUBSCRIBE connection: hiredis parses the pushes and they reach the callbacks as
+    they arrive (no reader task, no ``get_message`` timeout per message).
+
+    ``subscribe``/``unsubscribe`` write at once when connected; the channels wanted are
+    kept, and a keeper task connects, subscribes them all again after a lost connection
+    (every ``retry_s`` until Redis answers), as redis-py's ``PubSub`` does on reconnect.
+    ``on_subscribed(channel)`` follows each confirmation, ``on_message(channel, data)``
+    each message; channels and data are bytes."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        on_message: Callable[[bytes, bytes], None],
+        on_subscribed: Callable[[bytes], None],
+        connect_timeout_s: float = 2.0,
+        retry_s: float = 0.5,
+        name: str | None = None,
+    ) -> None:
+        self._endpoint = Endpoint.from_url(url)
+        self._name = name  # CLIENT SETNAME: who is who in CLIENT LIST
+        self._connect_timeout_s = connect_timeout_s
+        self._on_message = on_message
+        self._on_subscribed = on_subscribed
+        self._retry_s = retry_s
+        self._wanted: set[str] = set()
+        self._protocol: _PushProtocol | None = None
+        self._keeper: asyncio.Task[None] | None = None
+
+    async def subscribe(self, *channels: str) -> None:
+        self._wanted.update(channels)
+        self._write(("SUBSCRIBE", *channels))
+
+    async def unsubscribe(self, *channels: str) -> None:
+        self._wanted.difference_update(channels)
+        self._write(("UNSUBSCRIBE", *channels))
+
+    def _write(self, command: Command) -> None:
+        if self._keeper is None or self._keeper.done():
+            self._keeper = asyncio.get_running_loop().create_task(self._keep())
+        protocol = self._protocol
+        if protocol is not None and protocol.open:
+            protocol.write(_pack(command))
+        # else: the keeper subscribes self._wanted once connected
+
+    async def _keep(self) -> None:
+        loop, where = asyncio.get_running_loop(), self._endpoint
+        while True:
+            try:
+                async with asyncio.timeout(self._connect_timeout_s):
+                    _, protocol = await loop.create_connection(
+                        lambda: _PushProtocol(self._push), where.host, where.port
+                    )
+            except (OSError, TimeoutError) as exc:
+                logger.warning("status subscriber: cannot connect to Redis: %r", exc)
+                await asyncio.sleep(self._retry_s)
+                continue
+            for command in where.setup:
+                protocol.write(_pack(command))
+            if self._name:
+                protocol.write(_pack(("CLIENT", "SETNAME", self._name)))
+            if self._wanted:
+                protocol.write(_pack(("SUBSCRIBE", *self._wanted)))
+            self._protocol = protocol
+            await protocol.closed
+            self._protocol = None
+            logger.warning("status subscriber: connection lost; reconnecting")
+            await asyncio.sleep(self._retry_s)
+
+    def _push(self, push: Any) -> None:
+        if isinstance(push, list) and len(push) == 3:
+            kind = push[0]
+            if kind == b"message":
+                self._on_message(push[1], push[2])
+            elif kind == b"subscribe":
+                self._on_subscribed(push[1])
+        elif isinstance(push, hiredis.ReplyError):
+            logger.warning("status subscriber: Redis answered %s", push)
+        # +OK of AUTH / SELECT, unsubscribe confirmations: nothing to do
+
+    async def aclose(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+        if self._protocol is not None:
+            self._protocol.close()
+
+
+class _PushProtocol(asyncio.Protocol):
+    def __init__(self, on_push: Callable[[Any], None]) -> None:
+        self._reader = hiredis.Reader()
+        self._on_push = on_push
+        self._transport: asyncio.Transport | None = None
+        self.open = False
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self.open = True
+
+    def write(self, data: bytes) -> None:
+        if self._transport is not None:
+            self._transport.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        try:
+            while (push := reader.gets()) is not False:
+                self._on_push(push)
+        except hiredis.ProtocolError as exc:
+            logger.warning("status subscriber: Redis protocol error: %s", exc)
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def close(self) -> None:
+        self.open = False
+        if self._transport is not None:
+            self._transport.close()

@@ -12,9 +12,11 @@ import pytest
 import redis
 import uvloop
 
+from ingress.readside import NoFallback, OrderReader, StatusWaiter
 from ingress.redisbatch import BatchedRedis
 from ingress.redisconn import connect
-from ingress.respwire import RespWire
+from ingress.respwire import RespSubscriber, RespWire
+from orderstream.readmodel import SET_STATUS_LUA, Keys, status_args
 
 T = TypeVar("T")
 
@@ -160,3 +162,98 @@ def test_an_unreachable_redis_fails_every_caller_and_the_sender_goes_on(
 def test_only_plain_tcp_urls() -> None:
     with pytest.raises(ValueError, match="redis://"):
         RespWire("rediss://127.0.0.1:6379/0")
+
+
+def test_a_long_poll_hears_the_published_status(
+    run: Any, stack: Any, namespace: str, redis_client: Any
+) -> None:
+    """StatusWaiter over a client with a wire subscribes through RespSubscriber. The status
+    is only published (not written), so the waiter can know it only from the message."""
+    keys = Keys(namespace)
+    order_id = "o-respwire"
+    channel = keys.order_channel(order_id)
+    redis_client.eval(
+        SET_STATUS_LUA,
+        2,
+        keys.order(order_id),
+        channel,
+        *status_args("accepted", {"customer_id": "c", "items": []}),
+    )
+    asked: list[str] = []
+
+    def done(status: str) -> bool:
+        asked.append(status)
+        return status == "cancelled"
+
+    async def main() -> None:
+        r = batched(stack.settings.redis_url)
+        waiter = StatusWaiter(r, keys, recheck_s=120)
+        reader = OrderReader(r, keys, NoFallback())
+        try:
+            waiting = asyncio.ensure_future(waiter.wait_until(reader, order_id, done, 3))
+            for _ in range(2000):  # until Redis has the waiter's subscription (20 s at most)
+                if dict(await r.pubsub_numsub(channel)).get(channel.encode(), 0) >= 1:
+                    break
+                await asyncio.sleep(0.01)
+            redis_client.publish(channel, "cancelled")
+            await _within(waiting)
+        finally:
+            await waiter.close()
+            await r.aclose()
+
+    run(main())
+    assert "cancelled" in asked
+
+
+def test_the_subscriber_subscribes_again_after_a_lost_connection(
+    run: Any, stack: Any, namespace: str, redis_client: Any
+) -> None:
+    name = f"{namespace}subscriber".replace(".", "-")
+    first, second = f"{namespace}first", f"{namespace}second"
+
+    async def main() -> list[tuple[bytes, bytes]]:
+        messages: list[tuple[bytes, bytes]] = []
+        confirmed: asyncio.Queue[bytes] = asyncio.Queue()
+        got: asyncio.Queue[None] = asyncio.Queue()
+
+        def on_message(channel: bytes, data: bytes) -> None:
+            messages.append((channel, data))
+            got.put_nowait(None)
+
+        subscriber = RespSubscriber(
+            stack.settings.redis_url,
+            on_message=on_message,
+            on_subscribed=confirmed.put_nowait,
+            name=name,
+        )
+        try:
+            await subscriber.subscribe(first, second)
+            assert {await _within(confirmed.get()) for _ in range(2)} == {
+                first.encode(),
+                second.encode(),
+            }
+            killed = sum(
+                redis_client.client_kill_filter(_id=info["id"])
+                for info in redis_client.client_list()
+                if info.get("name") == name
+            )
+            assert killed == 1
+            # both channels are confirmed again on the new connection
+            assert {await _within(confirmed.get()) for _ in range(2)} == {
+                first.encode(),
+                second.encode(),
+            }
+            await subscriber.unsubscribe(first)
+            redis_client.publish(first, "dropped")  # after the UNSUBSCRIBE: not delivered
+            redis_client.publish(second, "kept")
+            await _within(got.get())
+            return messages
+        finally:
+            await subscriber.aclose()
+
+    assert run(main()) == [(second.encode(), b"kept")]
+
+
+async def _within(awaitable: Any) -> Any:
+    async with asyncio.timeout(20):  # a bound so a broken subscriber fails, not a timing
+        return await awaitable
