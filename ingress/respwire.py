@@ -104,18 +104,23 @@ class RespWire:
             if self._protocol is not None and self._protocol.open:
                 return self._protocol
             loop, where = asyncio.get_running_loop(), self.endpoint
+            opened: _Protocol | None = None
             try:
                 async with asyncio.timeout(self._connect_timeout_s):
-                    _, protocol = await loop.create_connection(_Protocol, where.host, where.port)
-                    for command in where.setup:
-                        reply = (await protocol.request(_pack(command), 1))[0]
-                        _checked(reply)
+                    _, opened = await loop.create_connection(_Protocol, where.host, where.port)
+                    for command in where.setup:  # AUTH, SELECT
+                        reply = (await opened.request(_pack(command), 1))[0]
+                        if isinstance(reply, hiredis.ReplyError):
+                            raise RedisConnectionError(f"{command[0]} refused: {reply}")
             except (OSError, TimeoutError, RedisConnectionError) as exc:
+                if opened is not None:
+                    opened.close()
+                why = f"{type(exc).__name__}: {exc}"
                 raise RedisConnectionError(
-                    f"cannot connect to Redis at {where.host}:{where.port}: {exc!r}"
+                    f"cannot connect to Redis at {where.host}:{where.port}: {why}"
                 ) from None
-            self._protocol = protocol
-            return protocol
+            self._protocol = opened
+            return opened
 
     def _drop(self, protocol: _Protocol) -> None:
         protocol.close()

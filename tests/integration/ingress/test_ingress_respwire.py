@@ -159,6 +159,21 @@ def test_an_unreachable_redis_fails_every_caller_and_the_sender_goes_on(
     run(main())
 
 
+def test_a_refused_auth_fails_the_batch(run: Any, stack: Any) -> None:
+    """The stack's Redis has no password: AUTH is refused, and so is the connection."""
+    url = stack.settings.redis_url.replace("redis://", "redis://:wrong-password@")
+
+    async def main() -> None:
+        wire = RespWire(url)
+        try:
+            with pytest.raises(redis.ConnectionError, match="AUTH refused"):
+                await wire.execute([("PING",)])
+        finally:
+            await wire.aclose()
+
+    run(main())
+
+
 def test_only_plain_tcp_urls() -> None:
     with pytest.raises(ValueError, match="redis://"):
         RespWire("rediss://127.0.0.1:6379/0")
