@@ -206,8 +206,10 @@ class StatusWaiter:
     def _ensure_started(self) -> None:
         if not self._tasks:
             on_message, on_subscribed = self._on_message, self._on_subscribed
-            wire = getattr(self._redis, "wire", None)  # ingress.redisbatch.BatchedRedis'
-            if wire is not None:  # subscribe over hiredis too (ingress.respwire)
+            # a BatchedRedis with a hiredis wire (what the ingress runs): subscribe over
+            # hiredis too (ingress.respwire); any other client: redis-py's PubSub
+            wire = getattr(self._redis, "wire", None)
+            if wire is not None:
                 self._subscriber = RespSubscriber(
                     wire.endpoint.url,
                     on_message=on_message,
