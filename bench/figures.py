@@ -25,10 +25,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from schemas.orders import REFUSED_HTTP_STATUS
+
 TERMINAL = frozenset({"shipped", "rejected", "cancelled"})
 ACCEPTED_HTTP = 202
 FINAL_HTTP = 201  # Prefer: wait honoured: accepted, and the body is the order's final status
-REFUSED_HTTP = 409
+REFUSED_HTTP = REFUSED_HTTP_STATUS
 NOT_STARTED = "not_started"  # error of an open-loop order that never got a connection
 
 

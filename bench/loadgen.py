@@ -47,7 +47,7 @@ from bench.figures import (
 )
 from bench.httpclient import Connection, Endpoint, HttpClientError, Pool
 from bench.scenarios import Lines
-from schemas.orders import REFUSAL_REASONS
+from schemas.orders import refusal_reason
 
 logger = logging.getLogger(__name__)
 
@@ -178,10 +178,12 @@ async def place_one(
         outcome.error = type(exc).__name__
         return outcome
     if response.status == REFUSED_HTTP:
-        if isinstance(body, dict) and body.get("reason") in REFUSAL_REASONS:
+        reason = refusal_reason(response.status, body)
+        if reason is not None:
             # refused at the door (orderstream's sold-out gate): the POST is the final answer
+            assert isinstance(body, dict)
             outcome.final_status = "rejected"
-            outcome.reason = str(body["reason"])
+            outcome.reason = reason
             outcome.refused_product = body.get("product_id")
             outcome.t_final = time.monotonic()
         return outcome

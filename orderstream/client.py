@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from schemas.orders import REFUSAL_REASONS, TERMINAL_STATUSES
+from schemas.orders import REFUSED_HTTP_STATUS, TERMINAL_STATUSES, refusal_reason
 
 
 @dataclass
@@ -166,9 +166,9 @@ class OrderstreamClient:
     def place(self, customer_id: str, items: Any, **kwargs: Any) -> Placement:
         """POST an order: accepted, or refused by the sold-out gate; anything else raises."""
         response = self.post_order_response(customer_id, items, **kwargs)
-        if response.status_code == 409:
+        if response.status_code == REFUSED_HTTP_STATUS:
             body = response.json()
-            if body.get("reason") in REFUSAL_REASONS:
+            if refusal_reason(response.status_code, body) is not None:
                 return Placement(None, body)
         return Placement(str(self._expect(response, 202)["order_id"]))
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from orderstream.client import OrderstreamClient
 from orderstream.settings import Settings
-from schemas.orders import REFUSAL_REASONS, TERMINAL_STATUSES
+from schemas.orders import REFUSED_HTTP_STATUS, TERMINAL_STATUSES, refusal_reason
 
 
 @dataclass
@@ -44,9 +44,9 @@ async def _buyer(
     body = {"customer_id": customer, "items": [{"product_id": p, "quantity": q} for p, q in lines]}
     posted = {**headers, "Idempotency-Key": uuid.uuid4().hex}
     async with http.post(f"{base}/v1/orders", json=body, headers=posted) as response:
-        if response.status == 409:
-            reason = (await response.json()).get("reason")
-            if reason in REFUSAL_REASONS:
+        if response.status == REFUSED_HTTP_STATUS:
+            reason = refusal_reason(response.status, await response.json())
+            if reason is not None:
                 result.at_door[reason] += 1
                 return
         if response.status != 202:

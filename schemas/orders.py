@@ -22,6 +22,17 @@ OrderStatus = Literal["accepted", "committed", "shipped", "rejected", "cancelled
 TERMINAL_STATUSES: frozenset[str] = frozenset({"shipped", "rejected", "cancelled"})
 # the reasons POST /v1/orders can refuse an order for at the door (409, the sold-out gate)
 REFUSAL_REASONS: frozenset[str] = frozenset({"out_of_stock", "discontinued", "limit_exceeded"})
+REFUSED_HTTP_STATUS = 409
+
+
+def refusal_reason(http_status: int, body: object) -> str | None:
+    """The sold-out gate's reason when a POST /v1/orders answer (status, parsed JSON body) is
+    a refusal at the door, else None. Other 409s (an Idempotency-Key still in flight) are
+    not refusals: their problem bodies carry no such reason."""
+    if http_status != REFUSED_HTTP_STATUS or not isinstance(body, dict):
+        return None
+    reason = body.get("reason")
+    return reason if isinstance(reason, str) and reason in REFUSAL_REASONS else None
 
 
 class OrderLineRequested(Record, tag="order_line_requested", tag_field="type", frozen=True):
