@@ -211,7 +211,7 @@ class StatusWaiter:
             wire = getattr(self._redis, "wire", None)
             if wire is not None:
                 self._subscriber = RespSubscriber(
-                    wire.endpoint.url,
+                    wire.endpoint,
                     on_message=on_message,
                     on_subscribed=on_subscribed,
                     name=f"orderstream-ingress-status-{os.getpid()}",

@@ -23,7 +23,7 @@ import collections
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import hiredis
 from redis.asyncio.connection import parse_url
@@ -34,6 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 logger = logging.getLogger(__name__)
 
 Command = tuple[Any, ...]
+P = TypeVar("P", bound=asyncio.Protocol)
 
 
 @dataclass(frozen=True)
@@ -42,13 +43,12 @@ class Endpoint:
 
     host: str
     port: int
-    url: str
     setup: tuple[Command, ...]
 
     @classmethod
     def from_url(cls, url: str) -> Endpoint:
         if not url.startswith("redis://"):
-            raise ValueError("RespWire speaks plain TCP: a redis:// URL")
+            raise ValueError("ingress.respwire speaks plain TCP: a redis:// URL")
         options = parse_url(url)
         setup: list[Command] = []
         password, user = options.get("password"), options.get("username")
@@ -57,7 +57,15 @@ class Endpoint:
         if options.get("db"):
             setup.append(("SELECT", options["db"]))
         host, port = options.get("host", "localhost"), int(options.get("port", 6379))
-        return cls(host, port, url, tuple(setup))
+        return cls(host, port, tuple(setup))
+
+    async def open(self, protocol: Callable[[], P], timeout_s: float) -> P:
+        """A TCP connection to Redis, spoken by ``protocol()`` (OSError, TimeoutError)."""
+        async with asyncio.timeout(timeout_s):
+            _, opened = await asyncio.get_running_loop().create_connection(
+                protocol, self.host, self.port
+            )
+        return opened
 
 
 def _pack(command: Command) -> bytes:
@@ -103,11 +111,11 @@ class RespWire:
         async with self._connecting:
             if self._protocol is not None and self._protocol.open:
                 return self._protocol
-            loop, where = asyncio.get_running_loop(), self.endpoint
+            where = self.endpoint
             opened: _Protocol | None = None
             try:
+                opened = await where.open(_Protocol, self._connect_timeout_s)
                 async with asyncio.timeout(self._connect_timeout_s):
-                    _, opened = await loop.create_connection(_Protocol, where.host, where.port)
                     for command in where.setup:  # AUTH, SELECT
                         reply = (await opened.request(_pack(command), 1))[0]
                         if isinstance(reply, hiredis.ReplyError):
@@ -134,63 +142,99 @@ def _checked(reply: Any) -> Any:
     return reply
 
 
-class _Protocol(asyncio.Protocol):
-    """Replies are matched to requests in order: each request waits for its count of them."""
+class _RespProtocol(asyncio.Protocol):
+    """What both connections share: hiredis parses what arrives, ``_take`` consumes the
+    parsed values, ``_ended`` hears that the connection is gone (closed or lost)."""
 
     def __init__(self) -> None:
         self._reader = hiredis.Reader()
-        self._waiting: collections.deque[tuple[int, list[Any], asyncio.Future[list[Any]]]] = (
-            collections.deque()
-        )
         self._transport: asyncio.Transport | None = None
         self.open = False
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.open = True
 
-    def request(self, payload: bytes, count: int) -> asyncio.Future[list[Any]]:
-        if not self.open or self._transport is None:
-            raise RedisConnectionError("the Redis connection is closed")
-        future = asyncio.get_running_loop().create_future()
-        self._waiting.append((count, [], future))
-        self._transport.write(payload)
-        return future
+    def write(self, data: bytes) -> None:
+        if self._transport is not None:
+            self._transport.write(data)
 
     def data_received(self, data: bytes) -> None:
-        reader = self._reader
-        reader.feed(data)
-        waiting = self._waiting
+        self._reader.feed(data)
         try:
-            while waiting:
-                count, replies, future = waiting[0]
-                while len(replies) < count:
-                    reply = reader.gets()
-                    if reply is False:
-                        return
-                    replies.append(reply)
-                waiting.popleft()
-                if not future.done():
-                    future.set_result(replies)
+            self._take(self._reader)
         except hiredis.ProtocolError as exc:
-            self._fail(RedisConnectionError(f"Redis protocol error: {exc}"))
-            self.close()
+            self._end(RedisConnectionError(f"Redis protocol error: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.open = False
-        self._fail(RedisConnectionError(f"Redis closed the connection ({exc!r})"))
+        self._end(RedisConnectionError(f"Redis closed the connection ({exc!r})"))
 
     def close(self) -> None:
+        self._end(RedisConnectionError("the Redis connection was closed"))
+
+    def _end(self, why: Exception) -> None:
         self.open = False
         if self._transport is not None:
             self._transport.close()
-        self._fail(RedisConnectionError("the Redis connection was closed"))
+        self._ended(why)
+        if not self.closed.done():
+            self.closed.set_result(None)
 
-    def _fail(self, exc: Exception) -> None:
+    def _take(self, reader: hiredis.Reader) -> None:
+        raise NotImplementedError
+
+    def _ended(self, why: Exception) -> None:
+        pass
+
+
+class _Protocol(_RespProtocol):
+    """Replies are matched to requests in order: each request waits for its count of them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._waiting: collections.deque[tuple[int, list[Any], asyncio.Future[list[Any]]]] = (
+            collections.deque()
+        )
+
+    def request(self, payload: bytes, count: int) -> asyncio.Future[list[Any]]:
+        if not self.open:
+            raise RedisConnectionError("the Redis connection is closed")
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((count, [], future))
+        self.write(payload)
+        return future
+
+    def _take(self, reader: hiredis.Reader) -> None:
+        waiting = self._waiting
+        while waiting:
+            count, replies, future = waiting[0]
+            while len(replies) < count:
+                reply = reader.gets()
+                if reply is False:
+                    return
+                replies.append(reply)
+            waiting.popleft()
+            if not future.done():
+                future.set_result(replies)
+
+    def _ended(self, why: Exception) -> None:
         while self._waiting:
             _, _, future = self._waiting.popleft()
             if not future.done():
-                future.set_exception(exc)
+                future.set_exception(why)
+
+
+class _PushProtocol(_RespProtocol):
+    """Every parsed value goes to ``on_push`` as it arrives."""
+
+    def __init__(self, on_push: Callable[[Any], None]) -> None:
+        super().__init__()
+        self._on_push = on_push
+
+    def _take(self, reader: hiredis.Reader) -> None:
+        while (push := reader.gets()) is not False:
+            self._on_push(push)
 
 
 class RespSubscriber:
@@ -205,7 +249,7 @@ class RespSubscriber:
 
     def __init__(
         self,
-        url: str,
+        endpoint: Endpoint,
         *,
         on_message: Callable[[bytes, bytes], None],
         on_subscribed: Callable[[bytes], None],
@@ -213,7 +257,7 @@ class RespSubscriber:
         retry_s: float = 0.5,
         name: str | None = None,
     ) -> None:
-        self._endpoint = Endpoint.from_url(url)
+        self._endpoint = endpoint
         self._name = name  # CLIENT SETNAME: who is who in CLIENT LIST
         self._connect_timeout_s = connect_timeout_s
         self._on_message = on_message
@@ -240,18 +284,17 @@ class RespSubscriber:
         # else: the keeper subscribes self._wanted once connected
 
     async def _keep(self) -> None:
-        loop, where = asyncio.get_running_loop(), self._endpoint
+        where = self._endpoint
         while True:
             try:
-                async with asyncio.timeout(self._connect_timeout_s):
-                    _, protocol = await loop.create_connection(
-                        lambda: _PushProtocol(self._push), where.host, where.port
-                    )
+                protocol = await where.open(
+                    lambda: _PushProtocol(self._push), self._connect_timeout_s
+                )
             except (OSError, TimeoutError) as exc:
                 logger.warning("status subscriber: cannot connect to Redis: %r", exc)
                 await asyncio.sleep(self._retry_s)
                 continue
-            for command in where.setup:
+            for command in where.setup:  # their +OK (or error) arrive as pushes
                 protocol.write(_pack(command))
             if self._name:
                 protocol.write(_pack(("CLIENT", "SETNAME", self._name)))
@@ -272,47 +315,10 @@ class RespSubscriber:
                 self._on_subscribed(push[1])
         elif isinstance(push, hiredis.ReplyError):
             logger.warning("status subscriber: Redis answered %s", push)
-        # +OK of AUTH / SELECT, unsubscribe confirmations: nothing to do
+        # +OK of AUTH / SELECT / SETNAME, unsubscribe confirmations: nothing to do
 
     async def aclose(self) -> None:
         if self._keeper is not None:
             self._keeper.cancel()
         if self._protocol is not None:
             self._protocol.close()
-
-
-class _PushProtocol(asyncio.Protocol):
-    def __init__(self, on_push: Callable[[Any], None]) -> None:
-        self._reader = hiredis.Reader()
-        self._on_push = on_push
-        self._transport: asyncio.Transport | None = None
-        self.open = False
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
-        self.open = True
-
-    def write(self, data: bytes) -> None:
-        if self._transport is not None:
-            self._transport.write(data)
-
-    def data_received(self, data: bytes) -> None:
-        reader = self._reader
-        reader.feed(data)
-        try:
-            while (push := reader.gets()) is not False:
-                self._on_push(push)
-        except hiredis.ProtocolError as exc:
-            logger.warning("status subscriber: Redis protocol error: %s", exc)
-            self.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.open = False
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    def close(self) -> None:
-        self.open = False
-        if self._transport is not None:
-            self._transport.close()

@@ -15,7 +15,7 @@ import uvloop
 from ingress.readside import NoFallback, OrderReader, StatusWaiter
 from ingress.redisbatch import BatchedRedis
 from ingress.redisconn import connect
-from ingress.respwire import RespSubscriber, RespWire
+from ingress.respwire import Endpoint, RespSubscriber, RespWire
 from orderstream.readmodel import SET_STATUS_LUA, Keys, status_args
 
 T = TypeVar("T")
@@ -236,7 +236,7 @@ def test_the_subscriber_subscribes_again_after_a_lost_connection(
             got.put_nowait(None)
 
         subscriber = RespSubscriber(
-            stack.settings.redis_url,
+            Endpoint.from_url(stack.settings.redis_url),
             on_message=on_message,
             on_subscribed=confirmed.put_nowait,
             name=name,
