@@ -2,8 +2,10 @@
 
 An ASGI app (``falcon.asgi``) on gunicorn's ASGI worker with uvloop:
 ``gunicorn -c ingress/gunicorn_conf.py 'ingress.app:get_app()'``. ``redis`` is a
-redis.asyncio client (or anything with its coroutine methods); ``publisher`` an
-``ingress.publisher.Publisher``.
+redis.asyncio client (or anything with its coroutine methods); ``get_app`` passes an
+``ingress.redisbatch.BatchedRedis`` over an ``ingress.respwire.RespWire``, and the
+long-polls then subscribe over ``respwire`` too (``readside.StatusWaiter``).
+``publisher`` is an ``ingress.publisher.Publisher``.
 """
 
 from __future__ import annotations
