@@ -1,0 +1,78 @@
+"""Invariant 7 (truthful answers) when the broker dies under storefronts that retry.
+
+Clients keep ordering while Kafka is SIGKILLed and restarted by the supervisor; each one
+retries its request with the same Idempotency-Key and body until it is answered, as real
+storefronts do. Afterwards every key must have converged on one order id, PostgreSQL must
+hold at most one order per key, and no order may exist that no client was told of (by a
+202/201, or by a 503 naming it), unless it ended rejected or cancelled holding no stock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from tests.chaos import checks
+from tests.chaos.faults import KILL, Fault, FaultInjector
+from tests.chaos.harness import Load, drain, programs_running
+from tests.chaos.stackctl import LocalStack
+from tests.chaos.storefront import KeyLog, RetryingStorefront, RetryPolicy
+
+RATE = 60.0  # orders offered per second, before, during and after the broker's outage
+BEFORE_S = 3.0
+AFTER_BACK_S = 5.0
+
+
+async def orders_through_a_broker_kill(
+    local: LocalStack, products: dict[str, float], prefix: str, engine: sa.Engine
+) -> list[KeyLog]:
+    settings = local.settings
+    policy = RetryPolicy(cap_s=8.0, give_up_s=180.0)
+    async with RetryingStorefront(settings.ingress_url, settings.storefront_key, policy) as sf:
+        load = Load(sf, RATE, products, prefix, multi_line_share=0.2, seed=7)
+        stop = asyncio.Event()
+        running = asyncio.create_task(load.run(stop))
+        injector = FaultInjector(local)
+        try:
+            await asyncio.sleep(BEFORE_S)
+            record = await injector.inject(Fault("kafka", KILL))
+            assert record.back is not None, record.note
+            await asyncio.sleep(AFTER_BACK_S)
+        finally:
+            injector.close()
+            stop.set()
+            await running
+        accepted = {o for log in load.logs for o in log.accepted_ids}
+        await drain(sf, engine, accepted, timeout_s=120.0)
+    return load.logs
+
+
+def test_a_broker_killed_under_retrying_clients_leaves_each_key_one_told_order(
+    stack, pg, stocked, reconcile
+):
+    if stack.kind == "testcontainers":
+        pytest.skip("signals the supervised local broker")
+    local = LocalStack()
+    programs_running(local)
+    products = {stocked(f"truth{i}", 100_000): 1.0 for i in range(3)}
+    prefix = f"truth-{uuid.uuid4().hex[:8]}-"
+
+    logs = asyncio.run(orders_through_a_broker_kill(local, products, prefix, pg))
+    orders = checks.stored_orders_at_rest(pg, prefix)
+
+    found = [
+        *checks.check_answers(logs),
+        checks.check_one_order_per_key(logs),
+        checks.check_one_order_per_key_stored(logs, orders),
+        checks.check_nothing_lost(logs, orders),
+        checks.check_told(logs, orders),
+    ]
+    failed = [c for c in found if not c.ok]
+    summary = "\n".join(
+        f"{c.name}: {len(c.failures)} {c.note}\n  " + "\n  ".join(c.failures[:5]) for c in failed
+    )
+    assert not failed, f"{len(logs)} orders, {len(orders)} rows:\n{summary}"
+    assert reconcile(list(products)) == []
