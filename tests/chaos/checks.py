@@ -108,21 +108,48 @@ def check_one_order_per_key(logs: Iterable[KeyLog]) -> Check:
 
 def check_one_order_per_key_stored(logs: Iterable[KeyLog], orders: dict[str, StoredOrder]) -> Check:
     """Invariant 7 in PostgreSQL: no Idempotency-Key owns two orders. Every key's order is
-    placed for a customer id of its own, so two rows of that customer are two orders made
-    from one key's request and its retries (whatever their status)."""
+    placed for a customer id of its own, so two rows of that customer that are not
+    rejected (a rejected order holds nothing, e.g. a duplicate the sink refused) are two
+    orders made from one key's request and its retries."""
     by_customer: dict[str, list[str]] = defaultdict(list)
     for order_id, stored in orders.items():
         by_customer[stored.customer_id].append(order_id)
     check = Check("one order per key in PostgreSQL")
     keys = {log.customer_id: log for log in logs}
     for customer_id, order_ids in sorted(by_customer.items()):
-        if len(order_ids) < 2:
+        if sum(orders[o].status != "rejected" for o in order_ids) < 2:
             continue
         log = keys.get(customer_id)
         told = sorted(log.named_ids) if log is not None else []
         rows = [(o, orders[o].status) for o in sorted(order_ids)]
         key = log.key if log is not None else "?"
         check.failures.append(f"key {key} ({customer_id}): rows {rows}, answers named {told}")
+    return check
+
+
+def committed_events(settings: Settings, customer_prefix: str) -> dict[str, str]:
+    """order id -> customer id of every ``orders.committed`` record of these customers."""
+    found = {}
+    topic = settings.topics(topics.ORDERS_COMMITTED)
+    for record in read_to_end(settings.kafka_bootstrap, topic):
+        body = json.loads(record.value)
+        customer = str(body.get("customer_id", ""))
+        if customer.startswith(customer_prefix):
+            found[str(body["order_id"])] = customer
+    return found
+
+
+def check_committed_told(settings: Settings, logs: Iterable[KeyLog], customer_prefix: str) -> Check:
+    """Invariant 7 on the public ``orders.committed`` topic: no order is committed that its
+    client was not told of (a 202/201, or a 503 naming it): a client told "nothing was
+    accepted" must not find its order committed downstream, even if it is cancelled later."""
+    told = {order_id for log in logs for order_id in log.named_ids}
+    committed = committed_events(settings, customer_prefix)
+    check = Check("no order committed nobody was told of")
+    for order_id, customer_id in sorted(committed.items()):
+        if order_id not in told:
+            check.failures.append(f"order {order_id} ({customer_id}) committed, never told")
+    check.note = f"{len(committed)} committed orders"
     return check
 
 

@@ -516,6 +516,7 @@ def verify(
         checks.check_one_order_per_key_stored(logs, orders),
         checks.check_nothing_lost(logs, orders),
         checks.check_told(logs, orders),
+        checks.check_committed_told(settings, logs, customer_prefix(report.run_id)),
         checks.check_oversell(orders, stock),
         checks.check_shipped_events(settings, orders, timeout_s=60.0),
         checks.check_reconcile(settings, sorted(stock), timeout_s=60.0),

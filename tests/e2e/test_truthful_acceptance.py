@@ -3,8 +3,10 @@
 Clients keep ordering while Kafka is SIGKILLed and restarted by the supervisor; each one
 retries its request with the same Idempotency-Key and body until it is answered, as real
 storefronts do. Afterwards every key must have converged on one order id, PostgreSQL must
-hold at most one order per key, and no order may exist that no client was told of (by a
-202/201, or by a 503 naming it), unless it ended rejected or cancelled holding no stock.
+hold at most one order (not rejected) per key, no order may be committed on
+``orders.committed`` that no client was told of (by a 202/201, or by a 503 naming it), and
+no order row may exist that no client was told of unless it ended rejected or cancelled
+holding no stock.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def test_a_broker_killed_under_retrying_clients_leaves_each_key_one_told_order(
         checks.check_one_order_per_key_stored(logs, orders),
         checks.check_nothing_lost(logs, orders),
         checks.check_told(logs, orders),
+        checks.check_committed_told(local.settings, logs, prefix),
     ]
     failed = [c for c in found if not c.ok]
     summary = "\n".join(
