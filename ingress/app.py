@@ -53,7 +53,6 @@ def create_app(
         redis,
         namespace=config.namespace,
         ttl_s=s.idempotency_ttl_s,
-        lock_s=config.idempotency_lock_s,
     )
     orders = OrderReader(redis, config.keys, fallback)
     products = ProductReader(redis, config.keys, fallback)

@@ -13,7 +13,7 @@ import falcon.asgi
 from ingress import metrics
 from ingress.admission import CommandGate
 from ingress.auth import ADMIN, PUBLIC, STOREFRONT
-from ingress.errors import Conflict, NotAvailable, NotFound, Unavailable
+from ingress.errors import Conflict, NotAvailable, NotFound, OutcomeUnknown, Unavailable
 from ingress.http import preferred_wait, query_int, query_seconds, read_json, send_json
 from ingress.intake import OrderIntake
 from ingress.publisher import Message, Publisher, PublishError
@@ -60,7 +60,7 @@ class OrdersResource:
         check_order(order, self._settings)
         try:
             answer = await self._intake.place(order, scope=req.context.key_id, idempotency_key=key)
-        except Unavailable:
+        except (Unavailable, OutcomeUnknown):
             metrics.PUBLISH_FAILURES.inc()
             raise
         except NotAvailable as refused:

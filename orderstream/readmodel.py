@@ -46,6 +46,13 @@ redis.call('PUBLISH', KEYS[2], ARGV[1])
 return 1
 """
 
+# KEYS[1] order hash. Deletes it while it only says ``accepted`` (the ingress could not tell
+# whether the order reached Kafka: until the pipeline decides it, nothing is known of it).
+FORGET_ACCEPTED_LUA = """
+if redis.call('HGET', KEYS[1], 'status') == 'accepted' then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 def _many(script: str, keys_per_call: int) -> str:
     """``script`` run once per (KEYS, ARGV) group of one call: KEYS hold ``keys_per_call``
