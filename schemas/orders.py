@@ -57,8 +57,11 @@ def new_order_id(scope: str, idempotency_key: str) -> str:
     return request_key_for(scope, idempotency_key) + secrets.token_hex(16 - REQUEST_KEY_CHARS // 2)
 
 
-def request_key_of(order_id: str) -> str:
-    """The request key an order id was made for (see ``new_order_id``)."""
+def request_key_of(order_id: str) -> str | None:
+    """The request key an order id was made for (see ``new_order_id``); None for an id not
+    of that form (32 lowercase hex characters)."""
+    if len(order_id) != 32 or order_id.strip("0123456789abcdef"):
+        return None
     return order_id[:REQUEST_KEY_CHARS]
 
 
