@@ -19,6 +19,7 @@ and lines of an order that never all arrive expire in the settler.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -114,7 +115,7 @@ class OrderIntake:
         scope: str,
         key: str,
         request_fp: str,
-        fields: dict[str, object],
+        fields: Mapping[str, object],
     ) -> Claim:
         """Claim the key, pass the sold-out gate, mark ``accepted``: one script, one trip.
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from schemas import codec
 from schemas.common import event_id_for, utcnow
@@ -111,7 +111,7 @@ def order_ids_of(events: Sequence[SinkEvent]) -> set[str]:
     return {e.order_id for e in events if not isinstance(e, UpsertProduct | Discontinue)}
 
 
-DUPLICATE = "duplicate_request"
+DUPLICATE: Final = "duplicate_request"
 
 
 def request_keys_of(events: Sequence[SinkEvent]) -> set[str]:
