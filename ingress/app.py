@@ -51,7 +51,7 @@ def create_app(
     limiter = limiter or RedisRateLimiter(redis, s.rate_limit_per_second, config.namespace)
     idempotency = IdempotencyStore(
         redis,
-        namespace=config.namespace,
+        keys=config.keys,
         ttl_s=s.idempotency_ttl_s,
     )
     orders = OrderReader(redis, config.keys, fallback)

@@ -16,6 +16,9 @@ from typing import Any
 
 import msgspec
 
+from orderstream.readmodel import Keys
+from schemas.orders import request_key_for
+
 
 class Stored(msgspec.Struct, frozen=True):
     fingerprint: str
@@ -46,13 +49,13 @@ def fingerprint(*parts: bytes | str) -> str:
 
 
 class IdempotencyStore:
-    def __init__(self, redis: Any, *, namespace: str, ttl_s: int) -> None:
+    def __init__(self, redis: Any, *, keys: Keys, ttl_s: int) -> None:
         self._redis = redis
-        self._prefix = f"{namespace}os:idem:"
+        self._keys = keys
         self._ttl_s = ttl_s
 
     def key(self, scope: str, idempotency_key: str) -> str:
-        return f"{self._prefix}{scope}:{fingerprint(idempotency_key)[:32]}"
+        return self._keys.idempotency(request_key_for(scope, idempotency_key))
 
     def claim_value(self, request_fingerprint: str, token: str) -> bytes:
         return msgspec.json.encode(Stored(request_fingerprint, "in_flight", token))

@@ -15,6 +15,8 @@ Keys (``ns`` is the namespace, empty in production, per-run in tests):
   {ns}os:product-ids           sorted set of product ids (all scores 0: read in id order,
                                a page at a time, by ZRANGE ... BYLEX)
   {ns}os:product-pending:{product_id}  set of admin command ids on their way to the stock agent
+  {ns}os:idem:{request_key}    an Idempotency-Key's claim: its request's fingerprint, its order
+                               id and, once answered, the answer (the ingress writes it)
 """
 
 from __future__ import annotations
@@ -116,6 +118,11 @@ class Keys:
 
     def product_ids(self) -> str:
         return f"{self.namespace}os:product-ids"
+
+    def idempotency(self, request_key: str) -> str:
+        """An Idempotency-Key's claim (``ingress.idempotency``), by its request key
+        (``schemas.orders.request_key_for``): JSON whose ``token`` is the key's order id."""
+        return f"{self.namespace}os:idem:{request_key}"
 
 
 def status_args(status: str, fields: Mapping[str, Any]) -> list[Any]:
