@@ -80,5 +80,7 @@ class IdempotencyStore:
     async def complete(
         self, claim: Claim, fingerprint_: str, status: int, body: bytes, location: str | None
     ) -> None:
-        done = Stored(fingerprint_, "done", status=status, body=body, location=location)
+        done = Stored(
+            fingerprint_, "done", claim.order_id, status=status, body=body, location=location
+        )
         await self._redis.set(claim.key, msgspec.json.encode(done), ex=self._ttl_s)

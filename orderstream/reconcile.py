@@ -137,8 +137,9 @@ class Reconciler:
             else [],
             strict=True,
         ):
-            if claim is not None:
-                answered[request_key] = msgspec.json.decode(claim).get("token", "")
+            token = msgspec.json.decode(claim).get("token") if claim is not None else None
+            if token:
+                answered[request_key] = token
         return answered
 
     def _check_read_model(

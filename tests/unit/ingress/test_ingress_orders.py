@@ -230,6 +230,9 @@ def test_a_completed_key_is_kept_for_the_idempotency_ttl(h: Harness) -> None:
     h.post_order(order_body(("sku-a", 1)), key="k-1")
     (key,) = h.redis.keys("os:idem:*")
     assert h.redis.ttl(key) > h.settings.idempotency_ttl_s - 60
+    # and it still names the order (reconcile compares it with what PostgreSQL holds)
+    order_id = msgspec.json.decode(h.redis.get(key), type=Stored).token
+    assert order_id == h.redis.keys("os:order:*")[0].decode().rsplit(":", 1)[-1]
 
 
 def test_prefer_wait_is_read_as_rfc_7240_says() -> None:
