@@ -188,6 +188,20 @@ class OutcomeUnknown(ApiError):
         )
 
 
+class CommandOutcomeUnknown(ApiError):
+    """Kafka did not acknowledge an admin command in time, but may still take it."""
+
+    status_code, slug, default_title = 503, "outcome-unknown", "Outcome Unknown"
+
+    def __init__(self, retry_after_s: int = 1) -> None:
+        super().__init__(
+            "Kafka did not acknowledge the command in time and may still apply it; a retry of "
+            "the same request (for a product command: with the same Idempotency-Key) is "
+            "applied once",
+            headers={"Retry-After": str(retry_after_s)},
+        )
+
+
 def problem_body(exc: falcon.HTTPError) -> dict[str, Any]:
     status = int(exc.status_code)
     slug = getattr(exc, "slug", None)

@@ -139,6 +139,14 @@ PROBLEMS = {
     "503": "Kafka or a store is unavailable; nothing was accepted (see Retry-After)",
 }
 
+COMMAND_PROBLEMS = {
+    "503": (
+        "unavailable: Redis was unreachable; nothing was sent. outcome-unknown: Kafka did not"
+        " acknowledge the command in time and may still apply it; retry with the same"
+        " Idempotency-Key and body to have it applied once (see Retry-After)"
+    ),
+}
+
 # POST /v1/orders: what each answer means and what a storefront does next
 PLACE_DESCRIPTION = """Needs the storefront key and an Idempotency-Key: a fresh one per order,
 the same one (with the same body) on every retry of that order. A key names one order for
@@ -253,6 +261,16 @@ def build_spec(settings: Settings) -> dict[str, Any]:
         ),
         "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY.pattern},
     }
+    command_key = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": (
+            "Optional. The same key, route and body make the same command, which the stock "
+            "agent applies once: retry an unacknowledged command (503) with it."
+        ),
+        "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY.pattern},
+    }
     wait = {
         "name": "wait",
         "in": "query",
@@ -362,7 +380,8 @@ def build_spec(settings: Settings) -> dict[str, Any]:
                 f"400 403 413 415 422 {limits}",
                 auth="admin",
                 body="ProductUpsert",
-                params=[product_id],
+                params=[product_id, command_key],
+                described=COMMAND_PROBLEMS,
             ),
             "delete": _op(
                 "Discontinue a product",
@@ -370,7 +389,8 @@ def build_spec(settings: Settings) -> dict[str, Any]:
                 "CommandAccepted",
                 f"403 422 {limits}",
                 auth="admin",
-                params=[product_id],
+                params=[product_id, command_key],
+                described=COMMAND_PROBLEMS,
             ),
         },
         "/v1/products/{product_id}/restock": {
@@ -381,7 +401,8 @@ def build_spec(settings: Settings) -> dict[str, Any]:
                 f"400 403 413 415 422 {limits}",
                 auth="admin",
                 body="RestockRequest",
-                params=[product_id],
+                params=[product_id, command_key],
+                described=COMMAND_PROBLEMS,
             )
         },
         "/healthz": {"get": _op("Liveness", "200", "Health", "")},
