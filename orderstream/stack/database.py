@@ -79,9 +79,9 @@ def place(
     """The cluster's directory, chosen when the stack directory holds no cluster yet, and kept.
 
     In the tree when ``user`` (None: ourselves) reaches ``local``; else under ``base``, with
-    ``local/pg`` linking to it, so that ``make clean`` finds it. A directory left there by an
-    earlier tree at the same path, deleted without ``make clean``, is emptied first: its
-    Kafka log went with that tree.
+    ``local/pg`` linking to it, so that ``make clean`` finds it. A directory already there
+    under that name (left by a tree deleted without ``make clean``, or still used by one
+    moved away) is never reused nor removed: the next free ``<hash>-N`` is taken.
     """
     link = local / "pg"
     if link.is_symlink():
@@ -97,12 +97,15 @@ def place(
     if user is None or can_reach(user, local):
         return link
     shutil.rmtree(link, ignore_errors=True)  # what a failed initdb left: no cluster
-    home = outside_home(local, base)
     base.mkdir(parents=True, exist_ok=True)
     base.chmod(0o755)
-    if home.exists():
-        logger.warning("removing %s, a cluster left by an earlier %s", home, local)
-        shutil.rmtree(home)
+    first = home = outside_home(local, base)
+    taken = 1
+    while home.exists():
+        taken += 1
+        home = first.with_name(f"{first.name}-{taken}")
+    if home != first:
+        logger.warning("%s exists (not ours, left alone): the cluster goes in %s", first, home)
     home.mkdir()
     link.symlink_to(home)
     logger.info("the %s OS user cannot reach %s: the cluster goes in %s", user, local, home)

@@ -88,14 +88,19 @@ def test_what_a_failed_initdb_left_in_the_tree_moves_out(local: Path, base: Path
     assert (local / "pg").is_symlink()
 
 
-def test_a_cluster_left_by_an_earlier_tree_at_the_same_path_is_not_reused(
+def test_a_directory_already_under_the_name_is_neither_reused_nor_removed(
     local: Path, base: Path
 ) -> None:
-    stale = outside_home(local, base)
-    initdb(stale)
+    # left by a tree at this path deleted without `make clean`, or used by one moved away
+    taken = outside_home(local, base)
+    initdb(taken)
+    initdb(taken.with_name(taken.name + "-2"))
     home = place(local, "postgres", Probe(False), base)
-    assert home == stale
+    assert home == taken.with_name(taken.name + "-3")
     assert list(home.iterdir()) == []
+    assert (taken / "data" / "PG_VERSION").exists()
+    remove(local, base)
+    assert not home.exists() and (taken / "data" / "PG_VERSION").exists()
 
 
 def test_a_cluster_in_a_tree_that_closed_stops_the_stack_with_what_to_do(
