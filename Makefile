@@ -20,7 +20,8 @@ down:
 	@if [ -x $(OS) ]; then $(OS) stack down; fi
 
 clean:
-	@if [ -x $(OS) ]; then $(OS) stack clean; else rm -rf .local; fi
+	@if [ -x $(OS) ]; then $(OS) stack clean; else \
+	  if [ -L .local/pg ]; then rm -rf "$$(readlink .local/pg)"; fi; rm -rf .local; fi
 
 status:
 	@$(OS) stack status

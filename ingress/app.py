@@ -51,9 +51,8 @@ def create_app(
     limiter = limiter or RedisRateLimiter(redis, s.rate_limit_per_second, config.namespace)
     idempotency = IdempotencyStore(
         redis,
-        namespace=config.namespace,
+        keys=config.keys,
         ttl_s=s.idempotency_ttl_s,
-        lock_s=config.idempotency_lock_s,
     )
     orders = OrderReader(redis, config.keys, fallback)
     products = ProductReader(redis, config.keys, fallback)

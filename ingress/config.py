@@ -18,16 +18,12 @@ class IngressConfig:
     namespace: str = ""
     # set when gunicorn runs several workers (prometheus-client multiprocess mode)
     prometheus_multiproc_dir: str | None = None
-    # how long an in-flight Idempotency-Key is held before a crashed worker's claim lapses
-    idempotency_lock_s: float = 0.0
     # long-poll: re-read the status at least this often (safety net for a missed publish)
     wait_recheck_s: float = 5.0
     keys: Keys = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", Keys(self.namespace))
-        if not self.idempotency_lock_s:
-            object.__setattr__(self, "idempotency_lock_s", self.settings.publish_timeout_s * 3 + 5)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> IngressConfig:

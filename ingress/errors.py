@@ -55,6 +55,19 @@ class MalformedJSON(ApiError):
     status_code, slug, default_title = 400, "malformed-json", "Malformed JSON"
 
 
+class IdempotencyKeyMissing(ApiError):
+    """Every order needs a key: it is what makes a retry after a lost answer safe."""
+
+    status_code, slug, default_title = 400, "idempotency-key-missing", "Idempotency-Key Missing"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "POST /v1/orders needs an Idempotency-Key header (a fresh one per order, the same "
+            "one on every retry of it)",
+            errors=[FieldError("header:Idempotency-Key", "required")],
+        )
+
+
 class Unauthorized(ApiError):
     status_code, slug, default_title = 401, "unauthorized", "Unauthorized"
 
@@ -74,16 +87,6 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     status_code, slug, default_title = 409, "conflict", "Conflict"
-
-
-class IdempotencyInFlight(Conflict):
-    slug = "idempotency-key-in-flight"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "a request with this Idempotency-Key is still being processed; retry later",
-            headers={"Retry-After": "1"},
-        )
 
 
 class NotAvailable(Conflict):
@@ -162,10 +165,41 @@ class RateLimited(ApiError):
 
 
 class Unavailable(ApiError):
+    """A dependency is down before anything was sent: nothing was accepted."""
+
     status_code, slug, default_title = 503, "unavailable", "Service Unavailable"
 
     def __init__(self, detail: str, retry_after_s: int = 1) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+
+
+class OutcomeUnknown(ApiError):
+    """Kafka did not acknowledge every line in time, but may still take them: the order may
+    or may not go ahead. A retry with the same Idempotency-Key and body converges on it."""
+
+    status_code, slug, default_title = 503, "outcome-unknown", "Outcome Unknown"
+
+    def __init__(self, order_id: str, retry_after_s: int = 1) -> None:
+        super().__init__(
+            f"order {order_id} was not acknowledged in time and may still go ahead; retry with "
+            "the same Idempotency-Key and body to get its answer",
+            headers={"Retry-After": str(retry_after_s), "Location": f"/v1/orders/{order_id}"},
+            extensions={"order_id": order_id},
+        )
+
+
+class CommandOutcomeUnknown(ApiError):
+    """Kafka did not acknowledge an admin command in time, but may still take it."""
+
+    status_code, slug, default_title = 503, "outcome-unknown", "Outcome Unknown"
+
+    def __init__(self, retry_after_s: int = 1) -> None:
+        super().__init__(
+            "Kafka did not acknowledge the command in time and may still apply it; a retry of "
+            "the same request (for a product command: with the same Idempotency-Key) is "
+            "applied once",
+            headers={"Retry-After": str(retry_after_s)},
+        )
 
 
 def problem_body(exc: falcon.HTTPError) -> dict[str, Any]:

@@ -1,11 +1,11 @@
 """Idempotency-Key handling (Stripe style, IETF draft ``Idempotency-Key`` header).
 
-A Redis key scoped to the storefront key (a hash of it) holds the request's fingerprint
-and, once done, the response: a retry with the same body replays the response (same
-order_id); the same key with another body is a 422; a key still in flight is a 409. The
-in-flight claim has a short TTL (a crashed worker's claim lapses) and a failed publish
-releases it so the client's retry can succeed. Completed keys live ``idempotency_ttl_s``.
-The claim itself is taken by ``ingress.admission.ADMIT_LUA``, in the order's one script.
+A Redis key scoped to the storefront key (a hash of it) holds the request's fingerprint and
+its order id, in flight and then done with the response, for ``idempotency_ttl_s``. A retry
+with the same body replays a done response; one that finds the claim in flight (the answer
+was lost, a 503 ``outcome-unknown``, an ingress died) takes the order over and publishes its
+lines again, which the pipeline dedupes per (order id, line). The same key with another body
+is a 422. The claim itself is taken by ``ingress.admission.ADMIT_LUA``.
 """
 
 from __future__ import annotations
@@ -16,17 +16,14 @@ from typing import Any
 
 import msgspec
 
-# KEYS[1] idempotency key; ARGV[1] the claim value. Deletes only our own claim.
-_RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+from orderstream.readmodel import Keys
+from schemas.orders import request_key_for
 
 
 class Stored(msgspec.Struct, frozen=True):
     fingerprint: str
     state: str  # "in_flight" | "done"
-    token: str = ""
+    token: str = ""  # the order id
     status: int = 0
     body: bytes = b""
     location: str | None = None
@@ -34,10 +31,12 @@ class Stored(msgspec.Struct, frozen=True):
 
 @dataclass(frozen=True)
 class Claim:
-    """The outcome of trying to claim a key: ``previous`` is None when the claim is ours."""
+    """The outcome of trying to claim a key: ``previous`` is None when the claim is ours,
+    else what another attempt stored."""
 
     key: str
     value: bytes
+    order_id: str
     previous: Stored | None
 
 
@@ -50,33 +49,38 @@ def fingerprint(*parts: bytes | str) -> str:
 
 
 class IdempotencyStore:
-    def __init__(self, redis: Any, *, namespace: str, ttl_s: int, lock_s: float) -> None:
+    def __init__(self, redis: Any, *, keys: Keys, ttl_s: int) -> None:
         self._redis = redis
-        self._prefix = f"{namespace}os:idem:"
+        self._keys = keys
         self._ttl_s = ttl_s
-        self._lock_ms = int(lock_s * 1000)
 
     def key(self, scope: str, idempotency_key: str) -> str:
-        return f"{self._prefix}{scope}:{fingerprint(idempotency_key)[:32]}"
+        return self._keys.idempotency(request_key_for(scope, idempotency_key))
 
     def claim_value(self, request_fingerprint: str, token: str) -> bytes:
         return msgspec.json.encode(Stored(request_fingerprint, "in_flight", token))
 
     @property
-    def lock_ms(self) -> int:
-        return self._lock_ms
+    def ttl_ms(self) -> int:
+        return self._ttl_s * 1000
 
     @staticmethod
-    def outcome(key: str, value: bytes, previous: bytes | None) -> Claim:
-        return Claim(
-            key, value, None if previous is None else msgspec.json.decode(previous, type=Stored)
-        )
+    def outcome(key: str, value: bytes, order_id: str, previous: bytes | None) -> Claim:
+        if previous is None:
+            return Claim(key, value, order_id, None)
+        return Claim(key, value, order_id, msgspec.json.decode(previous, type=Stored))
+
+    @staticmethod
+    def take_over(claim: Claim) -> Claim:
+        """The in-flight claim of an earlier attempt, as ours: its order, its value."""
+        assert claim.previous is not None and claim.previous.state == "in_flight"
+        previous = msgspec.json.encode(claim.previous)
+        return Claim(claim.key, previous, claim.previous.token, None)
 
     async def complete(
         self, claim: Claim, fingerprint_: str, status: int, body: bytes, location: str | None
     ) -> None:
-        done = Stored(fingerprint_, "done", status=status, body=body, location=location)
+        done = Stored(
+            fingerprint_, "done", claim.order_id, status=status, body=body, location=location
+        )
         await self._redis.set(claim.key, msgspec.json.encode(done), ex=self._ttl_s)
-
-    async def release(self, claim: Claim) -> None:
-        await self._redis.eval(_RELEASE_LUA, 1, claim.key, claim.value)

@@ -3,19 +3,23 @@
 Redis commands per order: one before publishing (``ingress.admission.ADMIT_LUA``: the
 idempotency claim, the sold-out gate and the ``accepted`` read-model status in one script; an
 order the gate refuses ends there, as a 409 with nothing written) and one after (a SET of the
-stored response, only when an Idempotency-Key was sent). Each waits for its own reply; in
-production (``ingress.redisbatch.BatchedRedis``) the commands of concurrent requests go out
-in shared pipelines, so the round trips are shared. A failed or partial publish is compensated
-with a ``CancelOrder`` for the order id (the settler releases whatever got reserved; its
-hold-time expiry is the safety net), the claim and the read-model entry are removed, and
-the client gets 503.
+stored response). In production (``ingress.redisbatch.BatchedRedis``) the commands of
+concurrent requests go out in shared pipelines, so the round trips are shared.
+
+The claim names the order (``schemas.orders.new_order_id``) and lives as long as the key.
+A publish that is not acknowledged in time has an unknown outcome (the producer may still
+deliver what it holds): the claim stays in flight, the ``accepted`` status is taken back, and
+the client gets 503 ``outcome-unknown`` naming the order. A retry of the same request that
+finds the claim in flight, after such a 503, a dropped connection or an ingress that died
+before storing its answer, takes the order over and publishes its lines again; the pipeline
+dedupes them per (order id, line). Nothing is compensated: the retry converges on the order,
+and lines of an order that never all arrive expire in the settler.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -24,14 +28,14 @@ import msgspec
 
 from ingress.admission import ADMIT_LUA, admit_call, refusal
 from ingress.config import IngressConfig
-from ingress.errors import IdempotencyInFlight, IdempotencyKeyReused, Unavailable
+from ingress.errors import IdempotencyKeyReused, OutcomeUnknown, Unavailable
 from ingress.idempotency import Claim, IdempotencyStore, fingerprint
 from ingress.publisher import Message, Publisher, PublishError
 from ingress.validation import OrderRequest
-from orderstream.readmodel import status_args
+from orderstream.readmodel import FORGET_ACCEPTED_LUA, SET_STATUS_LUA, status_args
 from schemas import codec, topics
 from schemas.common import event_id_for, utcnow
-from schemas.orders import CancelOrder, OrderLineRequested
+from schemas.orders import OrderLineRequested, new_order_id
 
 logger = logging.getLogger(__name__)
 
@@ -53,61 +57,74 @@ class OrderIntake:
         redis: Any,
         publisher: Publisher,
         idempotency: IdempotencyStore,
-        *,
-        new_order_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
         self._config = config
         self._settings = config.settings
         self._redis = redis
         self._publisher = publisher
         self._idempotency = idempotency
-        self._new_order_id = new_order_id
         self._requests_topic = self._settings.topics(topics.ORDER_REQUESTS)
-        self._cancel_topic = self._settings.topics(topics.ORDER_CANCELLATIONS)
 
-    async def place(
-        self, order: OrderRequest, *, scope: str, idempotency_key: str | None
-    ) -> Response:
-        order_id = self._new_order_id()
+    async def place(self, order: OrderRequest, *, scope: str, idempotency_key: str) -> Response:
         request_fp = fingerprint("POST /v1/orders", _request_encoder.encode(order))
-        claim = await self._admit(order, order_id, scope, idempotency_key, request_fp)
-        if claim is not None and claim.previous is not None:
-            return self._answer_retry(claim, request_fp)
+        fields = {
+            "customer_id": order.customer_id,
+            "items": [{"product_id": i.product_id, "quantity": i.quantity} for i in order.items],
+            "updated_at": utcnow().isoformat(),
+        }
+        claim = await self._admit(order, scope, idempotency_key, request_fp, fields)
+        previous = claim.previous
+        if previous is not None:
+            if previous.fingerprint != request_fp:
+                raise IdempotencyKeyReused()
+            if previous.state == "done":
+                return Response(previous.status, previous.body, previous.location, replayed=True)
+            claim = self._idempotency.take_over(claim)
+        order_id = claim.order_id
 
         try:
             await self._publisher.publish(
                 self._lines(order, order_id), self._settings.publish_timeout_s
             )
         except PublishError as exc:
-            await self._compensate(order_id, claim, exc)
-            raise Unavailable("the order could not be queued; nothing was accepted") from None
+            await self._forget_accepted(order_id, exc)
+            raise OutcomeUnknown(order_id) from None
 
         location = f"/v1/orders/{order_id}"
         body = msgspec.json.encode({"order_id": order_id, "status": "accepted"})
-        if claim is not None:
-            try:
-                await self._idempotency.complete(claim, request_fp, 202, body, location)
-            except Exception:
-                # The order is in Kafka: it is accepted. Only the replay is lost (logged).
-                logger.exception("could not store the idempotent response of %s", order_id)
+        try:
+            if previous is not None:  # taken over: the first attempt's status may be gone
+                keys = self._config.keys
+                await self._redis.eval(
+                    SET_STATUS_LUA,
+                    2,
+                    keys.order(order_id),
+                    keys.order_channel(order_id),
+                    *status_args("accepted", fields),
+                )
+            await self._idempotency.complete(claim, request_fp, 202, body, location)
+        except Exception:
+            # The order is in Kafka: it is accepted. A retry finds the claim in flight and
+            # gets the same order.
+            logger.exception("could not store the idempotent response of %s", order_id)
         return Response(202, body, location)
 
     async def _admit(
-        self, order: OrderRequest, order_id: str, scope: str, key: str | None, request_fp: str
-    ) -> Claim | None:
+        self,
+        order: OrderRequest,
+        scope: str,
+        key: str,
+        request_fp: str,
+        fields: Mapping[str, object],
+    ) -> Claim:
         """Claim the key, pass the sold-out gate, mark ``accepted``: one script, one trip.
 
-        Raises ``NotAvailable`` when the gate refuses (nothing was written)."""
-        claim = None
-        if key is not None:
-            claim_key = self._idempotency.key(scope, key)
-            claim_value = self._idempotency.claim_value(request_fp, order_id)
-            claim = (claim_key, claim_value, self._idempotency.lock_ms)
-        fields = {
-            "customer_id": order.customer_id,
-            "items": [{"product_id": i.product_id, "quantity": i.quantity} for i in order.items],
-            "updated_at": utcnow().isoformat(),
-        }
+        A key already claimed comes back as ``Claim.previous`` with nothing written. Raises
+        ``NotAvailable`` when the gate refuses (nothing was written)."""
+        order_id = new_order_id(scope, key)
+        claim_key = self._idempotency.key(scope, key)
+        claim_value = self._idempotency.claim_value(request_fp, order_id)
+        claim = (claim_key, claim_value, self._idempotency.ttl_ms)
         redis_keys, args = admit_call(
             self._config, order, order_id, claim, status_args("accepted", fields)
         )
@@ -118,24 +135,12 @@ class OrderIntake:
         except Exception as exc:
             logger.warning("redis unavailable for order intake: %s", exc)
             raise Unavailable(
-                "order intake is unavailable (read model / idempotency store)"
+                "order intake is unavailable (read model / idempotency store); nothing was accepted"
             ) from None
         refused = refusal(order, reply)
         if refused is not None:
             raise refused
-        if claim is None:
-            return None
-        return self._idempotency.outcome(claim[0], claim[1], reply)
-
-    def _answer_retry(self, claim: Claim, request_fp: str) -> Response:
-        # (the script wrote nothing for this request's order id)
-        previous = claim.previous
-        assert previous is not None
-        if previous.fingerprint != request_fp:
-            raise IdempotencyKeyReused()
-        if previous.state != "done":
-            raise IdempotencyInFlight()
-        return Response(previous.status, previous.body, previous.location, replayed=True)
+        return self._idempotency.outcome(claim_key, claim_value, order_id, reply)
 
     def _lines(self, order: OrderRequest, order_id: str) -> list[Message]:
         count = len(order.items)
@@ -162,22 +167,16 @@ class OrderIntake:
             for line_no, line in enumerate(order.items)
         ]
 
-    async def _compensate(self, order_id: str, claim: Claim | None, exc: PublishError) -> None:
+    async def _forget_accepted(self, order_id: str, exc: PublishError) -> None:
+        """Take back the ``accepted`` status unless the pipeline has moved it on: until a
+        retry publishes the order again, nobody can say it was accepted."""
         logger.warning(
-            "order %s: %d of %d lines acked; compensating", order_id, exc.acked, exc.total
+            "order %s: %d of %d lines acked; outcome unknown until retried",
+            order_id,
+            exc.acked,
+            exc.total,
         )
-        cancel = CancelOrder(event_id=event_id_for(order_id, "cancel"), order_id=order_id)
         try:
-            await self._publisher.publish(
-                [Message(self._cancel_topic, order_id.encode(), codec.encode(cancel))],
-                self._settings.publish_timeout_s,
-            )
-        except PublishError:
-            # The settler's hold-time expiry rejects the partial order and releases its lines.
-            logger.error("order %s: compensating CancelOrder not published", order_id)
-        try:
-            await self._redis.delete(self._config.keys.order(order_id))
-            if claim is not None:
-                await self._idempotency.release(claim)
+            await self._redis.eval(FORGET_ACCEPTED_LUA, 1, self._config.keys.order(order_id))
         except Exception:
-            logger.exception("order %s: could not release the idempotency claim", order_id)
+            logger.exception("order %s: could not take back its accepted status", order_id)

@@ -56,6 +56,11 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
             "type": "integer",
             "description": "refused order: the product's per-customer limit (when it has one)",
         },
+        order_id={
+            "type": "string",
+            "description": "outcome-unknown (503): the order a retry with the same "
+            "Idempotency-Key and body answers for",
+        },
     ),
     "OrderAccepted": _obj(
         ["order_id", "status"], order_id={"type": "string"}, status={"const": "accepted"}
@@ -122,11 +127,10 @@ PROBLEMS = {
     "403": "The admin key is needed",
     "404": "Not found",
     "409": (
-        "Conflict: an Idempotency-Key still in flight, an order no longer cancellable, or (POST"
-        " /v1/orders) an order refused at the door because the read model shows a line's"
-        " product sold out (reason out_of_stock), discontinued, or limited per customer to"
-        " fewer units than the line asks (limit_exceeded); a refused order was not accepted"
-        " and nothing of it was kept"
+        "Conflict: an order no longer cancellable, or (POST /v1/orders) an order refused at the"
+        " door because the read model shows a line's product sold out (reason out_of_stock),"
+        " discontinued, or limited per customer to fewer units than the line asks"
+        " (limit_exceeded); a refused order was not accepted and nothing of it was kept"
     ),
     "413": "Body too large",
     "415": "Not JSON",
@@ -134,6 +138,47 @@ PROBLEMS = {
     "429": "Rate limited (see Retry-After)",
     "503": "Kafka or a store is unavailable; nothing was accepted (see Retry-After)",
 }
+
+COMMAND_PROBLEMS = {
+    "503": (
+        "unavailable: Redis was unreachable; nothing was sent. outcome-unknown: Kafka did not"
+        " acknowledge the command in time and may still apply it; retry with the same"
+        " Idempotency-Key and body to have it applied once (see Retry-After)"
+    ),
+}
+
+# POST /v1/orders: what each answer means and what a storefront does next
+PLACE_DESCRIPTION = """Needs the storefront key and an Idempotency-Key: a fresh one per order,
+the same one (with the same body) on every retry of that order. A key names one order for
+{ttl}; it never buys twice.
+
+What to do on each answer:
+- 202 / 201: accepted, exactly once; the order will reach one final status (read it at
+  `Location`, or ask `Prefer: wait=N`).
+- 409 with a `reason`: refused at the door (sold out, discontinued, over the limit); nothing
+  was accepted. Retrying the same key after a restock may succeed.
+- 503 `unavailable`: nothing was sent; retry the same request after `Retry-After`.
+- 503 `outcome-unknown`: Kafka did not acknowledge the order in time and may still take it.
+  The problem names `order_id` (and `Location`). Retry the same request (same key, same body)
+  after `Retry-After`: the retry answers for that same order, never a second one.
+- A dropped connection or a timeout: retry the same request, as for `outcome-unknown`.
+- 429: retry after `Retry-After`. 400, 401, 403, 413, 415, 422: fix the request; retrying it
+  unchanged gets the same answer.
+"""
+
+PLACE_PROBLEMS = {
+    "400": "Malformed JSON (malformed-json), or no Idempotency-Key (idempotency-key-missing)",
+    "503": (
+        "unavailable: Redis was unreachable before anything was sent; nothing was accepted."
+        " outcome-unknown: Kafka did not acknowledge every line in time and may still take"
+        " them; the problem carries order_id and a Location, and a retry with the same"
+        " Idempotency-Key and body answers for that same order (see Retry-After)"
+    ),
+}
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:g} h"
 
 
 def _json(schema: str) -> dict[str, Any]:
@@ -149,13 +194,15 @@ def _op(
     auth: str | None = None,
     body: str | None = None,
     params: list[dict[str, Any]] | None = None,
+    described: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """An operation; ``described`` overrides the shared descriptions of problem codes."""
     responses: dict[str, Any] = {ok: {"description": summary}}
     if ok_schema:
         responses[ok]["content"] = _json(ok_schema)
     for code in problems.split():
         responses[code] = {
-            "description": PROBLEMS[code],
+            "description": (described or {}).get(code, PROBLEMS[code]),
             "content": {
                 "application/problem+json": {"schema": {"$ref": REF.format(name="Problem")}}
             },
@@ -206,8 +253,22 @@ def build_spec(settings: Settings) -> dict[str, Any]:
     idem = {
         "name": "Idempotency-Key",
         "in": "header",
+        "required": True,
+        "description": (
+            "Required. One key per order; every retry of the order sends the same key and "
+            f"body and gets the same order (for {_hours(settings.idempotency_ttl_s)}). "
+            "Another body with a used key is 422."
+        ),
+        "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY.pattern},
+    }
+    command_key = {
+        "name": "Idempotency-Key",
+        "in": "header",
         "required": False,
-        "description": "Optional. The same key and body within 24 h return the same order.",
+        "description": (
+            "Optional. The same key, route and body make the same command, which the stock "
+            "agent applies once: retry an unacknowledged command (503) with it."
+        ),
         "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY.pattern},
     }
     wait = {
@@ -226,7 +287,9 @@ def build_spec(settings: Settings) -> dict[str, Any]:
         auth="storefront",
         body="OrderRequest",
         params=[idem],
+        described=PLACE_PROBLEMS,
     )
+    place["description"] = PLACE_DESCRIPTION.format(ttl=_hours(settings.idempotency_ttl_s))
     place["parameters"].append(
         {
             "name": "Prefer",
@@ -317,7 +380,8 @@ def build_spec(settings: Settings) -> dict[str, Any]:
                 f"400 403 413 415 422 {limits}",
                 auth="admin",
                 body="ProductUpsert",
-                params=[product_id],
+                params=[product_id, command_key],
+                described=COMMAND_PROBLEMS,
             ),
             "delete": _op(
                 "Discontinue a product",
@@ -325,7 +389,8 @@ def build_spec(settings: Settings) -> dict[str, Any]:
                 "CommandAccepted",
                 f"403 422 {limits}",
                 auth="admin",
-                params=[product_id],
+                params=[product_id, command_key],
+                described=COMMAND_PROBLEMS,
             ),
         },
         "/v1/products/{product_id}/restock": {
@@ -336,7 +401,8 @@ def build_spec(settings: Settings) -> dict[str, Any]:
                 f"400 403 413 415 422 {limits}",
                 auth="admin",
                 body="RestockRequest",
-                params=[product_id],
+                params=[product_id, command_key],
+                described=COMMAND_PROBLEMS,
             )
         },
         "/healthz": {"get": _op("Liveness", "200", "Health", "")},

@@ -13,8 +13,16 @@ import falcon.asgi
 from ingress import metrics
 from ingress.admission import CommandGate
 from ingress.auth import ADMIN, PUBLIC, STOREFRONT
-from ingress.errors import Conflict, NotAvailable, NotFound, Unavailable
+from ingress.errors import (
+    CommandOutcomeUnknown,
+    Conflict,
+    NotAvailable,
+    NotFound,
+    OutcomeUnknown,
+    Unavailable,
+)
 from ingress.http import preferred_wait, query_int, query_seconds, read_json, send_json
+from ingress.idempotency import fingerprint
 from ingress.intake import OrderIntake
 from ingress.publisher import Message, Publisher, PublishError
 from ingress.readside import OrderReader, ProductReader, StatusWaiter
@@ -60,7 +68,7 @@ class OrdersResource:
         check_order(order, self._settings)
         try:
             answer = await self._intake.place(order, scope=req.context.key_id, idempotency_key=key)
-        except Unavailable:
+        except (Unavailable, OutcomeUnknown):
             metrics.PUBLISH_FAILURES.inc()
             raise
         except NotAvailable as refused:
@@ -179,9 +187,10 @@ class ProductResource:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, product_id: str
     ) -> None:
         check_product_id(product_id)
-        body = decode(await read_json(req, self._settings.max_body_bytes), ProductUpsert)
+        raw = await read_json(req, self._settings.max_body_bytes)
+        body = decode(raw, ProductUpsert)
         command = UpsertProduct(
-            command_id=uuid.uuid4().hex,
+            command_id=command_id(req, raw),
             product_id=product_id,
             name=body.name,
             price=_decimal(body.price),
@@ -193,7 +202,8 @@ class ProductResource:
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, product_id: str
     ) -> None:
-        command = Discontinue(command_id=uuid.uuid4().hex, product_id=check_product_id(product_id))
+        check_product_id(product_id)
+        command = Discontinue(command_id=command_id(req, b""), product_id=product_id)
         await self._commands.send(resp, command)
 
 
@@ -208,9 +218,10 @@ class RestockResource:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, product_id: str
     ) -> None:
         check_product_id(product_id)
-        body = decode(await read_json(req, self._settings.max_body_bytes), RestockRequest)
+        raw = await read_json(req, self._settings.max_body_bytes)
+        body = decode(raw, RestockRequest)
         command = Restock(
-            command_id=uuid.uuid4().hex, product_id=product_id, quantity=body.quantity
+            command_id=command_id(req, raw), product_id=product_id, quantity=body.quantity
         )
         await self._commands.send(resp, command)
 
@@ -245,11 +256,22 @@ class OpenApiResource:
         send_json(resp, self._spec)
 
 
+def command_id(req: falcon.asgi.Request, body: bytes) -> str:
+    """An admin command's id: derived from its Idempotency-Key (optional), the route and the
+    body, so a retry of an unacknowledged command is the same command, which the stock agent
+    applies once (while it is among the product's recent command ids); else random."""
+    key = req.get_header("Idempotency-Key")
+    if key is None:
+        return uuid.uuid4().hex
+    check_idempotency_key(key)
+    return fingerprint(req.context.key_id, key, req.method, req.path, body)[:32]
+
+
 async def publish(publisher: Publisher, settings: Settings, message: Message) -> None:
     try:
         await publisher.publish([message], settings.publish_timeout_s)
     except PublishError:
-        raise Unavailable("Kafka did not acknowledge the command; nothing was accepted") from None
+        raise CommandOutcomeUnknown() from None
 
 
 class CommandSender:

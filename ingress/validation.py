@@ -12,7 +12,7 @@ from typing import Annotated, Literal, TypeVar
 
 import msgspec
 
-from ingress.errors import FieldError, MalformedJSON, ValidationFailed
+from ingress.errors import FieldError, IdempotencyKeyMissing, MalformedJSON, ValidationFailed
 from orderstream.settings import Settings
 from schemas.common import CustomerId, ProductId
 
@@ -129,8 +129,10 @@ def check_order(order: OrderRequest, settings: Settings) -> None:
         raise ValidationFailed(errors)
 
 
-def check_idempotency_key(value: str | None) -> str | None:
-    if value is not None and not IDEMPOTENCY_KEY.match(value):
+def check_idempotency_key(value: str | None) -> str:
+    if value is None:
+        raise IdempotencyKeyMissing()
+    if not IDEMPOTENCY_KEY.match(value):
         raise ValidationFailed(
             [FieldError("header:Idempotency-Key", "1 to 255 visible ASCII characters")]
         )

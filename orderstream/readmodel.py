@@ -15,6 +15,8 @@ Keys (``ns`` is the namespace, empty in production, per-run in tests):
   {ns}os:product-ids           sorted set of product ids (all scores 0: read in id order,
                                a page at a time, by ZRANGE ... BYLEX)
   {ns}os:product-pending:{product_id}  set of admin command ids on their way to the stock agent
+  {ns}os:idem:{request_key}    an Idempotency-Key's claim: its request's fingerprint, its order
+                               id and, once answered, the answer (the ingress writes it)
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 redis.call('PUBLISH', KEYS[2], ARGV[1])
 return 1
+"""
+
+# KEYS[1] order hash. Deletes it while it only says ``accepted`` (the ingress could not tell
+# whether the order reached Kafka: until the pipeline decides it, nothing is known of it).
+FORGET_ACCEPTED_LUA = """
+if redis.call('HGET', KEYS[1], 'status') == 'accepted' then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -109,6 +118,11 @@ class Keys:
 
     def product_ids(self) -> str:
         return f"{self.namespace}os:product-ids"
+
+    def idempotency(self, request_key: str) -> str:
+        """An Idempotency-Key's claim (``ingress.idempotency``), by its request key
+        (``schemas.orders.request_key_for``): JSON whose ``token`` is the key's order id."""
+        return f"{self.namespace}os:idem:{request_key}"
 
 
 def status_args(status: str, fields: Mapping[str, Any]) -> list[Any]:

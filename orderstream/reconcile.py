@@ -1,8 +1,9 @@
-"""``orderstream reconcile``: check DESIGN.md's invariants 1-5 against the durable record.
+"""``orderstream reconcile``: check DESIGN.md's invariants 1-5 and 7 against the durable record.
 
 Sources: PostgreSQL (``orders``, ``order_items``), the stock table (read from its
 compacted changelog topic, the same state the Faust workers restore from), the Redis
-read model, and the public ``orders.shipped`` topic. Every violation is printed; the
+read model (with the Idempotency-Key claims, the record of what each key was answered), and
+the public ``orders.shipped`` topic. Every violation is printed; the
 command exits non-zero when there is any. Run it at rest (no orders in flight): the
 conservation checks compare counters that only agree once the pipeline has drained.
 The seeds' ``sync-stock`` is the ancestor; unlike it, this command repairs nothing.
@@ -64,7 +65,8 @@ class Reconciler:
             else ""
         )
         query = sa.text(
-            "SELECT o.order_id, o.status, o.total_amount, i.line_no, i.product_id, i.quantity,"
+            "SELECT o.order_id, o.status, o.reason, o.request_key, o.total_amount, i.line_no,"
+            " i.product_id, i.quantity,"
             " i.unit_price FROM orders o LEFT JOIN order_items i USING (order_id) "
             f"{scope} ORDER BY o.order_id, i.line_no"
         )
@@ -72,7 +74,14 @@ class Reconciler:
         with self.engine.connect() as conn:
             for row in conn.execute(query, {"p": product_ids or []}):
                 order = orders.setdefault(
-                    row.order_id, {"status": row.status, "total": row.total_amount, "items": []}
+                    row.order_id,
+                    {
+                        "status": row.status,
+                        "reason": row.reason,
+                        "request_key": row.request_key,
+                        "total": row.total_amount,
+                        "items": [],
+                    },
                 )
                 if row.line_no is not None:
                     order["items"].append(row)
@@ -102,6 +111,7 @@ class Reconciler:
         violations += check_orders(orders)
         violations += check_stock(orders, stock, scope)
         violations += self._check_read_model(orders, stock)
+        violations += check_request_keys(orders, self._answered(orders))
         shipped = {o for o, order in orders.items() if order["status"] == "shipped"}
         events = self._shipped_events(set(orders))
         for order_id in orders:
@@ -114,6 +124,23 @@ class Reconciler:
                     )
                 )
         return violations
+
+    def _answered(self, orders: dict[str, dict[str, Any]]) -> dict[str, str]:
+        """request key -> the order id its Idempotency-Key's claim names (what its client was,
+        or on a retry will be, answered), for the claims Redis still holds."""
+        request_keys = sorted({o["request_key"] for o in orders.values() if o["request_key"]})
+        answered = {}
+        for request_key, claim in zip(
+            request_keys,
+            self.redis.mget([self.keys.idempotency(k) for k in request_keys])
+            if request_keys
+            else [],
+            strict=True,
+        ):
+            token = msgspec.json.decode(claim).get("token") if claim is not None else None
+            if token:
+                answered[request_key] = token
+        return answered
 
     def _check_read_model(
         self, orders: dict[str, dict[str, Any]], stock: dict[str, StockSnapshot]
@@ -161,6 +188,36 @@ def check_orders(orders: dict[str, dict[str, Any]]) -> list[Violation]:
             products = Counter(i.product_id for i in items)
             if any(n > 1 for n in products.values()):
                 found.append(Violation("4 no duplicates", order_id, f"products {products}"))
+    return found
+
+
+def check_request_keys(
+    orders: dict[str, dict[str, Any]], answered: dict[str, str]
+) -> list[Violation]:
+    """Invariant 7: an Idempotency-Key has at most one order that is not rejected, and that
+    order is the one its claim names, the one its client was told of. (An order written
+    rejected holds no stock: conservation checks that.)"""
+    owners: dict[str, list[str]] = defaultdict(list)
+    for order_id, order in orders.items():
+        if order["request_key"] and order["status"] != "rejected":
+            owners[order["request_key"]].append(order_id)
+    found = []
+    for request_key, order_ids in sorted(owners.items()):
+        if len(order_ids) > 1:
+            found.append(
+                Violation("7 truthful answers", request_key, f"one key, orders {sorted(order_ids)}")
+            )
+        told = answered.get(request_key)
+        for order_id in order_ids:
+            if told is not None and told != order_id:
+                status = orders[order_id]["status"]
+                found.append(
+                    Violation(
+                        "7 truthful answers",
+                        order_id,
+                        f"{status}, but its Idempotency-Key was answered with order {told}",
+                    )
+                )
     return found
 
 
@@ -216,7 +273,7 @@ def check_stock(
 @click.command()
 @click.option("--product", "product_ids", multiple=True, help="limit to these products")
 def reconcile(product_ids: tuple[str, ...]) -> None:
-    """Check invariants 1-5 of DESIGN.md; print every violation; exit 1 on any."""
+    """Check invariants 1-5 and 7 of DESIGN.md; print every violation; exit 1 on any."""
     with Reconciler(Settings.from_env()) as reconciler:
         violations = reconciler.check(list(product_ids) or None)
     for violation in violations:

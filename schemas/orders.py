@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
@@ -17,6 +19,7 @@ RejectReason = Literal[
     "limit_exceeded",
     "price_changed",
     "expired",
+    "duplicate_request",
 ]
 OrderStatus = Literal["accepted", "committed", "shipped", "rejected", "cancelled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"shipped", "rejected", "cancelled"})
@@ -33,6 +36,33 @@ def refusal_reason(http_status: int, body: object) -> str | None:
         return None
     reason = body.get("reason")
     return reason if isinstance(reason, str) and reason in REFUSAL_REASONS else None
+
+
+# An order id is 32 lowercase hex characters (a UUID's hex form). Its first
+# REQUEST_KEY_CHARS are the request key, a digest of (storefront, Idempotency-Key); the rest
+# are random. The ingress keeps one order id per key while the key's claim lives, and
+# PostgreSQL holds at most one order per request key (sinks: a unique index), so a key that
+# lost its claim (or a bug upstream) cannot buy twice.
+REQUEST_KEY_CHARS = 16
+
+
+def request_key_for(scope: str, idempotency_key: str) -> str:
+    """The request key of an Idempotency-Key sent with the credentials ``scope`` names."""
+    digest = hashlib.sha256(f"{scope}\0{idempotency_key}".encode()).hexdigest()
+    return digest[:REQUEST_KEY_CHARS]
+
+
+def new_order_id(scope: str, idempotency_key: str) -> str:
+    """A fresh order id for a request key: the key's digest, then random hex."""
+    return request_key_for(scope, idempotency_key) + secrets.token_hex(16 - REQUEST_KEY_CHARS // 2)
+
+
+def request_key_of(order_id: str) -> str | None:
+    """The request key an order id was made for (see ``new_order_id``); None for an id not
+    of that form (32 lowercase hex characters)."""
+    if len(order_id) != 32 or order_id.strip("0123456789abcdef"):
+        return None
+    return order_id[:REQUEST_KEY_CHARS]
 
 
 class OrderLineRequested(Record, tag="order_line_requested", tag_field="type", frozen=True):

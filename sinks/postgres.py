@@ -16,7 +16,7 @@ from sqlalchemy import Engine, exc, text
 
 from schemas.topics import DEAD_LETTER, TopicNames
 from sinks.exceptions import PoisonRecord
-from sinks.projection import OutboxRow, order_ids_of, plan_batch
+from sinks.projection import OutboxRow, order_ids_of, plan_batch, request_keys_of
 from sinks.readmodel import ReadModelWriter
 from sinks.records import (
     ConsumedRecord,
@@ -26,7 +26,7 @@ from sinks.records import (
     key_text,
     parse,
 )
-from sinks.store import load_known, save_offsets, write_outbox, write_plan
+from sinks.store import load_key_owners, load_known, save_offsets, write_outbox, write_plan
 from sinks.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -104,7 +104,8 @@ class PostgresSink:
                 events.append(parsed.event)
         with UnitOfWork(self._engine) as uow:
             status, cancels = load_known(uow.connection, order_ids_of(events))
-            plan = plan_batch(events, status, cancels, self._topics)
+            owners = load_key_owners(uow.connection, request_keys_of(events))
+            plan = plan_batch(events, status, cancels, self._topics, key_owners=owners)
             write_plan(uow.connection, plan)
             write_outbox(uow.connection, dead)
             save_offsets(uow.connection, self._consumer, next_offsets(batch))

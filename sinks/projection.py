@@ -4,6 +4,12 @@
 holds and returns everything one transaction must write: order rows (inserted once,
 with their terminal status), items, cancel requests, outbox rows, product changes,
 and the read-model updates to make after the commit.
+
+One Idempotency-Key buys at most once: an order whose request key
+(``schemas.orders.request_key_of``) another order already owns is a duplicate (a retry of
+another body after the key's claim was lost, or a bug upstream). It is written rejected
+``duplicate_request``; a committed duplicate also gets ``OrderRejected`` and a release of
+each line in the outbox, so its stock goes back.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from schemas import codec
 from schemas.common import event_id_for, utcnow
@@ -25,8 +31,15 @@ from schemas.orders import (
     OrderItem,
     OrderRejected,
     OrderShipped,
+    request_key_of,
 )
-from schemas.topics import INVENTORY_COMMANDS, ORDERS_CANCELLED, ORDERS_SHIPPED, TopicNames
+from schemas.topics import (
+    INVENTORY_COMMANDS,
+    ORDERS_CANCELLED,
+    ORDERS_REJECTED,
+    ORDERS_SHIPPED,
+    TopicNames,
+)
 from sinks.arbitration import decide_cancel_request, decide_commit
 from sinks.records import SinkEvent
 
@@ -40,6 +53,7 @@ class OrderRow:
     status: str
     reason: str | None
     total_amount: Decimal | None
+    request_key: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,31 +111,66 @@ def order_ids_of(events: Sequence[SinkEvent]) -> set[str]:
     return {e.order_id for e in events if not isinstance(e, UpsertProduct | Discontinue)}
 
 
+DUPLICATE: Final = "duplicate_request"
+
+
+def request_keys_of(events: Sequence[SinkEvent]) -> set[str]:
+    keys = (request_key_of(order_id) for order_id in order_ids_of(events))
+    return {key for key in keys if key is not None}
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What the plan knows while it walks a batch: statuses, cancels, request key owners."""
+
+    status: dict[str, str]
+    cancels: set[str]
+    owners: dict[str, str]
+    plan: BatchPlan
+    topics: TopicNames
+    at: datetime
+
+    def duplicate(self, order_id: str) -> bool:
+        """True when another order owns this order's request key; else it owns it now."""
+        key = request_key_of(order_id)
+        if key is None:
+            return False
+        owner = self.owners.setdefault(key, order_id)
+        return owner != order_id
+
+
 def plan_batch(
     events: Sequence[SinkEvent],
     known_status: Mapping[str, str],
     cancel_requested: Set[str],
     topics: TopicNames,
     now: datetime | None = None,
+    key_owners: Mapping[str, str] | None = None,
 ) -> BatchPlan:
-    """Row operations for ``events`` given the orders' status in PostgreSQL and the
-    recorded cancel requests. Idempotent: replaying events already projected plans no
-    new rows and no new outbox rows."""
-    at = now or utcnow()
+    """Row operations for ``events`` given the orders' status in PostgreSQL, the recorded
+    cancel requests and which order owns each request key (among orders not rejected).
+    Idempotent: replaying events already projected plans no new rows and no new outbox
+    rows."""
     plan = BatchPlan()
-    status: dict[str, str] = dict(known_status)
-    cancels: set[str] = set(cancel_requested)
+    batch = _Batch(
+        dict(known_status),
+        set(cancel_requested),
+        dict(key_owners or {}),
+        plan,
+        topics,
+        now or utcnow(),
+    )
     # Nothing in a batch is shipped before the batch commits, so every cancel request the
     # batch holds came in time: take them first (a stable sort keeps the rest in order).
     for event in sorted(events, key=lambda e: not isinstance(e, CancelOrder)):
         if isinstance(event, OrderCommitted):
-            _on_committed(event, status, cancels, plan, topics, at)
+            _on_committed(event, batch)
         elif isinstance(event, OrderRejected):
-            _on_final(event.order_id, event.customer_id, "rejected", event.reason, status, plan)
+            _on_final(event.order_id, event.customer_id, "rejected", event.reason, batch)
         elif isinstance(event, OrderCancelled):
-            _on_final(event.order_id, event.customer_id, "cancelled", None, status, plan)
+            _on_final(event.order_id, event.customer_id, "cancelled", None, batch)
         elif isinstance(event, CancelOrder):
-            _on_cancel_request(event, status, cancels, plan)
+            _on_cancel_request(event, batch.status, batch.cancels, plan)
         elif isinstance(event, UpsertProduct):
             plan.products[event.product_id] = ProductChange(
                 event.product_id, True, event.name, event.price, event.limit_per_customer
@@ -138,22 +187,33 @@ def plan_batch(
     return plan
 
 
-def _on_committed(
-    event: OrderCommitted,
-    status: dict[str, str],
-    cancels: set[str],
-    plan: BatchPlan,
-    topics: TopicNames,
-    at: datetime,
-) -> None:
-    decision = decide_commit(status.get(event.order_id), event.order_id in cancels)
+def _on_committed(event: OrderCommitted, batch: _Batch) -> None:
+    plan, status, topics, at = batch.plan, batch.status, batch.topics, batch.at
+    decision = decide_commit(status.get(event.order_id), event.order_id in batch.cancels)
     fields = _order_fields(event.customer_id, event.items, event.total, None)
     if decision == "already_recorded":
         plan.read_model.append(StatusUpdate(event.order_id, status[event.order_id], fields))
         return
+    key = request_key_of(event.order_id)
+    if batch.duplicate(event.order_id):
+        logger.warning(
+            "order %s: its Idempotency-Key already has order %s; rejecting it, releasing its lines",
+            event.order_id,
+            batch.owners[key or ""],
+        )
+        status[event.order_id] = "rejected"
+        plan.orders.append(
+            OrderRow(event.order_id, event.customer_id, "rejected", DUPLICATE, None, key)
+        )
+        plan.read_model.append(
+            StatusUpdate(event.order_id, "rejected", {**fields, "reason": DUPLICATE})
+        )
+        plan.outbox.append(duplicate_row(event, topics, at))
+        plan.outbox.extend(release_rows(event, topics, at, reason=DUPLICATE))
+        return
     final = "shipped" if decision == "ship" else "cancelled"
     status[event.order_id] = final
-    plan.orders.append(OrderRow(event.order_id, event.customer_id, final, None, event.total))
+    plan.orders.append(OrderRow(event.order_id, event.customer_id, final, None, event.total, key))
     plan.items.extend(
         ItemRow(event.order_id, i.line_no, i.product_id, i.quantity, i.unit_price)
         for i in event.items
@@ -168,21 +228,22 @@ def _on_committed(
 
 
 def _on_final(
-    order_id: str,
-    customer_id: str,
-    final: str,
-    reason: str | None,
-    status: dict[str, str],
-    plan: BatchPlan,
+    order_id: str, customer_id: str, final: str, reason: str | None, batch: _Batch
 ) -> None:
-    fields = {"customer_id": customer_id, "reason": reason}
-    current = status.get(order_id)
+    """A rejection or the settler's cancellation: the order holds no stock."""
+    current = batch.status.get(order_id)
     if current is None:
-        status[order_id] = final
-        plan.orders.append(OrderRow(order_id, customer_id, final, reason, None))
-        plan.read_model.append(StatusUpdate(order_id, final, fields))
+        if final != "rejected" and batch.duplicate(order_id):
+            final, reason = "rejected", DUPLICATE
+        batch.status[order_id] = final
+        batch.plan.orders.append(
+            OrderRow(order_id, customer_id, final, reason, None, request_key_of(order_id))
+        )
+        fields = {"customer_id": customer_id, "reason": reason}
+        batch.plan.read_model.append(StatusUpdate(order_id, final, fields))
     elif current == final:
-        plan.read_model.append(StatusUpdate(order_id, final, fields))
+        fields = {"customer_id": customer_id, "reason": reason}
+        batch.plan.read_model.append(StatusUpdate(order_id, final, fields))
     else:
         logger.warning(
             "order %s is already %s in PostgreSQL; ignoring %s", order_id, current, final
@@ -237,7 +298,21 @@ def cancelled_row(event: OrderCommitted, topics: TopicNames, at: datetime) -> Ou
     return _row(cancelled.event_id, topics(ORDERS_CANCELLED), event.order_id, cancelled)
 
 
-def release_rows(event: OrderCommitted, topics: TopicNames, at: datetime) -> list[OutboxRow]:
+def duplicate_row(event: OrderCommitted, topics: TopicNames, at: datetime) -> OutboxRow:
+    rejected = OrderRejected(
+        event_id=event_id_for(event.order_id, "rejected"),
+        order_id=event.order_id,
+        customer_id=event.customer_id,
+        reason=DUPLICATE,
+        detail="another order holds this Idempotency-Key",
+        occurred_at=at,
+    )
+    return _row(rejected.event_id, topics(ORDERS_REJECTED), event.order_id, rejected)
+
+
+def release_rows(
+    event: OrderCommitted, topics: TopicNames, at: datetime, reason: str = "cancelled"
+) -> list[OutboxRow]:
     rows = []
     for item in event.items:
         release = ReleaseLine(
@@ -247,7 +322,7 @@ def release_rows(event: OrderCommitted, topics: TopicNames, at: datetime) -> lis
             line_no=item.line_no,
             quantity=item.quantity,
             customer_id=event.customer_id,
-            reason="cancelled",
+            reason=reason,
             issued_at=at,
         )
         rows.append(_row(release.command_id, topics(INVENTORY_COMMANDS), item.product_id, release))

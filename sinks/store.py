@@ -28,6 +28,12 @@ _LOAD_KNOWN = text(
     WHERE o.order_id IS NOT NULL OR c.order_id IS NOT NULL
     """
 )
+_LOAD_KEY_OWNERS = text(
+    """
+    SELECT request_key, order_id FROM orders
+    WHERE request_key = ANY(CAST(:keys AS text[])) AND status <> 'rejected'
+    """
+)
 _LOAD_OFFSETS = text(
     "SELECT topic, partition, next_offset FROM consumed_offsets WHERE consumer = :consumer"
 )
@@ -44,9 +50,9 @@ _SAVE_OFFSETS = text(
 )
 _INSERT_ORDERS = text(
     """
-    INSERT INTO orders (order_id, customer_id, status, reason, total_amount)
+    INSERT INTO orders (order_id, customer_id, status, reason, total_amount, request_key)
     SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS x(order_id text,
-        customer_id text, status text, reason text, total_amount numeric)
+        customer_id text, status text, reason text, total_amount numeric, request_key text)
     ON CONFLICT (order_id) DO NOTHING
     """
 )
@@ -101,6 +107,16 @@ def load_known(conn: Connection, order_ids: Iterable[str]) -> tuple[dict[str, st
         if cancel_requested:
             cancels.add(order_id)
     return status, cancels
+
+
+def load_key_owners(conn: Connection, request_keys: Iterable[str]) -> dict[str, str]:
+    """Which order owns each of these request keys (among orders not rejected). Another
+    sink shard may insert an owner after this read: the unique index then fails this batch,
+    which is retried and reads it."""
+    keys = list(request_keys)
+    if not keys:
+        return {}
+    return {key: order_id for key, order_id in conn.execute(_LOAD_KEY_OWNERS, {"keys": keys})}
 
 
 def load_offsets(

@@ -38,6 +38,8 @@ products = Table(
 )
 
 # Only terminal statuses are ever written: an order row is inserted once, final.
+# ``request_key`` (schemas.orders.request_key_of) is owned by at most one order that is not
+# rejected: a second order of one Idempotency-Key is written rejected ``duplicate_request``.
 orders = Table(
     "orders",
     metadata,
@@ -48,10 +50,17 @@ orders = Table(
     Column("total_amount", Numeric(14, 2), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("request_key", String(32), nullable=True),
     CheckConstraint(
         "status IN ('shipped', 'rejected', 'cancelled')", name="orders_status_terminal"
     ),
     Index("orders_status", "status"),
+    Index(
+        "orders_one_per_request_key",
+        "request_key",
+        unique=True,
+        postgresql_where=text("status <> 'rejected'"),
+    ),
 )
 
 order_items = Table(

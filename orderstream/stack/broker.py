@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import logging
 import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -100,21 +101,62 @@ def _java(cfg: StackConfig, main: str, *args: str, heap: str = "256m") -> list[s
     ]
 
 
+def new_cluster_id(draw: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A KRaft cluster id: the URL-safe base64 of 16 random bytes (22 characters, unpadded),
+    the text Kafka's ``Uuid.fromString`` reads back.
+
+    ``kafka-storage format`` reads an id starting with ``-`` as an option, and Kafka's own
+    ``Uuid.randomUuid()`` skips such draws; this skips every draw with a ``-`` anywhere (about
+    3 in 10), as later Kafka releases do.
+    """
+    while True:
+        text = base64.urlsafe_b64encode(draw()).decode().rstrip("=")
+        if "-" not in text:
+            return text
+
+
+def is_cluster_id(text: str) -> bool:
+    """Whether ``text`` is exactly the 22-character text of a 16-byte Kafka ``Uuid``."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "==")
+    except (binascii.Error, ValueError):
+        return False
+    return len(raw) == 16 and base64.urlsafe_b64encode(raw).decode().rstrip("=") == text
+
+
+def recorded_cluster_id(kafka_dir: Path) -> str:
+    """The cluster id recorded in ``kafka_dir/cluster.id``, written there first if missing.
+
+    A format redone later (the log directory lost its ``meta.properties``) then uses the id
+    the data was written under; an unreadable record never formatted anything, so it is
+    replaced.
+    """
+    record = kafka_dir / "cluster.id"
+    if record.exists() and is_cluster_id(recorded := record.read_text().strip()):
+        return recorded
+    cluster_id = new_cluster_id()
+    record.write_text(cluster_id + "\n")
+    return cluster_id
+
+
 def prepare(cfg: StackConfig) -> None:
-    """Jars, server.properties, and KRaft storage formatted once."""
+    """Jars, server.properties, and KRaft storage formatted once (``meta.properties`` present
+    means formatted)."""
     resolve_jars(cfg)
     props = cfg.local / "kafka" / "server.properties"
     props.write_text(_properties(cfg))
     data = cfg.local / "kafka" / "data"
     if (data / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = recorded_cluster_id(cfg.local / "kafka")
     logger.info("formatting KRaft storage in %s (cluster %s)", data, cluster_id)
-    subprocess.run(
-        _java(cfg, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
-        check=True,
-        capture_output=True,
+    format_ = ["format", f"--cluster-id={cluster_id}", "-c", str(props)]
+    result = subprocess.run(
+        _java(cfg, "kafka.tools.StorageTool", *format_), capture_output=True, text=True
     )
+    if result.returncode != 0:
+        output = (result.stderr or result.stdout).strip()
+        raise RuntimeError(f"kafka-storage format failed: {output[-2000:]}")
 
 
 def program(cfg: StackConfig) -> Program:

@@ -10,7 +10,7 @@ import sys
 import click
 
 from orderstream.settings import Settings
-from orderstream.stack import runner
+from orderstream.stack import database, runner
 from orderstream.stack.config import StackConfig
 
 
@@ -47,7 +47,10 @@ def up(
             )
         ext = runner.External(kafka_bootstrap, database_url, redis_url)
     cfg = StackConfig.from_env()
-    runner.up(cfg, _settings(cfg), os.environ, ext, timeout_s=timeout)
+    try:
+        runner.up(cfg, _settings(cfg), os.environ, ext, timeout_s=timeout)
+    except database.ClusterUnreachable as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(runner.status(cfg))
 
 
@@ -76,7 +79,7 @@ def down() -> None:
 
 @stack.command()
 def clean() -> None:
-    """Stop the stack and delete .local (all data)."""
+    """Stop the stack and delete .local (all data, with a cluster kept outside it)."""
     cfg = StackConfig.from_env()
     runner.clean(cfg)
     click.echo(f"removed {cfg.local}")

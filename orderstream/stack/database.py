@@ -1,16 +1,21 @@
-"""PostgreSQL from the Debian server binaries: own data dir under .local, own port and socket.
+"""PostgreSQL from the Debian server binaries: own data dir, own port and socket.
 
 postgres refuses to run as root, so when we are root the cluster belongs to the ``postgres``
-OS user (its directories are chowned to it); otherwise it runs as the current user.
+OS user (its directories are chowned to it); otherwise it runs as the current user. That user
+must reach the cluster's directory: it is ``.local/pg`` when it can, else a directory of
+its own under ``OUTSIDE_BASE`` that ``.local/pg`` links to (a clone in root's home, or in
+a ``mktemp -d`` directory, is closed to it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pwd
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,12 @@ from orderstream.stack.supervisor import Program
 logger = logging.getLogger(__name__)
 
 SUPERUSER = "postgres"
+# under the home of Debian's postgres user, which that user can always reach
+OUTSIDE_BASE = Path("/var/lib/postgresql/orderstream")
+
+
+class ClusterUnreachable(RuntimeError):
+    """The cluster is in a tree its OS user cannot reach; the message says what to do."""
 
 
 def bin_dir() -> Path:
@@ -40,17 +51,89 @@ def os_user() -> str | None:
     return "postgres" if os.geteuid() == 0 else None
 
 
+def reaches(user: str, path: Path) -> bool:
+    """Whether ``user`` can pass through ``path`` and every directory above it (asked as
+    that user, so modes and ACLs both count)."""
+    probe = ["runuser", "-u", user, "--", "test", "-x", str(path)]
+    return subprocess.run(probe, capture_output=True, check=False).returncode == 0
+
+
+def outside_home(local: Path, base: Path = OUTSIDE_BASE) -> Path:
+    """The directory of ``local``'s cluster when it cannot be in ``local``: one per stack
+    directory, named by the hash of its path."""
+    return base / hashlib.sha256(str(local).encode()).hexdigest()[:16]
+
+
+def cluster_home(local: Path) -> Path:
+    """The cluster's directory (``data``, ``run``): ``local/pg``, or where that link points."""
+    link = local / "pg"
+    return link.resolve() if link.is_symlink() else link
+
+
+def place(
+    local: Path,
+    user: str | None,
+    can_reach: Callable[[str, Path], bool] = reaches,
+    base: Path = OUTSIDE_BASE,
+) -> Path:
+    """The cluster's directory, chosen when the stack directory holds no cluster yet, and kept.
+
+    In the tree when ``user`` (None: ourselves) reaches ``local``; else under ``base``, with
+    ``local/pg`` linking to it, so that ``make clean`` finds it. A directory already there
+    under that name (left by a tree deleted without ``make clean``, or still used by one
+    moved away) is never reused nor removed: the next free ``<hash>-N`` is taken.
+    """
+    link = local / "pg"
+    if link.is_symlink():
+        return cluster_home(local)
+    if (link / "data" / "PG_VERSION").exists():
+        if user is not None and not can_reach(user, local):
+            raise ClusterUnreachable(
+                f"the {user} OS user cannot reach {local}, where this stack's PostgreSQL "
+                "cluster is: open the way (chmod o+x on each directory above it), or "
+                f"`make clean` and `make up` to make a new cluster under {base}"
+            )
+        return link
+    if user is None or can_reach(user, local):
+        return link
+    shutil.rmtree(link, ignore_errors=True)  # what a failed initdb left: no cluster
+    base.mkdir(parents=True, exist_ok=True)
+    base.chmod(0o755)
+    first = home = outside_home(local, base)
+    taken = 1
+    while home.exists():
+        taken += 1
+        home = first.with_name(f"{first.name}-{taken}")
+    if home != first:
+        logger.warning("%s exists (not ours, left alone): the cluster goes in %s", first, home)
+    home.mkdir()
+    link.symlink_to(home)
+    logger.info("the %s OS user cannot reach %s: the cluster goes in %s", user, local, home)
+    return home
+
+
+def remove(local: Path, base: Path = OUTSIDE_BASE) -> None:
+    """Delete the cluster's directory when ``local/pg`` links to one under ``base`` (the
+    rest goes with ``local``)."""
+    link = local / "pg"
+    if link.is_symlink() and (home := link.resolve()).parent == base.resolve():
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def _dirs(cfg: StackConfig) -> tuple[Path, Path]:
-    return cfg.local / "pg" / "data", cfg.local / "pg" / "run"
+    home = cluster_home(cfg.local)
+    return home / "data", home / "run"
 
 
 def prepare(cfg: StackConfig) -> None:
-    data, sock = _dirs(cfg)
-    sock.mkdir(parents=True, exist_ok=True)
+    """The cluster's directories, owned by its OS user, and ``initdb`` once."""
     user = os_user()
+    home = place(cfg.local, user)
+    data, sock = home / "data", home / "run"
+    sock.mkdir(parents=True, exist_ok=True)
     if user is not None:
         entry = pwd.getpwnam(user)
-        for path in (cfg.local / "pg", sock):
+        for path in (home, sock):
             os.chown(path, entry.pw_uid, entry.pw_gid)
     if (data / "PG_VERSION").exists():
         return
@@ -60,7 +143,7 @@ def prepare(cfg: StackConfig) -> None:
         shutil.chown(data, user, user)
     data.chmod(0o700)
     prefix = ["runuser", "-u", user, "--"] if user else []
-    subprocess.run(
+    result = subprocess.run(
         [
             *prefix,
             str(bin_dir() / "initdb"),
@@ -74,9 +157,12 @@ def prepare(cfg: StackConfig) -> None:
             "--auth-local=trust",
             "--auth-host=scram-sha-256",
         ],
-        check=True,
+        cwd=home,
         capture_output=True,
+        text=True,
     )
+    if result.returncode != 0:
+        raise RuntimeError(f"initdb {data} failed: {(result.stderr or result.stdout).strip()}")
 
 
 def program(cfg: StackConfig) -> Program:
@@ -101,7 +187,7 @@ def program(cfg: StackConfig) -> Program:
     return Program(
         "postgres",
         command,
-        cfg.local / "pg",
+        cluster_home(cfg.local),
         user=os_user(),
         priority=10,
         stopsignal="INT",

@@ -69,8 +69,8 @@ def up(
     values = stack_values(cfg, settings, environ, external)
     services = []
     if external is None:
+        database.prepare(cfg)  # first: it may refuse the stack directory (ClusterUnreachable)
         broker.prepare(cfg)
-        database.prepare(cfg)
         cache.prepare(cfg)
         services = [broker.program(cfg), database.program(cfg), cache.program(cfg)]
     programs = pipeline.programs(cfg, values)
@@ -107,7 +107,9 @@ def down(cfg: StackConfig) -> dict[int, str]:
 
 
 def clean(cfg: StackConfig) -> None:
+    """Stop the stack and delete its data: ``.local`` and a cluster kept outside it."""
     down(cfg)
+    database.remove(cfg.local)
     shutil.rmtree(cfg.local, ignore_errors=True)
 
 
@@ -142,4 +144,5 @@ def status(cfg: StackConfig) -> str:
         lines.append(f"\nstorefront page: {cfg.ingress_url}/shop#key={key}")
     lines.append(f"\nenv: {cfg.stack_env}{'' if cfg.stack_env.exists() else ' (missing)'}")
     lines.append(f"logs: {cfg.logs}/")
+    lines.append(f"postgres data: {database.cluster_home(cfg.local) / 'data'}/")
     return "\n".join(lines)

@@ -4,12 +4,14 @@ dead letters. Every wait is bounded; assertions are about rows, never timings.""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import signal
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from sink_helpers import (
     Producer,
@@ -26,7 +28,7 @@ from sink_helpers import (
 
 from orderstream.settings import Settings
 from schemas.common import event_id_for
-from schemas.orders import OrderCancelled, OrderCommitted, OrderRejected
+from schemas.orders import REQUEST_KEY_CHARS, OrderCancelled, OrderCommitted, OrderRejected
 from schemas.topics import (
     DEAD_LETTER,
     INVENTORY_COMMANDS,
@@ -233,3 +235,45 @@ def test_poison_records_go_to_the_dead_letter_outbox_and_later_records_are_proce
     assert reasons[2].startswith("data error") and "numeric" in reasons[2]
     assert dead[0]["value"] == {"text": "{not json"}
     assert all(d["source_topic"] == sink_settings.topics(ORDERS_COMMITTED) for d in dead)
+
+
+def test_one_idempotency_key_buys_once_whatever_arrives(
+    sink_settings: Settings, sink_engine: sa.Engine, producer: Producer, namespace: str
+) -> None:
+    # three orders made for one request key (a key whose claim was lost, retried with
+    # other bodies), on different partitions; one is shipped, the others are duplicates
+    key = hashlib.sha256(namespace.encode()).hexdigest()[:REQUEST_KEY_CHARS]
+    ids = [key + f"{n:016x}" for n in range(3)]
+    for oid in ids:
+        producer.send(ORDERS_COMMITTED, oid, committed_order(oid, lines=2))
+    producer.flush()
+
+    with sink_in_thread(sink_settings):
+        wait_until(lambda: offsets_caught_up(sink_engine, sink_settings), 120, "sink caught up")
+
+    with sink_engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT order_id, status, reason FROM orders WHERE request_key = :k"),
+            {"k": key},
+        ).all()
+    assert sorted(status for _, status, _ in rows) == ["rejected", "rejected", "shipped"]
+    duplicates = {oid for oid, status, _ in rows if status == "rejected"}
+    assert {reason for _, status, reason in rows if status == "rejected"} == {"duplicate_request"}
+    releases = [
+        json.loads(p)
+        for _, _, p in outbox_rows(sink_engine, sink_settings.topics(INVENTORY_COMMANDS))
+    ]
+    assert sorted((r["order_id"], r["line_no"]) for r in releases) == sorted(
+        (oid, n) for oid in duplicates for n in range(2)
+    )
+    shipped = outbox_rows(sink_engine, sink_settings.topics(ORDERS_SHIPPED))
+    assert [k for _, k, _ in shipped] == [oid for oid, status, _ in rows if status == "shipped"]
+    # and PostgreSQL itself refuses a second order of the key that is not rejected
+    with pytest.raises(sa.exc.IntegrityError), sink_engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO orders (order_id, customer_id, status, request_key) "
+                "VALUES (:o, 'c', 'cancelled', :k)"
+            ),
+            {"o": key + "f" * 16, "k": key},
+        )

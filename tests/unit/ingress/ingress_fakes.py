@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,7 @@ from orderstream.settings import Settings
 
 STOREFRONT = "sk-test-storefront"
 ADMIN = "ak-test-admin"
+FRESH_KEY = "fresh"  # post_order's default: a new Idempotency-Key for each call
 
 
 @dataclass
@@ -63,8 +65,11 @@ class Harness:
     settings: Settings
     server: Any = None
 
-    def post_order(self, body: Any, key: str | None = None, **kw: Any) -> testing.Result:
+    def post_order(self, body: Any, key: str | None = FRESH_KEY, **kw: Any) -> testing.Result:
+        """POST /v1/orders as the storefront; ``key=None`` sends no Idempotency-Key."""
         headers = {"Authorization": f"Bearer {STOREFRONT}", **kw.pop("headers", {})}
+        if key == FRESH_KEY:
+            key = uuid.uuid4().hex
         if key is not None:
             headers["Idempotency-Key"] = key
         return self.client.simulate_post("/v1/orders", json=body, headers=headers, **kw)
@@ -80,3 +85,8 @@ def order_body(*lines: tuple[str, int], **extra: Any) -> dict[str, Any]:
 
 STORE = {"Authorization": f"Bearer {STOREFRONT}"}
 ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN}"}
+
+
+def with_key(headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` plus a fresh Idempotency-Key, as every order POST needs."""
+    return {**headers, "Idempotency-Key": uuid.uuid4().hex}

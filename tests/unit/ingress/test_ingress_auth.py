@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from ingress_fakes import ADMIN_AUTH, STORE, Harness, order_body
+from ingress_fakes import ADMIN_AUTH, STORE, Harness, order_body, with_key
 
 
 @pytest.mark.parametrize(
@@ -27,7 +27,7 @@ def test_the_scheme_is_case_insensitive(h: Harness) -> None:
     r = h.client.simulate_post(
         "/v1/orders",
         json=order_body(("a", 1)),
-        headers={"Authorization": "bearer sk-test-storefront"},
+        headers=with_key({"Authorization": "bearer sk-test-storefront"}),
     )
     assert r.status_code == 202
 
@@ -45,7 +45,9 @@ def test_no_key_on_an_admin_route_is_401(h: Harness) -> None:
 
 
 def test_admin_key_is_accepted_on_storefront_routes(h: Harness) -> None:
-    r = h.client.simulate_post("/v1/orders", json=order_body(("a", 1)), headers=ADMIN_AUTH)
+    r = h.client.simulate_post(
+        "/v1/orders", json=order_body(("a", 1)), headers=with_key(ADMIN_AUTH)
+    )
     assert r.status_code == 202
 
 

@@ -69,11 +69,27 @@ def test_restock_needs_a_positive_quantity(h: Harness) -> None:
     assert r.status_code == 422
 
 
-def test_a_command_kafka_does_not_ack_is_503(h: Harness) -> None:
+def test_a_command_kafka_does_not_ack_is_503_outcome_unknown(h: Harness) -> None:
     h.publisher.fail_after = 0
     r = h.client.simulate_delete("/v1/products/mug-1", headers=ADMIN_AUTH)
     assert r.status_code == 503
     assert r.headers["Retry-After"]
+    assert r.json["type"].endswith("outcome-unknown")
+
+
+def test_a_retried_command_with_its_idempotency_key_is_the_same_command(h: Harness) -> None:
+    def restock(key: str | None, quantity: int = 5) -> str:
+        headers = ADMIN_AUTH if key is None else {**ADMIN_AUTH, "Idempotency-Key": key}
+        r = h.client.simulate_post(
+            "/v1/products/mug-1/restock", json={"quantity": quantity}, headers=headers
+        )
+        assert r.status_code == 202
+        return str(r.json["command_id"])
+
+    # the stock agent applies a command id once: the retry is not a second restock
+    assert restock("r-1") == restock("r-1")
+    assert restock("r-1", quantity=6) != restock("r-1")
+    assert restock(None) != restock(None)
 
 
 def set_status(h: Harness, order_id: str, status: str) -> None:

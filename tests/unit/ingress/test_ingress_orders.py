@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 import msgspec
-from ingress_fakes import Harness, order_body
+from ingress_fakes import STOREFRONT, Harness, order_body
 
+from ingress.config import key_id
 from ingress.idempotency import Stored
 from orderstream.readmodel import Keys, decode_order
 from schemas import codec
 from schemas.common import event_id_for
-from schemas.orders import CancelOrder, OrderLineRequested
+from schemas.orders import OrderLineRequested, request_key_for, request_key_of
 
 
 def test_accepts_an_order_as_one_message_per_line_keyed_by_product(h: Harness) -> None:
@@ -83,19 +84,42 @@ def test_keys_are_scoped_per_storefront_key(make_harness) -> None:  # type: igno
     assert other.json["order_id"] != first.json["order_id"]
 
 
-def test_a_key_still_in_flight_is_409(h: Harness) -> None:
-    first = h.post_order(order_body(("sku-a", 1)), key="k-1")
-    # make the stored record look in flight (as while another worker is publishing)
+def test_every_order_needs_an_idempotency_key(h: Harness) -> None:
+    r = h.post_order(order_body(("sku-a", 1)), key=None)
+
+    assert r.status_code == 400
+    assert r.json["type"].endswith("idempotency-key-missing")
+    assert r.json["errors"] == [{"field": "header:Idempotency-Key", "message": "required"}]
+    assert h.publisher.sent == []
+    assert h.redis.keys("os:order:*") == h.redis.keys("os:idem:*") == []
+
+
+def test_the_order_id_starts_with_the_request_key(h: Harness) -> None:
+    order_id = h.post_order(order_body(("sku-a", 1)), key="k-1").json["order_id"]
+    assert request_key_of(order_id) == request_key_for(key_id(STOREFRONT), "k-1")
+
+
+def test_a_retry_that_finds_the_claim_in_flight_takes_the_order_over(h: Harness) -> None:
+    # as left by an attempt whose answer was lost: published, response never stored
+    first = h.post_order(order_body(("sku-a", 1), ("sku-b", 2)), key="k-1")
     (key,) = h.redis.keys("os:idem:*")
     stored = msgspec.json.decode(h.redis.get(key), type=Stored)
-    h.redis.set(key, msgspec.json.encode(Stored(stored.fingerprint, "in_flight", "x")))
+    order_id = first.json["order_id"]
+    h.redis.set(key, msgspec.json.encode(Stored(stored.fingerprint, "in_flight", order_id)))
+    h.redis.delete(Keys().order(order_id))
 
-    r = h.post_order(order_body(("sku-a", 1)), key="k-1")
+    r = h.post_order(order_body(("sku-a", 1), ("sku-b", 2)), key="k-1")
 
-    assert first.status_code == 202
-    assert r.status_code == 409
-    assert r.headers["Retry-After"] == "1"
-    assert r.json["status"] == 409
+    assert r.status_code == 202
+    assert r.json == {"order_id": order_id, "status": "accepted"}
+    lines = [codec.decode(m.value, OrderLineRequested) for m in h.publisher.sent]
+    # the same lines again, with the same event ids: the pipeline dedupes them
+    assert [(ln.order_id, ln.line_no, ln.event_id) for ln in lines[2:]] == [
+        (ln.order_id, ln.line_no, ln.event_id) for ln in lines[:2]
+    ]
+    assert h.redis.hget(Keys().order(order_id), "status") == b"accepted"
+    again = h.post_order(order_body(("sku-a", 1), ("sku-b", 2)), key="k-1")
+    assert again.headers["Idempotent-Replayed"] == "true" and len(h.publisher.sent) == 4
 
 
 def test_a_replay_leaves_no_read_model_entry_for_the_unused_order_id(h: Harness) -> None:
@@ -104,40 +128,55 @@ def test_a_replay_leaves_no_read_model_entry_for_the_unused_order_id(h: Harness)
     assert len(h.redis.keys("os:order:*")) == 1
 
 
-def test_kafka_failure_is_503_and_nothing_is_accepted(h: Harness) -> None:
+def test_an_unacknowledged_publish_is_503_outcome_unknown_naming_the_order(h: Harness) -> None:
     h.publisher.fail_after = 0
     r = h.post_order(order_body(("sku-a", 1)), key="k-1")
 
     assert r.status_code == 503
     assert r.headers["Content-Type"] == "application/problem+json"
     assert r.headers["Retry-After"]
+    assert r.json["type"].endswith("outcome-unknown")
+    order_id = r.json["order_id"]
+    assert r.headers["Location"] == f"/v1/orders/{order_id}"
+    # nobody can say it was accepted: the read model does not claim so
     assert h.redis.keys("os:order:*") == []
-    assert not [m for m in h.publisher.sent if m.topic == "orders.requests"]
+    # the claim stays, naming the order, for the key's whole life
+    (key,) = h.redis.keys("os:idem:*")
+    assert msgspec.json.decode(h.redis.get(key), type=Stored).token == order_id
+    assert h.redis.ttl(key) > h.settings.idempotency_ttl_s - 60
 
 
-def test_a_failed_publish_releases_the_key_so_a_retry_succeeds(h: Harness) -> None:
-    h.publisher.fail_after = 0
-    assert h.post_order(order_body(("sku-a", 1)), key="k-1").status_code == 503
+def test_a_retry_after_an_unknown_outcome_converges_on_the_same_order(h: Harness) -> None:
+    h.publisher.fail_after = 1  # the first line acked, the second not: outcome unknown
+    unknown = h.post_order(order_body(("sku-a", 1), ("sku-b", 1)), key="k-1")
     h.publisher.fail_after = None
 
-    r = h.post_order(order_body(("sku-a", 1)), key="k-1")
+    r = h.post_order(order_body(("sku-a", 1), ("sku-b", 1)), key="k-1")
 
-    assert r.status_code == 202
-    assert [m.topic for m in h.publisher.sent].count("orders.requests") == 1
+    assert unknown.status_code == 503 and r.status_code == 202
+    assert r.json["order_id"] == unknown.json["order_id"]
+    # nothing compensated: no cancellation, every line published again under the same id
+    assert {m.topic for m in h.publisher.sent} == {"orders.requests"}
+    lines = [codec.decode(m.value, OrderLineRequested) for m in h.publisher.sent]
+    assert [(ln.order_id, ln.line_no) for ln in lines] == [
+        (r.json["order_id"], 0),
+        (r.json["order_id"], 0),
+        (r.json["order_id"], 1),
+    ]
+    assert h.redis.hget(Keys().order(r.json["order_id"]), "status") == b"accepted"
 
 
-def test_a_partial_publish_is_compensated_with_a_cancel_order(h: Harness) -> None:
-    h.publisher.fail_after = 1  # first line acked, second fails; the CancelOrder (1 msg) passes
-    r = h.post_order(order_body(("sku-a", 1), ("sku-b", 1)))
+def test_a_key_whose_claim_was_lost_gets_a_new_order_with_the_same_request_key(
+    h: Harness,
+) -> None:
+    # (Redis lost the claim): the ingress cannot know the first order; PostgreSQL refuses a
+    # second order of the request key (sinks), so the buyer is not charged twice
+    first = h.post_order(order_body(("sku-a", 1)), key="k-1").json["order_id"]
+    h.redis.delete(*h.redis.keys("os:idem:*"))
 
-    assert r.status_code == 503
-    requested = [m for m in h.publisher.sent if m.topic == "orders.requests"]
-    cancels = [m for m in h.publisher.sent if m.topic == "orders.cancellations"]
-    assert len(requested) == 1
-    (cancel,) = cancels
-    order_id = codec.decode(requested[0].value, OrderLineRequested).order_id
-    assert cancel.key == order_id.encode()
-    assert codec.decode(cancel.value, CancelOrder).order_id == order_id
+    second = h.post_order(order_body(("sku-a", 2)), key="k-1").json["order_id"]
+
+    assert second != first and request_key_of(second) == request_key_of(first)
 
 
 def test_redis_down_is_503_before_anything_is_published(h: Harness) -> None:
@@ -190,8 +229,10 @@ def test_the_intake_script_writes_nothing_when_another_request_holds_the_key(h: 
 def test_a_completed_key_is_kept_for_the_idempotency_ttl(h: Harness) -> None:
     h.post_order(order_body(("sku-a", 1)), key="k-1")
     (key,) = h.redis.keys("os:idem:*")
-    # completed: kept for the idempotency TTL (the claim's short lock was replaced)
-    assert h.redis.ttl(key) > h.settings.publish_timeout_s * 3 + 5
+    assert h.redis.ttl(key) > h.settings.idempotency_ttl_s - 60
+    # and it still names the order (reconcile compares it with what PostgreSQL holds)
+    order_id = msgspec.json.decode(h.redis.get(key), type=Stored).token
+    assert order_id == h.redis.keys("os:order:*")[0].decode().rsplit(":", 1)[-1]
 
 
 def test_prefer_wait_is_read_as_rfc_7240_says() -> None:

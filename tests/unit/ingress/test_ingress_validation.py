@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from ingress_fakes import STORE, Harness, order_body
+from ingress_fakes import STORE, Harness, order_body, with_key
 
 
 def problem(r: Any, status: int) -> dict[str, Any]:
@@ -22,7 +22,9 @@ def post_raw(
     h: Harness, body: bytes, content_type: str = "application/json", **headers: str
 ) -> Any:
     return h.client.simulate_post(
-        "/v1/orders", body=body, headers={**STORE, "Content-Type": content_type, **headers}
+        "/v1/orders",
+        body=body,
+        headers={**with_key(STORE), "Content-Type": content_type, **headers},
     )
 
 
@@ -56,7 +58,7 @@ def test_a_body_longer_than_declared_limit_is_413_by_bounded_read(make_harness) 
     r = h.client.simulate_request(
         "POST",
         "/v1/orders",
-        headers={**STORE, "Content-Type": "application/json"},
+        headers={**with_key(STORE), "Content-Type": "application/json"},
         body=b"{" + b" " * 200 + b"}",
         extras={"CONTENT_LENGTH": ""},
     )
@@ -94,7 +96,7 @@ def test_a_body_longer_than_declared_limit_is_413_by_bounded_read(make_harness) 
     ],
 )
 def test_invalid_fields_are_422_with_the_field_named(h: Harness, body: Any, field: str) -> None:
-    r = h.client.simulate_post("/v1/orders", json=body, headers=STORE)
+    r = h.client.simulate_post("/v1/orders", json=body, headers=with_key(STORE))
     problem_body = problem(r, 422)
     assert problem_body["type"].endswith("validation")
     fields = [e["field"] for e in problem_body["errors"]]

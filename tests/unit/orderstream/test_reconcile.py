@@ -6,7 +6,7 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
-from orderstream.reconcile import check_orders, check_stock
+from orderstream.reconcile import check_orders, check_request_keys, check_stock
 from orderstream.stockview import StockSnapshot
 
 
@@ -16,9 +16,16 @@ def item(line_no: int, product_id: str = "P", quantity: int = 1, price: str = "2
     )
 
 
-def order(status: str, *items: Any, total: str | None = None) -> dict[str, Any]:
+def order(
+    status: str, *items: Any, total: str | None = None, key: str | None = None
+) -> dict[str, Any]:
     computed = sum((i.unit_price * i.quantity for i in items), Decimal("0"))
-    return {"status": status, "total": Decimal(total) if total else computed, "items": list(items)}
+    return {
+        "status": status,
+        "total": Decimal(total) if total else computed,
+        "items": list(items),
+        "request_key": key,
+    }
 
 
 def stock(available: int, added: int, reserved: int, released: int) -> StockSnapshot:
@@ -83,3 +90,27 @@ def test_units_held_must_match_units_shipped_in_postgres() -> None:
 def test_shipped_product_without_stock_state() -> None:
     found = check_stock({"a": order("shipped", item(0))}, {}, ["P"])
     assert invariants(found) == ["1 no oversell"]
+
+
+def test_one_idempotency_key_with_one_order_named_by_its_claim_is_clean() -> None:
+    orders = {
+        "k1-a": order("shipped", item(0), key="k1"),
+        "k1-b": order("rejected", key="k1"),  # a duplicate, written rejected
+        "k2-a": order("cancelled", item(0), key="k2"),
+        "old": order("shipped", item(0)),  # from before request keys
+    }
+    assert check_request_keys(orders, {"k1": "k1-a", "k2": "k2-a"}) == []
+    assert check_request_keys(orders, {}) == []  # claims expired: nothing to compare
+
+
+def test_two_orders_of_one_key_that_hold_stock_are_a_violation() -> None:
+    orders = {"a": order("shipped", item(0), key="k"), "b": order("cancelled", key="k")}
+    assert invariants(check_request_keys(orders, {})) == ["7 truthful answers"]
+
+
+def test_an_order_its_client_was_not_told_of_is_a_violation() -> None:
+    # the client's answers named order a; order b shipped anyway
+    orders = {"b": order("shipped", item(0), key="k")}
+    found = check_request_keys(orders, {"k": "a"})
+    assert invariants(found) == ["7 truthful answers"]
+    assert "answered with order a" in found[0].detail

@@ -179,3 +179,65 @@ def test_replaying_any_batch_over_its_own_result_plans_nothing(
     assert sorted(shipped) == sorted(
         str(r.key) for r in first.outbox if r.topic == "t-orders.shipped"
     )
+
+
+# One order per Idempotency-Key: ids of one request key (schemas.orders.new_order_id's form)
+KEY = "0123456789abcdef"
+FIRST, SECOND = KEY + "0" * 16, KEY + "1" * 16
+
+
+def test_a_second_order_of_a_request_key_is_rejected_and_its_stock_released() -> None:
+    plan = plan_batch([committed(SECOND)], {}, set(), TOPICS, key_owners={KEY: FIRST})
+
+    assert [(o.order_id, o.status, o.reason) for o in plan.orders] == [
+        (SECOND, "rejected", "duplicate_request")
+    ]
+    assert plan.items == []
+    topics = [row.topic for row in plan.outbox]
+    assert topics == ["t-orders.rejected", "t-inventory.commands", "t-inventory.commands"]
+    assert {json.loads(r.payload)["reason"] for r in plan.outbox} == {"duplicate_request"}
+    assert [json.loads(r.payload)["line_no"] for r in plan.outbox[1:]] == [0, 1]
+    assert [(u.order_id, u.status) for u in plan.read_model] == [(SECOND, "rejected")]
+
+
+def test_two_orders_of_one_request_key_in_one_batch_ship_once() -> None:
+    plan = plan_batch([committed(FIRST), committed(SECOND)], {}, set(), TOPICS)
+
+    assert [(o.order_id, o.status, o.request_key) for o in plan.orders] == [
+        (FIRST, "shipped", KEY),
+        (SECOND, "rejected", KEY),
+    ]
+    assert [r.topic for r in plan.outbox].count("t-orders.shipped") == 1
+
+
+def test_a_rejected_order_does_not_hold_its_request_key() -> None:
+    rejected = OrderRejected(event_id="r", order_id=FIRST, customer_id="c1", reason="out_of_stock")
+    plan = plan_batch([rejected, committed(SECOND)], {}, set(), TOPICS)
+
+    assert [(o.order_id, o.status) for o in plan.orders] == [
+        (FIRST, "rejected"),
+        (SECOND, "shipped"),
+    ]
+
+
+def test_a_cancelled_duplicate_is_rejected_without_releasing_anything() -> None:
+    # the settler cancelled it and released its lines itself
+    cancelled = OrderCancelled(event_id="x", order_id=SECOND, customer_id="c1")
+    plan = plan_batch([cancelled], {}, set(), TOPICS, key_owners={KEY: FIRST})
+
+    assert [(o.order_id, o.status, o.reason) for o in plan.orders] == [
+        (SECOND, "rejected", "duplicate_request")
+    ]
+    assert plan.outbox == []
+
+
+def test_replaying_a_duplicate_plans_nothing_new() -> None:
+    plan = plan_batch(
+        [committed(SECOND)], {SECOND: "rejected"}, set(), TOPICS, key_owners={KEY: FIRST}
+    )
+    assert plan.orders == [] and plan.outbox == []
+
+
+def test_ids_not_made_for_a_request_key_are_never_duplicates() -> None:
+    plan = plan_batch([committed("o1"), committed("o1-b")], {}, set(), TOPICS)
+    assert [o.status for o in plan.orders] == ["shipped", "shipped"]
