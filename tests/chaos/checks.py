@@ -68,7 +68,7 @@ def stored_orders(engine: sa.Engine, customer_prefix: str) -> dict[str, StoredOr
 
 
 def stored_orders_at_rest(
-    engine: sa.Engine, customer_prefix: str, quiet_s: float = 10.0, timeout_s: float = 90.0
+    engine: sa.Engine, customer_prefix: str, quiet_s: float = 5.0, timeout_s: float = 90.0
 ) -> dict[str, StoredOrder]:
     """``stored_orders`` once they have stopped changing for ``quiet_s`` (bounded): orders
     nobody was told of may still be landing after the accepted ones are final."""
@@ -94,6 +94,17 @@ def check_answers(logs: Iterable[KeyLog]) -> list[Check]:
             kinds = Counter(a.kind for a in log.answers)
             unanswered.failures.append(f"key {log.key}: gave up after {dict(kinds)}")
     return [unexpected, unanswered]
+
+
+def check_final_through_api(not_final: set[str], orders: dict[str, StoredOrder]) -> Check:
+    """Invariant 3 as a storefront sees it: ``GET /v1/orders/{id}`` showed every accepted
+    order in a terminal status before the drain's timeout."""
+    check = Check("final through the API")
+    for order_id in sorted(not_final):
+        stored = orders.get(order_id)
+        where = f"PostgreSQL: {stored.status}" if stored is not None else "no order row"
+        check.failures.append(f"{order_id}: never shown final ({where})")
+    return check
 
 
 def check_one_order_per_key(logs: Iterable[KeyLog]) -> Check:

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
 
@@ -161,6 +161,7 @@ class Report:
     lag_samples: int = 0
     lag_failures: int = 0
     total_s: float = 0.0
+    not_final: set[str] = field(default_factory=set)  # accepted, never final via the API
 
     @property
     def ok(self) -> bool:
@@ -330,21 +331,14 @@ def create_products(stack: LocalStack, stock: dict[str, int]) -> None:
 
 async def drain(
     storefront: RetryingStorefront, engine: sa.Engine, order_ids: set[str], timeout_s: float
-) -> None:
-    """Wait (bounded) until every accepted order is final: long-poll those PostgreSQL does
-    not hold yet, then wait for their rows (the read model may tell before the sink)."""
+) -> set[str]:
+    """Wait (bounded) until every accepted order is final as a storefront sees it: long-poll
+    ``GET /v1/orders/{id}?wait=`` for each until it shows a terminal status, then wait for
+    the rows (the read model may tell before the sink has written). Returns the orders the
+    API never showed final."""
     deadline = time.monotonic() + timeout_s
-
-    def in_postgres() -> set[str]:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sa.text("SELECT order_id, status FROM orders WHERE order_id = ANY(:ids)"),
-                {"ids": list(order_ids)},
-            )
-            return {r.order_id for r in rows if r.status in TERMINAL_STATUSES}
-
-    pending = order_ids - await asyncio.to_thread(in_postgres)
-    gate = asyncio.Semaphore(64)
+    gate = asyncio.Semaphore(128)
+    not_final: set[str] = set()
 
     async def follow(order_id: str) -> None:
         async with gate:
@@ -355,12 +349,23 @@ async def drain(
                     return
                 if status is None:
                     await asyncio.sleep(1.0)
+            not_final.add(order_id)
 
-    await asyncio.gather(*(follow(o) for o in pending))
+    def in_postgres() -> set[str]:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT order_id, status FROM orders WHERE order_id = ANY(:ids)"),
+                {"ids": list(order_ids)},
+            )
+            return {r.order_id for r in rows if r.status in TERMINAL_STATUSES}
+
+    await asyncio.gather(*(follow(o) for o in order_ids))
+    pending = set(order_ids)
     while pending and time.monotonic() < deadline:
         pending -= await asyncio.to_thread(in_postgres)
         if pending:
             await asyncio.sleep(1.0)
+    return not_final
 
 
 def programs_running(stack: LocalStack) -> list[str]:
@@ -382,7 +387,7 @@ async def _load_and_faults(
     sampler: LagSampler,
     engine: sa.Engine,
     say: Callable[[str], None],
-) -> tuple[Load, list[FaultRecord]]:
+) -> tuple[Load, list[FaultRecord], set[str]]:
     settings = stack.settings
     records: list[FaultRecord] = []
     async with RetryingStorefront(
@@ -418,8 +423,8 @@ async def _load_and_faults(
             await load_task
         say(f"load stopped after {load.stopped - load.started:.0f}s; waiting for final statuses")
         accepted = {o for log in load.logs for o in log.accepted_ids}
-        await drain(storefront, engine, accepted, config.drain_timeout_s)
-    return load, records
+        not_final = await drain(storefront, engine, accepted, config.drain_timeout_s)
+    return load, records, not_final
 
 
 async def _recover(
@@ -466,7 +471,7 @@ def run(config: ChaosConfig, say: Callable[[str], None] = print) -> Report:
     engine = sa.create_engine(settings.database_url, pool_pre_ping=True)
     sampler.start()
     try:
-        load, records = asyncio.run(
+        load, records, not_final = asyncio.run(
             _load_and_faults(stack, config, shares, run_id, sampler, engine, say)
         )
     finally:
@@ -484,6 +489,7 @@ def run(config: ChaosConfig, say: Callable[[str], None] = print) -> Report:
             origin=load.started,
             lag_samples=len(sampler.samples),
             lag_failures=sampler.failures,
+            not_final=not_final,
         )
         report.checks = verify(stack, report, engine, stock, sampler)
     finally:
@@ -512,6 +518,7 @@ def verify(
     return [
         not_back,
         *checks.check_answers(logs),
+        checks.check_final_through_api(report.not_final, orders),
         checks.check_one_order_per_key(logs),
         checks.check_one_order_per_key_stored(logs, orders),
         checks.check_nothing_lost(logs, orders),

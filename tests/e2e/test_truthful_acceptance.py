@@ -30,7 +30,7 @@ AFTER_BACK_S = 5.0
 
 async def orders_through_a_broker_kill(
     local: LocalStack, products: dict[str, float], prefix: str, engine: sa.Engine
-) -> list[KeyLog]:
+) -> tuple[list[KeyLog], set[str]]:
     settings = local.settings
     policy = RetryPolicy(cap_s=8.0, give_up_s=180.0)
     async with RetryingStorefront(settings.ingress_url, settings.storefront_key, policy) as sf:
@@ -48,8 +48,8 @@ async def orders_through_a_broker_kill(
             stop.set()
             await running
         accepted = {o for log in load.logs for o in log.accepted_ids}
-        await drain(sf, engine, accepted, timeout_s=120.0)
-    return load.logs
+        not_final = await drain(sf, engine, accepted, timeout_s=120.0)
+    return load.logs, not_final
 
 
 def test_a_broker_killed_under_retrying_clients_leaves_each_key_one_told_order(
@@ -62,11 +62,12 @@ def test_a_broker_killed_under_retrying_clients_leaves_each_key_one_told_order(
     products = {stocked(f"truth{i}", 100_000): 1.0 for i in range(3)}
     prefix = f"truth-{uuid.uuid4().hex[:8]}-"
 
-    logs = asyncio.run(orders_through_a_broker_kill(local, products, prefix, pg))
+    logs, not_final = asyncio.run(orders_through_a_broker_kill(local, products, prefix, pg))
     orders = checks.stored_orders_at_rest(pg, prefix)
 
     found = [
         *checks.check_answers(logs),
+        checks.check_final_through_api(not_final, orders),
         checks.check_one_order_per_key(logs),
         checks.check_one_order_per_key_stored(logs, orders),
         checks.check_nothing_lost(logs, orders),
