@@ -62,3 +62,10 @@ demo:
 
 reconcile:
 	@$(OS) reconcile
+
+# The long chaos run against the running stack (`make up` first): minutes of retrying order
+# load while every program is killed and paused; docs/operations/chaos.md. The short form
+# is tests/chaos/test_chaos.py (part of `make test`).
+.PHONY: chaos
+chaos:
+	@$(VENV)/bin/python -m tests.chaos --long $(CHAOS_ARGS)
