@@ -19,6 +19,8 @@ from sqlalchemy.engine import make_url
 
 from bench.exceptions import BenchError, DatabaseSetupError
 from orderstream.settings import REPO_ROOT
+from orderstream.stack import database
+from orderstream.stack.config import StackConfig
 
 logger = logging.getLogger(__name__)
 
@@ -127,10 +129,10 @@ def wait_until_answers(url: str, process: ManagedProcess | None, timeout: float 
 
 
 def pg_socket_dir(port: int) -> Path | None:
-    """The unix socket directory of the local PostgreSQL (under .local/), if there is one."""
+    """The unix socket directory of the local stack's PostgreSQL, if there is one."""
     override = os.environ.get("BENCH_PG_SOCKET_DIR")
     candidates = [Path(override)] if override else []
-    candidates += [p.parent for p in (REPO_ROOT / ".local").rglob(f".s.PGSQL.{port}")]
+    candidates.append(database.socket_dir(StackConfig.from_env()))
     return next((c for c in candidates if (c / f".s.PGSQL.{port}").exists()), None)
 
 

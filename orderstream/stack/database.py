@@ -196,6 +196,11 @@ def program(cfg: StackConfig) -> Program:
     )
 
 
+def socket_dir(cfg: StackConfig) -> Path:
+    """The directory of the cluster's Unix socket (in the tree, or where ``place`` put it)."""
+    return _dirs(cfg)[1]
+
+
 def superuser(cfg: StackConfig, **options: Any) -> psycopg.Connection[Any]:
     """A connection as the cluster's superuser over its Unix socket (trust auth), autocommit."""
     _, sock = _dirs(cfg)
