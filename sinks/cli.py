@@ -81,6 +81,8 @@ def sink(
         shards=shards,
     )
     pg_sink.setup()
+    rewritten = pg_sink.rewrite_recent_read_model(settings.topic_prefix, shard, shards)
+    logger.info("read model: wrote %d recent statuses again", rewritten)
     if metrics_port:
         from sinks.metrics import SinkCollector, serve
 

@@ -26,12 +26,21 @@ from sinks.records import (
     key_text,
     parse,
 )
-from sinks.store import load_key_owners, load_known, save_offsets, write_outbox, write_plan
+from sinks.store import (
+    load_key_owners,
+    load_known,
+    load_recent_statuses,
+    save_offsets,
+    write_outbox,
+    write_plan,
+)
 from sinks.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
 DATA_ERRORS = (exc.DataError, exc.IntegrityError, ValueError, ArithmeticError)
+# how far back of a shard's last committed batch its read-model writes are repeated at start
+READ_MODEL_REWRITE_S = 60.0
 
 
 class PostgresSink:
@@ -55,6 +64,20 @@ class PostgresSink:
         """Fail fast when the database is unreachable or not migrated."""
         with self._engine.connect() as conn:
             conn.execute(text("SELECT 1 FROM consumed_offsets LIMIT 1"))
+
+    def rewrite_recent_read_model(self, prefix: str, shard: int, shards: int) -> int:
+        """Write again the read-model statuses of what this shard committed last: a sink
+        killed between a batch's commit and its Redis write (or with writes pending while
+        Redis was down) would otherwise leave GETs answering an older status. Forward-only
+        writes make the repeat harmless. Returns how many statuses were written."""
+        if self._read_model is None:
+            return 0
+        with self._engine.connect() as conn:
+            updates = load_recent_statuses(
+                conn, self._consumer, prefix, shard, shards, READ_MODEL_REWRITE_S
+            )
+        self._read_model.write(updates)
+        return len(updates)
 
     def add(self, record: ConsumedRecord) -> None:
         self._buffer.append(record)

@@ -15,7 +15,7 @@ each line in the outbox, so its stock goes back.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -190,7 +190,7 @@ def plan_batch(
 def _on_committed(event: OrderCommitted, batch: _Batch) -> None:
     plan, status, topics, at = batch.plan, batch.status, batch.topics, batch.at
     decision = decide_commit(status.get(event.order_id), event.order_id in batch.cancels)
-    fields = _order_fields(event.customer_id, event.items, event.total, None)
+    fields = order_fields(event.customer_id, _item_lines(event.items), event.total, None)
     if decision == "already_recorded":
         plan.read_model.append(StatusUpdate(event.order_id, status[event.order_id], fields))
         return
@@ -262,18 +262,28 @@ def _on_cancel_request(
         logger.info("cancel of order %s ignored: already shipped", event.order_id)
 
 
-def _order_fields(
-    customer_id: str, items: Sequence[OrderItem], total: Decimal, reason: str | None
+def order_fields(
+    customer_id: str,
+    lines: Iterable[tuple[str, int, Decimal]],
+    total: Decimal | None,
+    reason: str | None,
 ) -> dict[str, Any]:
-    return {
-        "customer_id": customer_id,
-        "items": [
-            {"product_id": i.product_id, "quantity": i.quantity, "unit_price": str(i.unit_price)}
-            for i in items
-        ],
-        "total": str(total),
-        "reason": reason,
-    }
+    """The read-model fields of an order: customer, (product, quantity, unit price) lines,
+    total and reason (absent ones left out)."""
+    fields: dict[str, Any] = {"customer_id": customer_id, "reason": reason}
+    items = [
+        {"product_id": product_id, "quantity": quantity, "unit_price": str(price)}
+        for product_id, quantity, price in lines
+    ]
+    if items:
+        fields["items"] = items
+    if total is not None:
+        fields["total"] = str(total)
+    return fields
+
+
+def _item_lines(items: Sequence[OrderItem]) -> list[tuple[str, int, Decimal]]:
+    return [(i.product_id, i.quantity, i.unit_price) for i in items]
 
 
 def shipped_row(event: OrderCommitted, topics: TopicNames, at: datetime) -> OutboxRow:

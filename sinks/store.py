@@ -8,11 +8,12 @@ statement per table instead of one per row.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 
 import msgspec
 from sqlalchemy import Connection, text
 
-from sinks.projection import BatchPlan, OutboxRow
+from sinks.projection import BatchPlan, OutboxRow, StatusUpdate, order_fields
 from sinks.tables import OUTBOX_CHANNEL
 
 TopicPartitionKey = tuple[str, int]
@@ -32,6 +33,21 @@ _LOAD_KEY_OWNERS = text(
     """
     SELECT request_key, order_id FROM orders
     WHERE request_key = ANY(CAST(:keys AS text[])) AND status <> 'rejected'
+    """
+)
+# Orders written up to ``window`` seconds before this shard's last batch, with their items.
+_LOAD_RECENT = text(
+    """
+    WITH last AS (
+        SELECT max(updated_at) AS at FROM consumed_offsets
+        WHERE consumer = :consumer AND starts_with(topic, :prefix) AND partition % :shards = :shard
+    )
+    SELECT o.order_id, o.status, o.reason, o.customer_id, o.total_amount,
+        coalesce(json_agg(json_build_array(i.product_id, i.quantity, i.unit_price::text)
+            ORDER BY i.line_no) FILTER (WHERE i.order_id IS NOT NULL), '[]')
+    FROM last JOIN orders o ON o.updated_at >= last.at - make_interval(secs => :window)
+    LEFT JOIN order_items i USING (order_id)
+    GROUP BY o.order_id
     """
 )
 _LOAD_OFFSETS = text(
@@ -117,6 +133,27 @@ def load_key_owners(conn: Connection, request_keys: Iterable[str]) -> dict[str, 
     if not keys:
         return {}
     return {key: order_id for key, order_id in conn.execute(_LOAD_KEY_OWNERS, {"keys": keys})}
+
+
+def load_recent_statuses(
+    conn: Connection, consumer: str, prefix: str, shard: int, shards: int, window_s: float
+) -> list[StatusUpdate]:
+    """The read-model statuses of the orders written in the ``window_s`` before this shard's
+    last committed batch (and other shards' of that time: rewriting them is harmless)."""
+    params = {
+        "consumer": consumer,
+        "prefix": prefix,
+        "shard": shard,
+        "shards": shards,
+        "window": window_s,
+    }
+    updates = []
+    for order_id, status, reason, customer_id, total, items in conn.execute(_LOAD_RECENT, params):
+        lines = [(product_id, quantity, Decimal(price)) for product_id, quantity, price in items]
+        updates.append(
+            StatusUpdate(order_id, status, order_fields(customer_id, lines, total, reason))
+        )
+    return updates
 
 
 def load_offsets(

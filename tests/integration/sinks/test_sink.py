@@ -10,6 +10,7 @@ import signal
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -26,6 +27,7 @@ from sink_helpers import (
     wait_until,
 )
 
+from orderstream.readmodel import Keys, decode_order
 from orderstream.settings import Settings
 from schemas.common import event_id_for
 from schemas.orders import REQUEST_KEY_CHARS, OrderCancelled, OrderCommitted, OrderRejected
@@ -38,6 +40,7 @@ from schemas.topics import (
     ORDERS_REJECTED,
     ORDERS_SHIPPED,
 )
+from sinks.wiring import make_sink_consumer
 
 
 def test_replayed_events_give_one_row_per_order_and_one_outbox_row_per_event(
@@ -277,3 +280,32 @@ def test_one_idempotency_key_buys_once_whatever_arrives(
             ),
             {"o": key + "f" * 16, "k": key},
         )
+
+
+def test_a_restarted_sink_writes_its_last_statuses_to_the_read_model_again(
+    sink_settings: Settings,
+    sink_engine: sa.Engine,
+    producer: Producer,
+    namespace: str,
+    redis_client: Any,
+) -> None:
+    ids = [f"{namespace}rm{n}" for n in range(20)]
+    for oid in ids:
+        producer.send(ORDERS_COMMITTED, oid, committed_order(oid, lines=2))
+    producer.flush()
+    with sink_in_thread(sink_settings):
+        wait_until(lambda: offsets_caught_up(sink_engine, sink_settings), 120, "sink caught up")
+    # as if the sink was killed between the batch's commit and its Redis write
+    keys = Keys(sink_settings.topic_prefix)
+    redis_client.delete(*(keys.order(oid) for oid in ids))
+
+    _runner, pg_sink, engine = make_sink_consumer(sink_settings)
+    try:
+        written = pg_sink.rewrite_recent_read_model(sink_settings.topic_prefix, 0, 1)
+    finally:
+        engine.dispose()
+
+    assert written >= len(ids)
+    shown = [decode_order(redis_client.hgetall(keys.order(oid))) for oid in ids]
+    assert [s["status"] if s else None for s in shown] == ["shipped"] * len(ids)
+    assert shown[0] is not None and shown[0]["total"] == str(committed_order(ids[0], 2).total)
