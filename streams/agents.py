@@ -63,9 +63,15 @@ def register_agents(
     readmodel: ReadModelWriter,
     metrics: WorkerMetrics,
 ) -> StreamAgents:
-    # one outbox per agent: each flushes its own records at the end of its own batch
+    # one outbox per agent: each flushes its own records at the end of its own batch; both
+    # have the producer track every topic the worker writes before the first batch (Outbox)
     delivered = metrics.count_delivered
-    stock_outbox, settle_outbox = Outbox(app, delivered), Outbox(app, delivered)
+    written = [topic.get_topic_name() for topic in topics.outputs.values()]
+    written += [
+        table.changelog_topic.get_topic_name()
+        for table in (tables.stock_by_product, tables.pending_orders)
+    ]
+    stock_outbox, settle_outbox = Outbox(app, delivered, written), Outbox(app, delivered, written)
     stock = StockProcessor(
         DirectTableWriter(tables.stock_by_product, stock_outbox),
         stock_outbox,

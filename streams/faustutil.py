@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -52,11 +52,22 @@ class Outbox:
     and a failed delivery exits the process before that commit can happen (at-least-once:
     the input is processed again on restart). Keyed records without a partition are placed
     by the default partitioner (``schemas.partitioning``: murmur2, as the Java client's).
+
+    Before its first batch to a topic the producer's client tracks that topic, and the
+    first flush tracks every topic in ``topics`` (all the worker writes), so a
+    metadata refresh never leaves a queued batch without a leader (``_track``).
     """
 
-    def __init__(self, app: Any, on_delivered: Callable[[str, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        on_delivered: Callable[[str, int], None] | None = None,
+        topics: Iterable[str] = (),
+    ) -> None:
         self.app = app
         self._on_delivered = on_delivered  # (topic, records) once a batch is acked: metrics
+        self._topics = frozenset(topics)
+        self._tracked: set[str] = set()
         self._records: dict[tuple[str, int | None], list[tuple[bytes | None, bytes | None]]] = {}
         self._on_sent: dict[tuple[str, int], Callable[[int], None]] = {}
         self._partitions: dict[str, list[int]] = {}
@@ -77,6 +88,9 @@ class Outbox:
         producer = self.app.producer._ensure_producer()
         records, self._records = self._records, {}
         on_sent, self._on_sent = self._on_sent, {}
+        topics = {topic for topic, _ in records}
+        if not topics <= self._tracked:
+            await self._track(producer, topics | self._topics)
         grouped: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
         for (topic, partition), items in records.items():
             if partition is not None:
@@ -99,6 +113,21 @@ class Outbox:
                         raise ValueError(f"a record for {topic} exceeds the producer batch size")
                 count += 1
             await self._submit(producer, batch, topic, partition, count, callback)
+
+    async def _track(self, producer: Any, topics: set[str]) -> None:
+        """Make the producer's client track ``topics`` and wait for their metadata.
+
+        An aiokafka client refreshes metadata for the topics it tracks, or for all topics
+        while it tracks none, and tracks a topic only when a send finds it unknown. After
+        Faust's all-topics refresh (it declares the changelogs) a worker's producer knew
+        every topic and tracked none; the first send to a topic that refresh missed made it
+        track that one, and its next refresh dropped the rest: batches queued for them had
+        no leader until the 20-minute request timeout, and an agent waiting on one stalled.
+        """
+        untracked = sorted(topics - self._tracked)
+        self._tracked.update(untracked)
+        # add_topic only records the topic and wakes one refresh, which reads them all
+        await asyncio.gather(*(producer.client.add_topic(topic) for topic in untracked))
 
     async def _submit(
         self,

@@ -10,10 +10,10 @@ Every ``CHECK_EVERY_S`` each agent's watchdog compares the events the agent proc
 with its assigned input partitions' ends. No progress for ``STALL_S`` (the setting
 ``ORDERSTREAM_WORKER_STALL_S``; 0 turns the watchdog off) while some of those partitions
 hold records past the offsets this worker committed, outside a rebalance or a table
-recovery, is a stall: the worker logs what it saw and stops (SIGTERM: Faust commits what
-was acked and leaves the group, so the successor joins at once; after ``HARD_EXIT_S`` it
-exits 75 regardless). The supervisor starts it again; replays are idempotent (DESIGN.md,
-"Where the at-least-once effects are made idempotent").
+recovery, is a stall: the worker logs what it saw and every thread's and task's stack, and
+stops (SIGTERM: Faust commits what was acked and leaves the group, so the successor joins
+at once; after ``HARD_EXIT_S`` it exits 75 regardless). The supervisor starts it again;
+replays are idempotent (DESIGN.md, "Where the at-least-once effects are made idempotent").
 """
 
 from __future__ import annotations
@@ -21,11 +21,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
+
+from mode.utils.logging import cry
 
 logger = logging.getLogger(__name__)
 
@@ -109,12 +112,24 @@ class StallWatchdog:
 _stopping = threading.Event()
 
 
-def stop_worker(reason: str) -> None:
-    """Log, then stop gracefully (SIGTERM), with a hard exit if that does not finish."""
+def stop_worker(reason: str, stacks: IO[str] | None = None, agents: Iterable[Any] = ()) -> None:
+    """Log, write every thread's and task's stack and where each agent waits, then stop
+    gracefully (SIGTERM), with a hard exit if that does not finish. A stalled worker leaves
+    no other trace (each task waits quietly): the stacks show what it waits on, as
+    ``kill -USR1`` would, before the restart erases it. A task's stack stops at an agent
+    (Faust's actor), so each agent's own coroutine is written too (``actor_tracebacks``)."""
     logger.critical("watchdog: worker stalled, stopping to be restarted: %s", reason)
     if _stopping.is_set():
         return
     _stopping.set()
+    out = stacks if stacks is not None else sys.stderr
+    try:
+        cry(file=out)
+        for agent in agents:
+            for traceback in agent.actor_tracebacks():
+                print(f"AGENT {agent.name}\n{traceback}", file=out)
+    except Exception as error:  # the stop must not depend on the dump
+        logger.warning("watchdog: cannot write the stacks: %s", error)
     timer = threading.Timer(HARD_EXIT_S, os._exit, (EXIT_STATUS,))
     timer.daemon = True
     timer.start()
@@ -142,6 +157,6 @@ def watch(
         ends,
         lambda: app.consumer._committed_offset,
         busy,
-        stop_worker,
+        lambda reason: stop_worker(reason, agents=list(app.agents.values())),
         stall_s=stall_s,
     )

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import signal
+import threading
 from collections.abc import Mapping
+from types import SimpleNamespace
 
 import pytest
 from faust.types import TP
 
+from streams import watchdog
 from streams.watchdog import Progress, StallWatchdog, unread
 
 A, B = TP("orders.requests", 0), TP("orders.reservations", 1)
@@ -87,3 +92,36 @@ def test_the_stall_clock_restarts_after_progress_and_after_a_rebalance() -> None
     assert h.stops == []
     h.check_at(131.0)
     assert len(h.stops) == 1
+
+
+def test_stopping_writes_every_task_s_stack_before_the_signal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    signals: list[int] = []
+    timers: list[float] = []
+
+    class _Timer:
+        def __init__(self, interval: float, *args: object) -> None:
+            timers.append(interval)
+            self.daemon = False
+
+        def start(self) -> None: ...
+
+    monkeypatch.setattr(watchdog, "_stopping", threading.Event())
+    monkeypatch.setattr(watchdog.threading, "Timer", _Timer)
+    monkeypatch.setattr(watchdog.os, "kill", lambda pid, sig: signals.append(sig))
+    stacks = io.StringIO()
+    agent = SimpleNamespace(name="reserve_stock", actor_tracebacks=lambda: ["in add_batch"])
+
+    async def stalled() -> None:
+        waiting = asyncio.ensure_future(asyncio.Event().wait(), loop=asyncio.get_running_loop())
+        await asyncio.sleep(0)
+        watchdog.stop_worker("no event processed", stacks=stacks, agents=[agent])
+        waiting.cancel()
+
+    asyncio.run(stalled())
+    assert "Event.wait" in stacks.getvalue()  # the task that waits, and where
+    assert "AGENT reserve_stock\nin add_batch" in stacks.getvalue()
+    assert signals == [signal.SIGTERM] and timers == [watchdog.HARD_EXIT_S]
+    watchdog.stop_worker("again", stacks=stacks)
+    assert signals == [signal.SIGTERM]  # once
