@@ -9,8 +9,8 @@ the permanent generation (``gc.freeze``, never scanned) and collects the young g
 every 50,000 allocations instead of 700. Reference counting still frees almost everything
 at once; only cycles wait longer.
 
-Fewer and cheaper collections save CPU per request, and a full collection no longer pauses
-every request in flight (the figures: docs/decisions/0011-gc-tuning.md).
+Fewer and cheaper collections save CPU per request, and full collections, each a pause for
+every request in flight, become rare (the figures: docs/decisions/0011-gc-tuning.md).
 
 ``ORDERSTREAM_GC=python`` leaves CPython's defaults (for A/B runs); ``a,b,c`` sets other
 thresholds.
