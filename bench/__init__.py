@@ -1,1 +1,1 @@
-"""Benchmark harness: orderstream against the lock and Lua baselines (issue 6)."""
+"""Benchmark harness: orderstream against the lock and Lua baselines."""

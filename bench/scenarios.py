@@ -39,8 +39,8 @@ class Scenario:
 def hot_product(run_id: str, scale: float = 1.0) -> Scenario:
     """One product, stock far below demand, many concurrent buyers of one unit each.
 
-    15,000 orders by default (3,000 until session 6): once orderstream answered sold-out
-    orders at the door, 3,000 took it under a second, too short to measure."""
+    15,000 orders by default: orderstream answers sold-out orders at the door, so 3,000
+    would take it under a second, too short to measure."""
     orders = max(20, int(15_000 * scale))
     return Scenario(
         name="hot_product",

@@ -1,10 +1,10 @@
 """gunicorn settings: ``gunicorn -c ingress/gunicorn_conf.py 'ingress.app:get_app()'``.
 
 Worker class: gunicorn's own ASGI worker on uvloop (the app is ``falcon.asgi``; Redis and
-Kafka are asyncio clients). Chosen by measurement over gevent with the WSGI app, see README
-"HTTP API (ingress)". Override with INGRESS_WORKERS for experiments. HTTP parsing: the C
-parser of ``gunicorn_h1c`` (a dependency; gunicorn's default ``http_parser = "auto"``
-picks it when installed, else its pure-Python parser).
+Kafka are asyncio clients). Chosen by measurement over gevent with a WSGI app
+(docs/decisions/0003-asgi-ingress.md). Override with INGRESS_WORKERS for experiments. HTTP
+parsing: the C parser of ``gunicorn_h1c`` (a dependency; gunicorn's default ``http_parser =
+"auto"`` picks it when installed, else its pure-Python parser; docs/decisions/0005-gunicorn-h1c.md).
 """
 
 from __future__ import annotations

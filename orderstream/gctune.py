@@ -9,9 +9,8 @@ the permanent generation (``gc.freeze``, never scanned) and collects the young g
 every 50,000 allocations instead of 700. Reference counting still frees almost everything
 at once; only cycles wait longer.
 
-Measured (``python -m ingress.bench --only orders --seconds 10``, alternated three times,
-whole stack): ingress CPU per accepted order 0.277-0.339 -> 0.236-0.281 ms, accepted orders/s
-2,290-2,854 -> 2,664-3,269, POST p99 95-143 -> 41-50 ms.
+Fewer and cheaper collections save CPU per request, and full collections, each a pause for
+every request in flight, become rare (the figures: docs/decisions/0011-gc-tuning.md).
 
 ``ORDERSTREAM_GC=python`` leaves CPython's defaults (for A/B runs); ``a,b,c`` sets other
 thresholds.

@@ -6,7 +6,7 @@ read model (with the Idempotency-Key claims, the record of what each key was ans
 the public ``orders.shipped`` topic. Every violation is printed; the
 command exits non-zero when there is any. Run it at rest (no orders in flight): the
 conservation checks compare counters that only agree once the pipeline has drained.
-The seeds' ``sync-stock`` is the ancestor; unlike it, this command repairs nothing.
+It only reports: this command repairs nothing.
 """
 
 from __future__ import annotations

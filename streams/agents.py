@@ -36,9 +36,8 @@ logger = logging.getLogger(__name__)
 
 BATCH_MAX = 2000
 # A batch is yielded at most this long after its first event, or when it is full. 5 ms
-# rather than 20 (measured with Faust's take_events, session 3): end to end (catalog, 512
-# closed-loop buyers, whole stack) 923-949 orders/s against 667-721, and less CPU per
-# order (1.7 against 1.8-1.9 ms over all processes); a busy partition still fills batches.
+# rather than 20: more orders decided end to end for less CPU per order, and a busy
+# partition still fills batches (docs/decisions/0010-batch-wait.md).
 BATCH_WITHIN_S = 0.005
 DECIDED_RETENTION_S = 3600.0  # decided orders kept to absorb late lines and replays
 

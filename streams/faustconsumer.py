@@ -44,10 +44,9 @@ class WorkerConsumer(aiokafka_driver.Consumer):
     its next records wait for the in-flight request on the *quiet* partitions to expire:
     measured, a stall of 1.0-1.5 s every ~2 s on a backlog (agent idle, event loop idle).
     So the wait is short. With aiokafka's ``fetch_min_bytes=1`` a busy worker sent a fetch
-    per trickle of records; asking the broker to gather 16 KiB (or 20 ms) cut the workers'
-    CPU per order end to end by ~20% (catalog, 512 buyers: 0.47-0.54 -> 0.39-0.41 ms). The
-    price: up to 20 ms on a quiet partition's next record, and an idle worker sends ~50
-    empty fetches/s.
+    per trickle of records; asking the broker to gather 16 KiB (or 20 ms) cuts the workers'
+    CPU per order end to end (docs/decisions/0009-faust-consumer.md). The price: up to
+    20 ms on a quiet partition's next record, and an idle worker sends ~50 empty fetches/s.
 
     **Direct delivery.** Faust's fetcher hands each message to the conductor with
     ``await self.wait_first(callback(message), self.suspend_flow.wait())``: four tasks,
@@ -56,9 +55,9 @@ class WorkerConsumer(aiokafka_driver.Consumer):
     delivery does not block (it decodes the message and puts it in a buffer with room).
     ``_drain_messages`` below is Faust's, except that it runs the delivery coroutine's
     first step inline (``deliver``) and falls back to Faust's ``wait_first`` only when
-    that step blocks or the flow is already suspended. Measured on a Faust agent that
-    only forwards its input (``python -m streams.bench --only floor``): the fetcher's
-    per-message cost was ~40% of the process.
+    that step blocks or the flow is already suspended. On a Faust agent that only forwards
+    its input (``python -m streams.bench --only floor``) the fetcher's per-message cost was
+    ~40% of the process (docs/decisions/0009-faust-consumer.md).
     """
 
     def _new_consumer_thread(self) -> Any:

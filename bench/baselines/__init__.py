@@ -1,4 +1,4 @@
-"""Baselines that imitate the seeds' designs, served with the same HTTP shape as orderstream.
+"""Baselines that imitate lock-based and Lua pre-deduction designs, with orderstream's HTTP shape.
 
 - ``lock_app``: a Redis ``SET NX`` lock per product (bounded retries, random backoff), then one
   SQL transaction that checks and decrements stock and inserts the order and its items.

@@ -1,4 +1,4 @@
-"""A Redis ``SET NX`` lock per product, as in the seeds: bounded retries with random backoff."""
+"""A Redis ``SET NX`` lock per product, the lock-based way: bounded retries with random backoff."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import redis
 
 logger = logging.getLogger(__name__)
 
-# Release only a lock we still hold (compare-and-delete), as the seeds do.
+# Release only a lock we still hold (compare-and-delete), as lock-based designs do.
 RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0

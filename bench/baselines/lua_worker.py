@@ -1,8 +1,9 @@
 """baseline_lua's queue worker: completes pending orders in SQL, gives Redis units back on failure.
 
 Run as ``python -m bench.baselines.lua_worker`` (the harness does); ``BENCH_WORKER_THREADS``
-threads each BLPOP the queue. As in the seeds, a popped order whose worker dies before the
-commit stays ``accepted`` (the Redis-list queue has no redelivery): the harness counts it lost.
+threads each BLPOP the queue. As in the design it imitates, a popped order whose worker dies
+before the commit stays ``accepted`` (the Redis-list queue has no redelivery): the harness
+counts it lost.
 """
 
 from __future__ import annotations

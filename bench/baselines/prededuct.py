@@ -1,4 +1,4 @@
-"""Redis stock pre-deduction for baseline_lua: the seeds' Lua check-and-DECRBY, and its rollback.
+"""Redis stock pre-deduction for baseline_lua: the classic Lua check-and-DECRBY, and its rollback.
 
 Keys (``P`` is the baseline's prefix): ``P stock:{product_id}`` units available;
 ``P deductions`` hash order_id -> ``pid:q,pid:q`` (what to give back); ``P queue`` the

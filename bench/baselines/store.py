@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from bench.baselines.config import BaselineSettings
 
-# Stock is never negative at the database level, as in the seeds (unsigned column).
+# Stock is never negative at the database level, as in the designs imitated (unsigned column).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS products (
     product_id text PRIMARY KEY,

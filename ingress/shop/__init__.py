@@ -2,8 +2,8 @@
 
 It calls the public HTTP API from the browser with the storefront key the user gives it
 (``#key=`` in the address, kept in the tab's sessionStorage, never sent to ``/shop``):
-live availability, buying, order tracking and cancelling. A demo of the API, as the seeds'
-order page was; a real storefront keeps its key on its own server.
+live availability, buying, order tracking and cancelling. A demo of the API; a real
+storefront keeps its key on its own server.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ class StackConfig:
         every port (to run a second stack beside the shared one); ``ORDERSTREAM_WORKERS``
         sets the worker count (else the one recorded in ``stack.env``, else 2);
         ``ORDERSTREAM_PIPELINE_NICE`` runs the workers, sink and relay at that niceness, so
-        that on a shared host order intake comes first (README "Order intake first"); like
+        that on a shared host order intake comes first (docs/decisions/0016-pipeline-nice.md); like
         the worker count it is recorded in ``stack.env`` and kept by later ``make up``s."""
         env = dict(os.environ if environ is None else environ)
         local = Path(env.get("ORDERSTREAM_STACK_DIR") or REPO_ROOT / ".local").resolve()
