@@ -56,8 +56,8 @@ class WorkerConsumer(aiokafka_driver.Consumer):
     ``_drain_messages`` below is Faust's, except that it runs the delivery coroutine's
     first step inline (``deliver``) and falls back to Faust's ``wait_first`` only when
     that step blocks or the flow is already suspended. On a Faust agent that only forwards
-    its input (``python -m streams.bench --only floor``) the fetcher's per-message cost was
-    ~40% of the process (docs/decisions/0009-faust-consumer.md).
+    its input (``python -m bench.components.streams --only floor``) the fetcher's
+    per-message cost was ~40% of the process (docs/decisions/0009-faust-consumer.md).
     """
 
     def _new_consumer_thread(self) -> Any:
@@ -70,7 +70,7 @@ class WorkerConsumer(aiokafka_driver.Consumer):
         it when the buffer falls to 40%. But a fetch already waiting on the other
         partitions is not woken by that resumption: it waits its full second for records
         from partitions that have none (and with every partition paused, Faust sleeps a
-        second). Measured on one hot partition (``streams.bench``): the worker idled
+        second). Measured on one hot partition (``bench.components.streams``): the worker idled
         45% of the time. So the fetcher takes no more records while a buffer is over
         half full (half, plus one fetch of at most ``broker_max_poll_records``, stays
         under Faust's 80%), and Faust's pause is not reached.

@@ -1,9 +1,9 @@
-"""``python -m streams.bench``: order lines decided per second by ONE worker, here.
+"""``python -m bench.components.streams``: order lines decided per second by ONE worker, here.
 
 Scenarios: one hot product (half the lines get stock) and lines spread over 10,000
 products; plus, in the same run, the same broker's raw aiokafka consume->produce rate
 and the Faust floor: a worker with the same options whose one agent only forwards each
-line (``streams.floor``), the most any Faust agent of this shape does here.
+line (``bench.components.floor``), the most any Faust agent of this shape does here.
 Method per scenario: topics under a fresh prefix; the catalog is applied by a worker
 which is then stopped; all lines are produced; a worker is started on the backlog; the
 rate is (lines - 1) / (last - first decision timestamp), a decision being the order's
@@ -35,12 +35,12 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.components.floor import floor_output
 from orderstream.settings import Settings
 from schemas import codec
 from schemas import topics as names
 from schemas.inventory import UpsertProduct
 from schemas.orders import OrderLineRequested
-from streams.floor import floor_output
 from streams.tables import changelog_topic
 
 logger = logging.getLogger(__name__)
@@ -127,11 +127,12 @@ class Bench:
     def start_worker(
         self, settings: Settings, log: Path, profile: str | None = None, floor: bool = False
     ) -> subprocess.Popen[bytes]:
-        """A stock-decision worker, or with ``floor`` the forward-only one (streams.floor)."""
+        """A stock-decision worker, or with ``floor`` the forward-only one
+        (bench.components.floor)."""
         env = {**os.environ, **settings.to_env()}
         port = str(_free_port())
         cmd = (
-            [sys.executable, "-m", "streams.floor", "--web-port", port]
+            [sys.executable, "-m", "bench.components.floor", "--web-port", port]
             if floor
             else [
                 sys.executable,
@@ -330,7 +331,7 @@ class Bench:
         return first, last, reserved
 
     async def floor_rate(self, lines: int) -> dict[str, object]:
-        """The forward-only Faust worker (streams.floor) on the raw scenario's lines."""
+        """The forward-only Faust worker (bench.components.floor) on the raw scenario's lines."""
         prefix = f"b{uuid.uuid4().hex[:5]}."
         settings = self.settings_for(prefix)
         out = floor_output(settings)

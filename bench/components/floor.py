@@ -1,4 +1,5 @@
-"""``python -m streams.floor``: the cheapest Faust worker, for ``streams.bench``'s floor.
+"""``python -m bench.components.floor``: the cheapest Faust worker, the floor that
+``bench.components.streams`` measures.
 
 One app with the workers' options (``streams.app.new_app``: the same consumer, producer
 and buffers) and one agent that forwards every record of ``orders.requests`` to

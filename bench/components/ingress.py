@@ -1,4 +1,4 @@
-"""Benchmark of the running ingress (never run by tests): ``python -m ingress.bench``.
+"""Benchmark of the running ingress (never run by tests): ``python -m bench.components.ingress``.
 
 Load generators: ``wrk`` (C, one thread; apt ``wrk``) for the closed-loop throughput runs,
 and an open-loop asyncio/aiohttp client for the fixed-rate latency run (latency measured
@@ -398,7 +398,7 @@ def suite(url: str, key: str, args: argparse.Namespace) -> dict[str, Any]:
         [
             sys.executable,
             "-m",
-            "ingress.bench",
+            "bench.components.ingress",
             "_pollers",
             url,
             key,
@@ -490,7 +490,7 @@ def main(argv: list[str] | None = None) -> None:
         counts = asyncio.run(long_pollers(url, key, ids, 20, float(seconds)))
         print("POLLS " + json.dumps(counts), flush=True)
         return
-    parser = argparse.ArgumentParser(prog="python -m ingress.bench")
+    parser = argparse.ArgumentParser(prog="python -m bench.components.ingress")
     parser.add_argument("--url", help="a running ingress (default: INGRESS_URL)")
     parser.add_argument(
         "--spawn",

@@ -1,6 +1,6 @@
 """Benchmark of the sink and the relay (never run in tests).
 
-    .venv/bin/python -m sinks.bench --orders 50000 --rate 2000 --seconds 20
+    .venv/bin/python -m bench.components.sinks --orders 50000 --rate 2000 --seconds 20
 
 Against the running stack, in a scratch database and under its own topic prefix:
 
