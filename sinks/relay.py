@@ -38,6 +38,9 @@ class RelayStats:
     failures: int = 0
 
 
+RECONNECT_BACKOFF_MAX_MS = 1000
+
+
 def make_producer(bootstrap: str) -> KafkaProducer:
     return KafkaProducer(
         bootstrap_servers=bootstrap,
@@ -46,6 +49,9 @@ def make_producer(bootstrap: str) -> KafkaProducer:
         linger_ms=2,
         max_in_flight_requests_per_connection=5,
         client_id="orderstream-relay",
+        # kafka-python backs off reconnects up to 30 s: after a broker restart the relay sent
+        # nothing for up to that long; 1 s, like the Java client
+        reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
     )
 
 

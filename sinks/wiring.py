@@ -15,6 +15,7 @@ from sinks.consumer import SinkConsumer
 from sinks.postgres import PostgresSink
 from sinks.readmodel import ReadModelWriter
 from sinks.records import source_topics
+from sinks.relay import RECONNECT_BACKOFF_MAX_MS
 
 FETCH_MIN_BYTES = 32 * 1024
 FETCH_MAX_WAIT_MS = 40
@@ -86,6 +87,9 @@ def make_sink_consumer(
         # a quarter of its CPU). 40 ms stays under the sink's own batch timeout.
         fetch_min_bytes=FETCH_MIN_BYTES,
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        # back to reading within a second of a broker's return (kafka-python's default
+        # backs reconnects off up to 30 s)
+        reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
     )
     runner = SinkConsumer(
         kafka,
