@@ -38,8 +38,8 @@ from ingress.errors import NotAvailable
 from ingress.validation import OrderRequest
 from orderstream.readmodel import SET_STATUS_LUA
 
-# KEYS[1] order hash, KEYS[2] order channel, KEYS[3] idempotency key ("" and ARGV[1] "" when
-# the request has none), KEYS[4..3+n] the lines' product hashes, KEYS[4+n..3+2n] their
+# KEYS[1] order hash, KEYS[2] order channel, KEYS[3] the Idempotency-Key's claim,
+# KEYS[4..3+n] the lines' product hashes, KEYS[4+n..3+2n] their
 # pending-command keys. ARGV[1] claim value, ARGV[2] claim ttl ms, ARGV[3] n (0: no gate),
 # ARGV[4..3+n] the lines' quantities, ARGV[4+n..] orderstream.readmodel.status_args.
 # Returns nil (admitted: claimed and accepted), the stored claim value (another request
@@ -54,12 +54,10 @@ ADMIT_LUA = (
     """
 local n = tonumber(ARGV[3])
 local gate = n > 0
-if ARGV[1] ~= '' then
-  local prev = redis.call('GET', KEYS[3])
-  if prev then
-    if prev ~= ARGV[1] then return prev end
-    gate = false
-  end
+local prev = redis.call('GET', KEYS[3])
+if prev then
+  if prev ~= ARGV[1] then return prev end
+  gate = false
 end
 if gate then
   for i = 1, n do
@@ -77,7 +75,7 @@ if gate then
     end
   end
 end
-if ARGV[1] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2]) end
+redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
 local function set_status(KEYS, ARGV)
 """
     + SET_STATUS_LUA
@@ -93,13 +91,13 @@ def admit_call(
     config: IngressConfig,
     order: OrderRequest,
     order_id: str,
-    claim: tuple[str, bytes, int] | None,
+    claim: tuple[str, bytes, int],
     status_args: Sequence[Any],
 ) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of ``ADMIT_LUA``; ``claim`` is (key, value, ttl ms) or None."""
+    """KEYS and ARGV of ``ADMIT_LUA``; ``claim`` is (key, value, ttl ms)."""
     keys = config.keys
     gated = order.items if config.settings.sold_out_gate else []
-    claim_key, claim_value, claim_ttl_ms = claim if claim is not None else ("", b"", 0)
+    claim_key, claim_value, claim_ttl_ms = claim
     redis_keys = [
         keys.order(order_id),
         keys.order_channel(order_id),

@@ -35,7 +35,6 @@ class Claim:
     else what another attempt stored."""
 
     key: str
-    value: bytes
     order_id: str
     previous: Stored | None
 
@@ -65,17 +64,16 @@ class IdempotencyStore:
         return self._ttl_s * 1000
 
     @staticmethod
-    def outcome(key: str, value: bytes, order_id: str, previous: bytes | None) -> Claim:
+    def outcome(key: str, order_id: str, previous: bytes | None) -> Claim:
         if previous is None:
-            return Claim(key, value, order_id, None)
-        return Claim(key, value, order_id, msgspec.json.decode(previous, type=Stored))
+            return Claim(key, order_id, None)
+        return Claim(key, order_id, msgspec.json.decode(previous, type=Stored))
 
     @staticmethod
     def take_over(claim: Claim) -> Claim:
-        """The in-flight claim of an earlier attempt, as ours: its order, its value."""
+        """The in-flight claim of an earlier attempt, as ours: its order."""
         assert claim.previous is not None and claim.previous.state == "in_flight"
-        previous = msgspec.json.encode(claim.previous)
-        return Claim(claim.key, previous, claim.previous.token, None)
+        return Claim(claim.key, claim.previous.token, None)
 
     async def complete(
         self, claim: Claim, fingerprint_: str, status: int, body: bytes, location: str | None

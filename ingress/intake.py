@@ -140,7 +140,7 @@ class OrderIntake:
         refused = refusal(order, reply)
         if refused is not None:
             raise refused
-        return self._idempotency.outcome(claim_key, claim_value, order_id, reply)
+        return self._idempotency.outcome(claim_key, order_id, reply)
 
     def _lines(self, order: OrderRequest, order_id: str) -> list[Message]:
         count = len(order.items)
