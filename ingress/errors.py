@@ -10,6 +10,7 @@ registered by ``install`` renders it; anything unexpected becomes a logged 500.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,6 +219,21 @@ def problem_body(exc: falcon.HTTPError) -> dict[str, Any]:
     return body
 
 
+_LOCATION = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
+
+
+def field_error(message: str) -> FieldError:
+    """Turn msgspec's ``"... - at `$.items[0].quantity`"`` into a (field, message) pair."""
+    match = _LOCATION.match(message)
+    text, path = (match["message"], match["path"] or "") if match else (message, "")
+    unknown = _UNKNOWN.match(text)
+    if unknown:
+        path = f"{path}.{unknown['name']}"
+        text = "unknown field (client prices and undeclared fields are not accepted)"
+    return FieldError(field=path.lstrip(".") or "body", message=text)
+
+
 def serialize_problem(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
     resp.content_type = PROBLEM_JSON
     resp.data = msgspec.json.encode(problem_body(exc))
@@ -237,8 +253,6 @@ async def handle_unexpected(
 async def handle_validation(
     req: falcon.Request, resp: falcon.Response, exc: msgspec.ValidationError, params: Any
 ) -> None:
-    from ingress.validation import field_error
-
     error = ValidationFailed([field_error(str(exc))])
     resp.status = error.status
     serialize_problem(req, resp, error)

@@ -12,7 +12,13 @@ from typing import Annotated, Literal, TypeVar
 
 import msgspec
 
-from ingress.errors import FieldError, IdempotencyKeyMissing, MalformedJSON, ValidationFailed
+from ingress.errors import (
+    FieldError,
+    IdempotencyKeyMissing,
+    MalformedJSON,
+    ValidationFailed,
+    field_error,
+)
 from orderstream.settings import Settings
 from schemas.common import CustomerId, ProductId
 
@@ -79,8 +85,6 @@ class RestockRequest(Body, frozen=True):
 
 
 _decoders: dict[type, msgspec.json.Decoder] = {}
-_LOCATION = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
-_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
 
 
 def decode(body: bytes, type_: type[T]) -> T:
@@ -94,17 +98,6 @@ def decode(body: bytes, type_: type[T]) -> T:
         raise ValidationFailed([field_error(str(exc))]) from None
     except msgspec.DecodeError as exc:
         raise MalformedJSON(str(exc)) from None
-
-
-def field_error(message: str) -> FieldError:
-    """Turn msgspec's ``"... - at `$.items[0].quantity`"`` into a (field, message) pair."""
-    match = _LOCATION.match(message)
-    text, path = (match["message"], match["path"] or "") if match else (message, "")
-    unknown = _UNKNOWN.match(text)
-    if unknown:
-        path = f"{path}.{unknown['name']}"
-        text = "unknown field (client prices and undeclared fields are not accepted)"
-    return FieldError(field=path.lstrip(".") or "body", message=text)
 
 
 def check_order(order: OrderRequest, settings: Settings) -> None:
