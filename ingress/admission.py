@@ -36,7 +36,7 @@ from typing import Any
 from ingress.config import IngressConfig
 from ingress.errors import NotAvailable
 from ingress.validation import OrderRequest
-from orderstream.readmodel import SET_STATUS_LUA
+from orderstream.readmodel import SET_STATUS_LUA, ReadModel
 
 # KEYS[1] order hash, KEYS[2] order channel, KEYS[3] the Idempotency-Key's claim,
 # KEYS[4..3+n] the lines' product hashes, KEYS[4+n..3+2n] their
@@ -125,18 +125,11 @@ def refusal(order: OrderRequest, reply: Any) -> NotAvailable | None:
     )
 
 
-# KEYS[1] the product's pending set; ARGV[1] command id, ARGV[2] ttl ms.
-_HOLD_OPEN_LUA = """
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-"""
-
-
 class CommandGate:
     """Opens the gate for a product while an admin command for it is on its way."""
 
     def __init__(self, config: IngressConfig, redis: Any) -> None:
-        self._keys = config.keys
+        self._readmodel = ReadModel(config.keys)
         self._redis = redis
         # nobody reads the pending sets with the gate off: admin commands then need no Redis
         gate = config.settings.sold_out_gate
@@ -145,5 +138,5 @@ class CommandGate:
     async def hold_open(self, product_id: str, command_id: str) -> None:
         """Until the stock agent has applied ``command_id`` (at most the pause)."""
         if self._pause_ms > 0:
-            pending = self._keys.product_pending(product_id)
-            await self._redis.eval(_HOLD_OPEN_LUA, 1, pending, command_id, self._pause_ms)
+            call = self._readmodel.hold_pending(product_id, command_id, self._pause_ms)
+            await self._redis.eval(*call.eval_args())

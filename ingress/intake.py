@@ -32,7 +32,7 @@ from ingress.errors import IdempotencyKeyReused, OutcomeUnknown, Unavailable
 from ingress.idempotency import Claim, IdempotencyStore, fingerprint
 from ingress.publisher import Message, Publisher, PublishError
 from ingress.validation import OrderRequest
-from orderstream.readmodel import FORGET_ACCEPTED_LUA, SET_STATUS_LUA, status_args
+from orderstream.readmodel import ReadModel, status_args
 from schemas import codec, topics
 from schemas.common import event_id_for, utcnow
 from schemas.orders import OrderLineRequested, new_order_id
@@ -59,6 +59,7 @@ class OrderIntake:
         idempotency: IdempotencyStore,
     ) -> None:
         self._config = config
+        self._readmodel = ReadModel(config.keys)
         self._settings = config.settings
         self._redis = redis
         self._publisher = publisher
@@ -94,14 +95,8 @@ class OrderIntake:
         body = msgspec.json.encode({"order_id": order_id, "status": "accepted"})
         try:
             if previous is not None:  # taken over: the first attempt's status may be gone
-                keys = self._config.keys
-                await self._redis.eval(
-                    SET_STATUS_LUA,
-                    2,
-                    keys.order(order_id),
-                    keys.order_channel(order_id),
-                    *status_args("accepted", fields),
-                )
+                call = self._readmodel.set_status(order_id, "accepted", fields)
+                await self._redis.eval(*call.eval_args())
             await self._idempotency.complete(claim, request_fp, 202, body, location)
         except Exception:
             # The order is in Kafka: it is accepted. A retry finds the claim in flight and
@@ -177,6 +172,6 @@ class OrderIntake:
             exc.total,
         )
         try:
-            await self._redis.eval(FORGET_ACCEPTED_LUA, 1, self._config.keys.order(order_id))
+            await self._redis.eval(*self._readmodel.forget_accepted(order_id).eval_args())
         except Exception:
             logger.exception("order %s: could not take back its accepted status", order_id)

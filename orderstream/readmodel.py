@@ -1,5 +1,11 @@
 """The Redis read model: order status and product availability (CQRS read side).
 
+This module owns it: its keys, its scripts and the one way to write it. The ingress
+writes through ``ReadModel`` (one script call per write); the stream processors and the
+sink through a ``ReadModelWrites`` batch sent by a ``Sender``. The one script written
+elsewhere, the ingress's admission (``ingress.admission``), runs ``SET_STATUS_LUA`` inside
+it, so that taking an Idempotency-Key and showing the order ``accepted`` are one step.
+
 Writers are the pipeline (ingress writes ``accepted``, the settler ``committed`` /
 ``rejected`` / ``cancelled``, the sink ``shipped`` / ``cancelled``, the stock agent
 product availability). Readers are the ingress' GET endpoints. Nothing here can change
@@ -24,7 +30,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from itertools import chain
+from typing import Any, NamedTuple
 
 from schemas.orders import TERMINAL_STATUSES
 
@@ -53,6 +60,14 @@ return 1
 FORGET_ACCEPTED_LUA = """
 if redis.call('HGET', KEYS[1], 'status') == 'accepted' then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+
+# KEYS[1] a product's pending set; ARGV[1] an admin command id, ARGV[2] ttl ms. While the
+# set exists the sold-out gate lets the product's orders by.
+HOLD_PENDING_LUA = """
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
 
 
@@ -211,3 +226,124 @@ def decode_product(
 
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+class Call(NamedTuple):
+    """One write: a script (``script`` set) or a plain command (``args`` starts with its name)."""
+
+    script: str | None
+    keys: list[str]
+    args: list[Any]
+
+    def eval_args(self) -> tuple[Any, ...]:
+        """The arguments of ``redis.eval`` for a script call."""
+        assert self.script is not None
+        return (self.script, len(self.keys), *self.keys, *self.args)
+
+
+class ReadModel:
+    """The writer API for one write at a time (the ingress: a request's own writes)."""
+
+    def __init__(self, keys: Keys) -> None:
+        self.keys = keys
+
+    def set_status(self, order_id: str, status: str, fields: Mapping[str, Any]) -> Call:
+        """Move the order's status forward (never back) and publish the change."""
+        order_keys = [self.keys.order(order_id), self.keys.order_channel(order_id)]
+        return Call(SET_STATUS_LUA, order_keys, status_args(status, fields))
+
+    def forget_accepted(self, order_id: str) -> Call:
+        """Delete the order's hash while it only says ``accepted``."""
+        return Call(FORGET_ACCEPTED_LUA, [self.keys.order(order_id)], [])
+
+    def hold_pending(self, product_id: str, command_id: str, ttl_ms: int) -> Call:
+        """Mark an admin command on its way to the product's stock agent."""
+        return Call(HOLD_PENDING_LUA, [self.keys.product_pending(product_id)], [command_id, ttl_ms])
+
+
+class ReadModelWrites:
+    """The pipeline's writes of one flush: statuses, products and applied admin commands.
+
+    ``calls`` yields them in the order they must reach Redis: products (and their ids),
+    then the applied commands (the gate trusts a product's availability once its pending
+    set is empty), then statuses; many products or statuses per script call.
+    """
+
+    def __init__(self, keys: Keys, chunk: int = BATCH_CHUNK) -> None:
+        self.keys = keys
+        self.chunk = chunk
+        self.statuses: list[tuple[str, str, Mapping[str, Any]]] = []
+        self.products: dict[str, tuple[tuple[int, int], Mapping[str, str]]] = {}
+        self.applied: dict[str, set[str]] = {}
+
+    def status(self, order_id: str, status: str, fields: Mapping[str, Any]) -> None:
+        self.statuses.append((order_id, status, fields))
+
+    def product(self, product_id: str, version: tuple[int, int], fields: Mapping[str, str]) -> None:
+        """``version``: the last (inventory.commands, orders.requests) offsets applied to it."""
+        self.products[product_id] = (version, fields)
+
+    def command_applied(self, product_id: str, command_ids: Iterable[str]) -> None:
+        self.applied.setdefault(product_id, set()).update(command_ids)
+
+    def __len__(self) -> int:
+        return len(self.statuses) + len(self.products) + len(self.applied)
+
+    def calls(self) -> Iterator[Call]:
+        if self.products:
+            ids = [arg for product_id in self.products for arg in (0, product_id)]
+            yield Call(None, [], ["ZADD", self.keys.product_ids(), *ids])
+        products = (
+            ((self.keys.product(product_id),), [*version, *chain(*fields.items())])
+            for product_id, (version, fields) in self.products.items()
+        )
+        for redis_keys, args in batch_calls(products, self.chunk):
+            yield Call(SET_PRODUCTS_LUA, redis_keys, args)
+        for product_id, command_ids in self.applied.items():
+            yield Call(None, [], ["SREM", self.keys.product_pending(product_id), *command_ids])
+        for redis_keys, args in status_calls(self.keys, self.statuses, self.chunk):
+            yield Call(SET_STATUSES_LUA, redis_keys, args)
+
+
+class Sender:
+    """Sends ``ReadModelWrites`` over one redis-py client (``send``) or ``redis.asyncio``
+    client (``send_async``), in one pipeline per batch. Scripts go as EVALSHA; the pipeline
+    loads any Redis lacks."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._scripts: dict[str, Any] = {}
+
+    def _script(self, script: str) -> Any:
+        registered = self._scripts.get(script)
+        if registered is None:
+            registered = self._scripts[script] = self._client.register_script(script)
+        return registered
+
+    def send(self, writes: ReadModelWrites) -> int:
+        """Returns the calls sent."""
+        calls = list(writes.calls())
+        if not calls:
+            return 0
+        pipe = self._client.pipeline(transaction=False)
+        for call in calls:
+            if call.script is None:
+                pipe.execute_command(*call.args)
+            else:
+                self._script(call.script)(keys=call.keys, args=call.args, client=pipe)
+        pipe.execute()
+        return len(calls)
+
+    async def send_async(self, writes: ReadModelWrites) -> int:
+        calls = list(writes.calls())
+        if not calls:
+            return 0
+        async with self._client.pipeline(transaction=False) as pipe:
+            for call in calls:
+                if call.script is None:
+                    pipe.execute_command(*call.args)
+                else:
+                    script = self._script(call.script)
+                    await script(keys=call.keys, args=call.args, client=pipe)
+            await pipe.execute()
+        return len(calls)

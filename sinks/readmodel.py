@@ -1,6 +1,6 @@
 """Read-model writes after a committed batch. Redis down never stops the sink.
 
-Updates are forward-only (``SET_STATUS_LUA``; many per call: ``SET_STATUSES_LUA``), so
+Updates are forward-only (``orderstream.readmodel.ReadModelWrites``: many per call), so
 writing one again is harmless. Updates that fail are kept (bounded) and retried after the
 next batch; PostgreSQL stays the truth and the ingress falls back to it.
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import redis
 
-from orderstream.readmodel import SET_STATUSES_LUA, Keys, status_calls
+from orderstream.readmodel import Keys, ReadModelWrites, Sender
 from sinks.projection import StatusUpdate
 
 logger = logging.getLogger(__name__)
@@ -24,9 +24,8 @@ RETRY_AFTER_S = 2.0
 
 class ReadModelWriter:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
-        self._client = client
         self._keys = keys
-        self._script = client.register_script(SET_STATUSES_LUA)
+        self._sender = Sender(client)
         self._pending: dict[str, StatusUpdate] = {}
         self._retry_at = 0.0
 
@@ -45,12 +44,11 @@ class ReadModelWriter:
         if not self._pending or time.monotonic() < self._retry_at:
             return
         batch = list(self._pending.values())
+        writes = ReadModelWrites(self._keys)
+        for update in batch:
+            writes.status(update.order_id, update.status, update.fields)
         try:
-            pipe = self._client.pipeline(transaction=False)
-            rows = ((u.order_id, u.status, u.fields) for u in batch)
-            for redis_keys, args in status_calls(self._keys, rows):
-                self._script(keys=redis_keys, args=args, client=pipe)
-            pipe.execute()
+            self._sender.send(writes)
         except redis.RedisError as exc:
             self._retry_at = time.monotonic() + RETRY_AFTER_S
             logger.warning(

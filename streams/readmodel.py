@@ -2,7 +2,7 @@
 
 Agents only ``enqueue`` (a dict update, no I/O); ``run`` flushes what is pending in one
 pipeline every ``interval`` seconds, many products or statuses per script call
-(``orderstream.readmodel.batch_calls``). Product availability is the absolute value from
+(``orderstream.readmodel.ReadModelWrites``). Product availability is the absolute value from
 the table, written only when newer than what Redis holds (``SET_PRODUCT_LUA``: versioned by
 the source offsets applied to the product, so a late write of a worker that lost the
 partition cannot put an old availability back); order statuses go through
@@ -16,19 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from itertools import chain
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from orderstream.readmodel import (
-    SET_PRODUCTS_LUA,
-    SET_STATUSES_LUA,
-    Keys,
-    batch_calls,
-    product_fields,
-    status_calls,
-)
+from orderstream.readmodel import Keys, ReadModelWrites, Sender, product_fields
 from streams.records import ProductState
 
 logger = logging.getLogger(__name__)
@@ -43,10 +35,7 @@ class ReadModelWriter:
         self.products: dict[str, tuple[tuple[int, int], dict[str, str]]] = {}
         self.statuses: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
         self.applied: dict[str, set[str]] = {}  # product -> admin command ids applied
-        self._script = client.register_script(SET_STATUSES_LUA) if client is not None else None
-        self._product_script = (
-            client.register_script(SET_PRODUCTS_LUA) if client is not None else None
-        )
+        self._sender = Sender(client) if client is not None else None
 
     def enqueue_product(self, product: ProductState) -> None:
         version = (product.applied_commands, product.applied_requests)
@@ -76,35 +65,24 @@ class ReadModelWriter:
 
     async def flush(self) -> int:
         """Write what is pending; on failure keep it for the next try. Returns writes sent."""
-        if self.client is None or self._script is None or self._product_script is None:
+        if self._sender is None:
             self.products.clear()
             self.applied.clear()
             return 0
         products, self.products = self.products, {}
         statuses, self.statuses = self.statuses, OrderedDict()
         applied, self.applied = self.applied, {}
-        if not products and not statuses and not applied:
+        writes = ReadModelWrites(self.keys)
+        for product_id, (version, fields) in products.items():
+            writes.product(product_id, version, fields)
+        for product_id, command_ids in applied.items():
+            writes.command_applied(product_id, command_ids)
+        for key, (status, fields) in statuses.items():
+            writes.status(key.partition("\x00")[0], status, fields)
+        if not writes:
             return 0
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                if products:
-                    pipe.zadd(self.keys.product_ids(), dict.fromkeys(products, 0))
-                calls = (
-                    ((self.keys.product(product_id),), [*version, *chain(*fields.items())])
-                    for product_id, (version, fields) in products.items()
-                )
-                for redis_keys, args in batch_calls(calls):
-                    await self._product_script(keys=redis_keys, args=args, client=pipe)
-                # after the products: the gate trusts their availability once this is gone
-                for product_id, command_ids in applied.items():
-                    pipe.srem(self.keys.product_pending(product_id), *command_ids)
-                updates = (
-                    (key.partition("\x00")[0], status, fields)
-                    for key, (status, fields) in statuses.items()
-                )
-                for redis_keys, args in status_calls(self.keys, updates):
-                    await self._script(keys=redis_keys, args=args, client=pipe)
-                await pipe.execute()
+            await self._sender.send_async(writes)
         except Exception:
             # put back what was not written; newer product values win
             self.products = products | self.products
