@@ -42,8 +42,9 @@ test-integration: install
 test-e2e: install-test
 	@$(VENV)/bin/pytest -m e2e $(PYTEST_ARGS)
 
-# ruff (lint + format) and mypy over the packages; CI runs it after the tests
+# ruff (lint + format), the import layers (.importlinter) and mypy over the packages
 lint: install
+	@$(VENV)/bin/lint-imports --no-cache .importlinter
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy ingress orderstream streams sinks schemas bench

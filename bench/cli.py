@@ -12,7 +12,7 @@ from bench.loadgen import ARRIVALS, CLOSED_CONCURRENCY, OPEN_CONCURRENCY, LoadCo
 from bench.runner import BenchOptions, run_bench
 from bench.summary import SCENARIOS, SYSTEMS
 from bench.systems import Tuning
-from orderstream.settings import REPO_ROOT, Settings
+from orderstream.core.settings import REPO_ROOT, Settings
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from bench.exceptions import BenchError
 from bench.loadgen import Tick, hammer, run
 from bench.processes import gunicorn, wait_until_answers
-from orderstream.settings import REPO_ROOT
+from orderstream.core.settings import REPO_ROOT
 
 logger = logging.getLogger(__name__)
 

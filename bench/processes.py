@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from bench.exceptions import BenchError, DatabaseSetupError
-from orderstream.settings import REPO_ROOT
+from orderstream.core.settings import REPO_ROOT
 from orderstream.stack import database
 from orderstream.stack.config import StackConfig
 

@@ -34,7 +34,7 @@ from bench.report import ScenarioRun, write_report
 from bench.scenarios import Scenario, build
 from bench.summary import SCENARIOS, SYSTEMS, build_summary, write_summary
 from bench.systems import BARE_FALCON_PORT, RunningSystem, Tuning, start
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 

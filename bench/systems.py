@@ -24,7 +24,7 @@ from bench.processes import (
     url_answers,
     wait_until_answers,
 )
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 

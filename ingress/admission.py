@@ -24,7 +24,7 @@
    price of the gate is the read model's lag: units released a few milliseconds ago (a
    cancelled or expired order) may not be visible yet. ``ORDERSTREAM_SOLD_OUT_GATE=false``
    turns the gate off.
-3. **The ``accepted`` status** (``orderstream.readmodel.SET_STATUS_LUA``), so the order is
+3. **The ``accepted`` status** (``orderstream.core.readmodel.SET_STATUS_LUA``), so the order is
    readable at once.
 """
 
@@ -36,12 +36,12 @@ from typing import Any
 from ingress.config import IngressConfig
 from ingress.errors import NotAvailable
 from ingress.validation import OrderRequest
-from orderstream.readmodel import SET_STATUS_LUA, ReadModel
+from orderstream.core.readmodel import SET_STATUS_LUA, ReadModel
 
 # KEYS[1] order hash, KEYS[2] order channel, KEYS[3] the Idempotency-Key's claim,
 # KEYS[4..3+n] the lines' product hashes, KEYS[4+n..3+2n] their
 # pending-command keys. ARGV[1] claim value, ARGV[2] claim ttl ms, ARGV[3] n (0: no gate),
-# ARGV[4..3+n] the lines' quantities, ARGV[4+n..] orderstream.readmodel.status_args.
+# ARGV[4..3+n] the lines' quantities, ARGV[4+n..] orderstream.core.readmodel.status_args.
 # Returns nil (admitted: claimed and accepted), the stored claim value (another request
 # holds the key; nothing written) or {line_no, reason, available, limit (-1: none)} (refused;
 # nothing written). The reasons are checked in the stock agent's order

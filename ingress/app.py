@@ -30,7 +30,7 @@ from ingress.publisher import KafkaPublisher, Publisher
 from ingress.ratelimit import RateLimiter, RedisRateLimiter
 from ingress.readside import Fallback, NoFallback, OrderReader, ProductReader, StatusWaiter
 from ingress.shop import ShopResource
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from orderstream.readmodel import Keys
-from orderstream.settings import Settings
+from orderstream.core.readmodel import Keys
+from orderstream.core.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,9 @@ def on_starting(server: object) -> None:
 
 
 def post_worker_init(worker: object) -> None:
-    from orderstream import gctune
+    from orderstream.core import gctune
 
-    gctune.tune()  # the app is loaded in this worker: freeze it (orderstream.gctune)
+    gctune.tune()  # the app is loaded in this worker: freeze it (orderstream.core.gctune)
 
 
 def child_exit(server: object, worker: object) -> None:

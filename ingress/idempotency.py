@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from orderstream.readmodel import Keys
+from orderstream.core.readmodel import Keys
 from schemas.orders import request_key_for
 
 

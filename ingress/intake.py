@@ -32,7 +32,7 @@ from ingress.errors import IdempotencyKeyReused, OutcomeUnknown, Unavailable
 from ingress.idempotency import Claim, IdempotencyStore, fingerprint
 from ingress.publisher import Message, Publisher, PublishError
 from ingress.validation import OrderRequest
-from orderstream.readmodel import ReadModel, status_args
+from orderstream.core.readmodel import ReadModel, status_args
 from schemas import codec, topics
 from schemas.common import event_id_for, utcnow
 from schemas.orders import OrderLineRequested, new_order_id

@@ -19,7 +19,7 @@ from ingress.validation import (
     ProductUpsert,
     RestockRequest,
 )
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 from schemas.orders import REFUSAL_REASONS
 
 REF = "#/components/schemas/{name}"

@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from ingress.respwire import RespSubscriber
-from orderstream.readmodel import Keys, decode_order, decode_product
+from orderstream.core.readmodel import Keys, decode_order, decode_product
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from orderstream.redispack import connection_options
+from orderstream.core.redispack import connection_options
 
 
 def connect(url: str, *, max_connections: int = 64, **kwargs: Any) -> aioredis.Redis:

@@ -37,7 +37,7 @@ from ingress.validation import (
     check_product_id,
     decode,
 )
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 from schemas import codec, topics
 from schemas.common import event_id_for
 from schemas.inventory import Discontinue, InventoryCommand, Restock, UpsertProduct

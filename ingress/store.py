@@ -1,5 +1,5 @@
 """The PostgreSQL fallback of the read side (SQLAlchemy Core on the sink's tables,
-``sinks.tables``). A missing table (migrations not run yet) reads as "not found"."""
+``orderstream.core.tables``). A missing table (migrations not run yet) reads as "not found"."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from ingress.errors import Unavailable
-from sinks.tables import order_items, orders, products
+from orderstream.core.tables import order_items, orders, products
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from ingress.errors import (
     ValidationFailed,
     field_error,
 )
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 from schemas.common import CustomerId, ProductId
 
 T = TypeVar("T")

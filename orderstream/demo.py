@@ -19,7 +19,7 @@ import click
 from tqdm import tqdm
 
 from orderstream.client import OrderstreamClient
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 from schemas.orders import REFUSED_HTTP_STATUS, TERMINAL_STATUSES, refusal_reason
 
 

@@ -22,8 +22,8 @@ import msgspec
 import redis
 import sqlalchemy as sa
 
-from orderstream.readmodel import Keys, decode_order, decode_product
-from orderstream.settings import Settings
+from orderstream.core.readmodel import Keys, decode_order, decode_product
+from orderstream.core.settings import Settings
 from orderstream.stockview import StockSnapshot, stock_changelog_topic, stock_snapshot
 from orderstream.topicread import read_to_end
 from schemas import topics

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 from orderstream.topicread import read_to_end
 from streams.records import ProductState, decode_stock, is_product_key
 from streams.tables import STOCK_TABLE, changelog_topic

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import click
 
-from orderstream import gctune
-from orderstream.settings import Settings
+from orderstream.core import gctune
+from orderstream.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Read-model writes after a committed batch. Redis down never stops the sink.
 
-Updates are forward-only (``orderstream.readmodel.ReadModelWrites``: many per call), so
+Updates are forward-only (``orderstream.core.readmodel.ReadModelWrites``: many per call), so
 writing one again is harmless. Updates that fail are kept (bounded) and retried after the
 next batch; PostgreSQL stays the truth and the ingress falls back to it.
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import redis
 
-from orderstream.readmodel import Keys, ReadModelWrites, Sender
+from orderstream.core.readmodel import Keys, ReadModelWrites, Sender
 from sinks.projection import StatusUpdate
 
 logger = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ import psycopg
 from kafka import KafkaProducer
 from sqlalchemy import Engine, delete, func, select, text
 
+from orderstream.core.tables import OUTBOX_CHANNEL, outbox
 from sinks.backoff import Backoff
-from sinks.tables import OUTBOX_CHANNEL, outbox
 from sinks.uow import UnitOfWork
 
 logger = logging.getLogger(__name__)

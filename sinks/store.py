@@ -13,8 +13,8 @@ from decimal import Decimal
 import msgspec
 from sqlalchemy import Connection, text
 
+from orderstream.core.tables import OUTBOX_CHANNEL
 from sinks.projection import BatchPlan, OutboxRow, StatusUpdate, order_fields
-from sinks.tables import OUTBOX_CHANNEL
 
 TopicPartitionKey = tuple[str, int]
 

@@ -8,8 +8,8 @@ import redis
 from kafka import KafkaConsumer
 from sqlalchemy import Engine, create_engine, make_url
 
-from orderstream.readmodel import Keys
-from orderstream.settings import Settings
+from orderstream.core.readmodel import Keys
+from orderstream.core.settings import Settings
 from schemas.topics import ORDER_CANCELLATIONS
 from sinks.consumer import SinkConsumer
 from sinks.postgres import PostgresSink

@@ -12,7 +12,7 @@ from functools import partial
 
 import faust
 
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 from schemas import codec
 from schemas import topics as names
 from schemas.orders import OrderExpiryCheck

@@ -8,9 +8,9 @@ from pathlib import Path
 import faust
 import redis.asyncio as aioredis
 
-from orderstream.readmodel import Keys
-from orderstream.redispack import connection_options
-from orderstream.settings import Settings
+from orderstream.core.readmodel import Keys
+from orderstream.core.redispack import connection_options
+from orderstream.core.settings import Settings
 from streams.agents import StreamAgents, register_agents
 from streams.faustconsumer import WorkerConsumer
 from streams.faustutil import OrderedTableManager

@@ -2,7 +2,7 @@
 
 Agents only ``enqueue`` (a dict update, no I/O); ``run`` flushes what is pending in one
 pipeline every ``interval`` seconds, many products or statuses per script call
-(``orderstream.readmodel.ReadModelWrites``). Product availability is the absolute value from
+(``orderstream.core.readmodel.ReadModelWrites``). Product availability is the absolute value from
 the table, written only when newer than what Redis holds (``SET_PRODUCT_LUA``: versioned by
 the source offsets applied to the product, so a late write of a worker that lost the
 partition cannot put an old availability back); order statuses go through
@@ -20,7 +20,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from orderstream.readmodel import Keys, ReadModelWrites, Sender, product_fields
+from orderstream.core.readmodel import Keys, ReadModelWrites, Sender, product_fields
 from streams.records import ProductState
 
 logger = logging.getLogger(__name__)

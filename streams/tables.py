@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import faust
 
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 
 STOCK_TABLE = "stock_by_product"
 ORDERS_TABLE = "pending_orders"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import faust
 
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 from schemas import topics as names
 
 

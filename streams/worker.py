@@ -13,8 +13,8 @@ import click
 import faust
 import mode.loop
 
-from orderstream import gctune
-from orderstream.settings import Settings
+from orderstream.core import gctune
+from orderstream.core.settings import Settings
 from streams.app import create_app
 
 logger = logging.getLogger(__name__)
@@ -46,5 +46,5 @@ def worker(index: int, web_port: int | None, web_host: str, loglevel: str) -> No
     # so it can spin on every record: then every aiokafka ``log.debug`` per sent message
     # is formatted and filtered (measured: ~15% of the worker's CPU at --loglevel warning).
     worker.spinner = None
-    gctune.tune()  # the app is declared: freeze it (orderstream.gctune)
+    gctune.tune()  # the app is declared: freeze it (orderstream.core.gctune)
     worker.execute_from_commandline()

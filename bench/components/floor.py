@@ -16,7 +16,7 @@ import click
 import faust
 import mode.loop
 
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 from schemas import topics as names
 from streams.agents import BATCH_MAX, BATCH_WITHIN_S
 from streams.app import StreamApp, new_app

@@ -33,7 +33,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from orderstream.settings import REPO_ROOT, Settings
+from orderstream.core.settings import REPO_ROOT, Settings
 from schemas.topics import ALL_TOPICS
 
 WRK_POST = """
@@ -254,7 +254,7 @@ async def follow(
     import aiohttp
     import redis.asyncio as aredis
 
-    from orderstream.readmodel import SET_STATUS_LUA, Keys, status_args
+    from orderstream.core.readmodel import SET_STATUS_LUA, Keys, status_args
 
     keys = Keys(namespace)
     r = aredis.from_url(redis_url)
@@ -334,7 +334,7 @@ def parked_orders(redis_url: str, namespace: str, count: int, ttl_s: int) -> lis
 
     import redis
 
-    from orderstream.readmodel import SET_STATUS_LUA, Keys, status_args
+    from orderstream.core.readmodel import SET_STATUS_LUA, Keys, status_args
 
     keys = Keys(namespace)
     client = redis.Redis.from_url(redis_url)
@@ -353,7 +353,7 @@ def parked_orders(redis_url: str, namespace: str, count: int, ttl_s: int) -> lis
 def drop_orders(redis_url: str, namespace: str, ids: list[str]) -> None:
     import redis
 
-    from orderstream.readmodel import Keys
+    from orderstream.core.readmodel import Keys
 
     keys = Keys(namespace)
     client = redis.Redis.from_url(redis_url)

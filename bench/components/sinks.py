@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from orderstream.settings import REPO_ROOT, Settings
+from orderstream.core.settings import REPO_ROOT, Settings
 from schemas import codec
 from schemas.common import event_id_for
 from schemas.orders import OrderCommitted, OrderItem

@@ -36,7 +36,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.components.floor import floor_output
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 from schemas import codec
 from schemas import topics as names
 from schemas.inventory import UpsertProduct

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 from orderstream.stack import database, runner
 from orderstream.stack.config import StackConfig
 

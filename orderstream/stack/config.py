@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from orderstream.settings import REPO_ROOT, STACK_ENV, read_env_file
+from orderstream.core.settings import REPO_ROOT, STACK_ENV, read_env_file
 
 DEFAULT_WORKERS = 2
 DEFAULT_WORKER_WEB_PORT = 16066

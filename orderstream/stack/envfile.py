@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from orderstream.settings import read_env_file
+from orderstream.core.settings import read_env_file
 
 KEYS = (
     "INGRESS_URL",

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 from orderstream.stack import broker, cache, database, envfile, pipeline, processes, supervisor
 from orderstream.stack.config import StackConfig
 from schemas.topics import ALL_TOPICS

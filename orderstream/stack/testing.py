@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 from orderstream.stack import broker, cache, database, envfile, runner
 from orderstream.stack.config import StackConfig
 

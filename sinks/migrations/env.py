@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from sinks.tables import metadata
+from orderstream.core.tables import metadata
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or ""

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from orderstream.core.settings import Settings
 from orderstream.reconcile import Reconciler
-from orderstream.settings import Settings
 from orderstream.topicread import read_to_end
 from schemas import topics
 from schemas.orders import TERMINAL_STATUSES

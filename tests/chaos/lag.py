@@ -23,7 +23,7 @@ from kafka.admin import KafkaAdminClient, OffsetSpec
 
 logger = logging.getLogger(__name__)
 
-# faust-streaming's consumer group is the app id (orderstream.settings.Settings.app_id)
+# faust-streaming's consumer group is the app id (orderstream.core.settings.Settings.app_id)
 # and its session timeout streams.app.SESSION_TIMEOUT_S (20 s): a member that died
 # without leaving keeps its partitions that long.
 GROUP_SESSION_TIMEOUT_S = 20.0

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from orderstream.settings import REPO_ROOT, Settings, read_env_file
+from orderstream.core.settings import REPO_ROOT, Settings, read_env_file
 from orderstream.stack import broker, cache, database
 from orderstream.stack.config import StackConfig
 

@@ -19,7 +19,7 @@ from ingress.publisher import KafkaPublisher
 from ingress.redisbatch import BatchedRedis
 from ingress.redisconn import connect
 from ingress.respwire import RespWire
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 from schemas import topics
 
 PARTITIONS = 8

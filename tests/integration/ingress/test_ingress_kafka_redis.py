@@ -17,8 +17,8 @@ from kafka import KafkaConsumer, TopicPartition
 
 from ingress.app import create_app
 from ingress.publisher import KafkaPublisher
-from orderstream.readmodel import SET_STATUS_LUA, Keys, status_args
-from orderstream.settings import Settings
+from orderstream.core.readmodel import SET_STATUS_LUA, Keys, status_args
+from orderstream.core.settings import Settings
 from schemas import codec, topics
 from schemas.orders import OrderLineRequested
 

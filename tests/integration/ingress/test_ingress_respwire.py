@@ -16,7 +16,7 @@ from ingress.readside import NoFallback, OrderReader, StatusWaiter
 from ingress.redisbatch import BatchedRedis
 from ingress.redisconn import connect
 from ingress.respwire import Endpoint, RespSubscriber, RespWire
-from orderstream.readmodel import SET_STATUS_LUA, Keys, status_args
+from orderstream.core.readmodel import SET_STATUS_LUA, Keys, status_args
 
 T = TypeVar("T")
 

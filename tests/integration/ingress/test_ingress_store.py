@@ -8,7 +8,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from ingress.store import SqlStore
-from sinks.tables import order_items, orders, products
+from orderstream.core.tables import order_items, orders, products
 
 
 def test_fallback_reads_the_sinks_rows(stack, db_engine: sa.Engine) -> None:

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sink_helpers import Producer, create_topics, delete_topics, scratch_database, settings_for_test
 
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 from orderstream.stack.testing import StackHandle
 from sinks.migrate import upgrade
 

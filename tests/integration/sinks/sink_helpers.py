@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from orderstream.settings import REPO_ROOT, Settings
+from orderstream.core.settings import REPO_ROOT, Settings
 from schemas import codec
 from schemas.common import event_id_for
 from schemas.orders import CancelOrder, OrderCommitted, OrderItem

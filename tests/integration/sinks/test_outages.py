@@ -20,8 +20,8 @@ from sink_helpers import (
     wait_until,
 )
 
-from orderstream.readmodel import Keys, decode_order
-from orderstream.settings import Settings
+from orderstream.core.readmodel import Keys, decode_order
+from orderstream.core.settings import Settings
 from schemas.topics import ORDERS_COMMITTED, ORDERS_SHIPPED
 
 

@@ -9,7 +9,7 @@ import threading
 import sqlalchemy as sa
 from sink_helpers import Producer, committed_order, read_topic, sink_in_thread, wait_until
 
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 from schemas.topics import DEAD_LETTER, ORDERS_COMMITTED, ORDERS_SHIPPED
 from sinks.relay import OutboxListener, OutboxRelay, make_producer, run_relay
 from sinks.wiring import libpq_url

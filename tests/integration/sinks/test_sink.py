@@ -27,8 +27,8 @@ from sink_helpers import (
     wait_until,
 )
 
-from orderstream.readmodel import Keys, decode_order
-from orderstream.settings import Settings
+from orderstream.core.readmodel import Keys, decode_order
+from orderstream.core.settings import Settings
 from schemas.common import event_id_for
 from schemas.orders import REQUEST_KEY_CHARS, OrderCancelled, OrderCommitted, OrderRejected
 from schemas.topics import (

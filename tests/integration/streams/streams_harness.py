@@ -18,7 +18,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 from schemas import codec
 from schemas import topics as names
 from schemas.common import event_id_for

@@ -17,7 +17,7 @@ import pytest
 import redis
 from streams_harness import STUCK_ON_FIRST_ORDER, StreamsEnv, wait_for
 
-from orderstream.readmodel import Keys, decode_product
+from orderstream.core.readmodel import Keys, decode_product
 from orderstream.topicread import read_to_end
 from schemas import codec
 from schemas import topics as names

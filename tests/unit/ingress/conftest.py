@@ -13,7 +13,7 @@ from falcon import testing
 from ingress_fakes import ADMIN, STOREFRONT, FakeFallback, FakePublisher, Harness
 
 from ingress.app import create_app
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 from falcon import testing
 
 from ingress.publisher import Message, PublishError
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 
 STOREFRONT = "sk-test-storefront"
 ADMIN = "ak-test-admin"

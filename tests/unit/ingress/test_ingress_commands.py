@@ -7,7 +7,7 @@ import uuid
 import pytest
 from ingress_fakes import ADMIN_AUTH, STORE, Harness, order_body
 
-from orderstream.readmodel import SET_STATUS_LUA, Keys, status_args
+from orderstream.core.readmodel import SET_STATUS_LUA, Keys, status_args
 from schemas import codec
 from schemas.inventory import Discontinue, InventoryCommand, Restock, UpsertProduct
 from schemas.orders import CancelOrder

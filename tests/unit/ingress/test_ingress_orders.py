@@ -9,7 +9,7 @@ from ingress_fakes import STOREFRONT, Harness, order_body
 
 from ingress.config import key_id
 from ingress.idempotency import Stored
-from orderstream.readmodel import Keys, decode_order
+from orderstream.core.readmodel import Keys, decode_order
 from schemas import codec
 from schemas.common import event_id_for
 from schemas.orders import OrderLineRequested, request_key_for, request_key_of
@@ -195,7 +195,7 @@ def test_response_is_json(h: Harness) -> None:
 def test_the_intake_script_writes_accepted_as_the_read_model_script_does(h: Harness) -> None:
     # ADMIT_LUA runs SET_STATUS_LUA on its KEYS[1..2] and ARGV[4+n..]: same writes.
     from ingress.admission import ADMIT_LUA
-    from orderstream.readmodel import SET_STATUS_LUA, status_args
+    from orderstream.core.readmodel import SET_STATUS_LUA, status_args
 
     fields = {"customer_id": "c", "items": [{"product_id": "p", "quantity": 2}], "updated_at": "t"}
     args = status_args("accepted", fields)
@@ -215,7 +215,7 @@ def test_the_intake_script_writes_accepted_as_the_read_model_script_does(h: Harn
 
 def test_the_intake_script_writes_nothing_when_another_request_holds_the_key(h: Harness) -> None:
     from ingress.admission import ADMIT_LUA
-    from orderstream.readmodel import status_args
+    from orderstream.core.readmodel import status_args
 
     args = status_args("accepted", {"customer_id": "c"})
     assert h.redis.eval(ADMIT_LUA, 3, "o1", "c1", "idem", "mine", 1000, 0, *args) is None
@@ -260,7 +260,7 @@ def test_prefer_wait_answers_201_with_the_final_order_when_it_comes(h: Harness) 
     import threading
     import time
 
-    from orderstream.readmodel import SET_STATUS_LUA, status_args
+    from orderstream.core.readmodel import SET_STATUS_LUA, status_args
 
     def pipeline_decides() -> None:  # what the settler and the sink write, seen through Redis
         deadline = time.monotonic() + 5

@@ -11,7 +11,7 @@ import fakeredis
 import pytest
 from ingress_fakes import STORE, Harness, order_body
 
-from orderstream.readmodel import SET_STATUS_LUA, Keys, product_fields, status_args
+from orderstream.core.readmodel import SET_STATUS_LUA, Keys, product_fields, status_args
 
 
 def set_status(h: Harness, order_id: str, status: str, **fields: object) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from ingress_fakes import ADMIN, Harness, order_body
 
-from orderstream.readmodel import Keys, product_fields
+from orderstream.core.readmodel import Keys, product_fields
 
 
 def show(

@@ -1,4 +1,4 @@
-"""The long-running processes' collector settings (orderstream.gctune)."""
+"""The long-running processes' collector settings (orderstream.core.gctune)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orderstream import gctune
+from orderstream.core import gctune
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fakeredis
 
-from orderstream.readmodel import (
+from orderstream.core.readmodel import (
     SET_STATUS_LUA,
     SET_STATUSES_LUA,
     Keys,

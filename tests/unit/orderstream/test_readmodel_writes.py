@@ -7,7 +7,7 @@ import asyncio
 
 import fakeredis
 
-from orderstream.readmodel import (
+from orderstream.core.readmodel import (
     Keys,
     ReadModel,
     ReadModelWrites,

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis import asyncio as aioredis
 
-from orderstream.redispack import HiredisPackingConnection, connection_options
+from orderstream.core.redispack import HiredisPackingConnection, connection_options
 
 args = st.lists(
     st.one_of(st.text(), st.binary(), st.integers(), st.floats(allow_nan=False)), max_size=40

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 
 
 def test_to_env_round_trips_through_from_env() -> None:

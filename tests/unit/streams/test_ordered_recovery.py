@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from faust.types import TP
 
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 from streams.app import create_app
 from streams.faustutil import OrderedRecovery
 

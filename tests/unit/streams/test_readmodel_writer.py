@@ -13,7 +13,7 @@ from decimal import Decimal
 import fakeredis
 import pytest
 
-from orderstream.readmodel import Keys, decode_product
+from orderstream.core.readmodel import Keys, decode_product
 from streams.readmodel import ReadModelWriter
 from streams.records import ProductState
 

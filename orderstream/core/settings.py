@@ -16,7 +16,7 @@ from pathlib import Path
 
 from schemas.topics import DEFAULT_PARTITIONS, TopicNames
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK_ENV = REPO_ROOT / ".local" / "stack.env"
 
 

@@ -3,7 +3,7 @@
 redis-py's asyncio ``Connection.pack_command`` builds every command in Python, one bytes
 join per argument, even with hiredis installed; its sync ``Connection`` packs with
 ``HiredisRespSerializer`` (``hiredis.pack_command``). The pipeline's read-model writes are
-long commands (``orderstream.readmodel.batch_calls``: thousands of arguments), so the
+long commands (``orderstream.core.readmodel.batch_calls``: thousands of arguments), so the
 Python packer was ~11% of a busy Faust worker (py-spy, bench.components.streams spread). This
 connection class uses redis-py's own hiredis serializer for asyncio clients; without
 hiredis, or for ``unix://`` and ``rediss://`` URLs, redis-py's defaults stay.

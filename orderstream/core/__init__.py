@@ -1,0 +1,1 @@
+"""The core every program shares: settings, the Redis read model, the PostgreSQL tables."""
