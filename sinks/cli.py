@@ -125,9 +125,8 @@ def relay(
     settings = Settings.from_env()
     stop = _stop_on_signals()
     engine = make_engine(settings)
-    producer = make_producer(settings.kafka_bootstrap)
     listener = OutboxListener(None if no_listen else libpq_url(settings.database_url))
-    outbox_relay = OutboxRelay(engine, producer, batch_size)
+    outbox_relay = OutboxRelay(engine, lambda: make_producer(settings.kafka_bootstrap), batch_size)
     if metrics_port:
         from sinks.metrics import RelayCollector, serve
 
@@ -142,5 +141,5 @@ def relay(
             retention_s=retention_hours * 3600,
         )
     finally:
-        producer.close(timeout=10)
+        outbox_relay.close()
         engine.dispose()

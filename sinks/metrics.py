@@ -67,6 +67,11 @@ class RelayCollector(Collector):
                 "Relay rounds that failed (Kafka or PostgreSQL) and were retried",
                 stats.failures,
             ),
+            (
+                "orderstream_relay_producers_replaced",
+                "Kafka producers the relay replaced after a round that was not acknowledged",
+                stats.producers_replaced,
+            ),
         )
 
 

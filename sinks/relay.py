@@ -4,8 +4,12 @@ Each round locks up to ``batch_size`` unsent rows (``FOR UPDATE SKIP LOCKED``, s
 several relays can run), produces them with an idempotent, ``acks=all`` producer,
 waits for every acknowledgement, then marks them ``sent_at`` in the same transaction.
 A crash between the acks and the commit publishes those rows again: consumers dedupe
-by ``event_id``. The relay sleeps on ``LISTEN orderstream_outbox`` (the sink notifies
-in its transaction), with a short poll as a fallback.
+by ``event_id``. A round whose rows are not all acknowledged leaves them unsent and replaces
+the producer: after a broker restart, kafka-python's idempotent producer can keep a
+partition blocked on the sequence numbers of batches it expired, and then acknowledges
+nothing more on it, however long the relay waits. The relay sleeps on
+``LISTEN orderstream_outbox`` (the sink notifies in its transaction), with a short poll as
+a fallback.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import psycopg
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 from sqlalchemy import Engine, delete, func, select, text
 
 from orderstream.core.tables import OUTBOX_CHANNEL, outbox
@@ -36,6 +41,7 @@ class RelayStats:
     sent: int = 0
     rounds: int = 0
     failures: int = 0
+    producers_replaced: int = 0
 
 
 RECONNECT_BACKOFF_MAX_MS = 1000
@@ -56,18 +62,53 @@ def make_producer(bootstrap: str) -> KafkaProducer:
 
 
 class OutboxRelay:
+    """Publishes the outbox with a producer from ``new_producer``, a new one after a
+    failed round."""
+
     def __init__(
         self,
         engine: Engine,
-        producer: KafkaProducer,
+        new_producer: Callable[[], KafkaProducer],
         batch_size: int = 1000,
         send_timeout_s: float = 30.0,
     ) -> None:
         self._engine = engine
-        self._producer = producer
+        self._new_producer = new_producer
+        self._producer = new_producer()
         self._batch_size = batch_size
         self._send_timeout_s = send_timeout_s
         self.stats = RelayStats()
+
+    def publish(self, rows: Sequence[tuple[str, str | None, str]]) -> None:
+        """Send (topic, key, payload) rows and wait for every ack; on a Kafka error the
+        producer is replaced before the error is raised."""
+        try:
+            futures = [
+                self._producer.send(
+                    topic,
+                    key=None if key is None else key.encode("utf-8"),
+                    value=payload.encode("utf-8"),
+                )
+                for topic, key, payload in rows
+            ]
+            self._producer.flush(timeout=self._send_timeout_s)
+            for future in futures:
+                future.get(timeout=self._send_timeout_s)  # raises if not acknowledged
+        except KafkaError:
+            self.stats.producers_replaced += 1
+            logger.warning("not every outbox row was acknowledged; replacing the producer")
+            self._replace_producer()
+            raise
+
+    def _replace_producer(self) -> None:
+        try:
+            self._producer.close(timeout=0)  # abandons what it holds: those rows stay unsent
+        except Exception:
+            logger.exception("closing the relay's producer failed")
+        self._producer = self._new_producer()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self._producer.close(timeout=timeout_s)
 
     def relay_once(self) -> int:
         """Publish one batch of unsent rows; the number published (0: nothing to do)."""
@@ -81,17 +122,7 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            futures = [
-                self._producer.send(
-                    row.topic,
-                    key=None if row.key is None else row.key.encode("utf-8"),
-                    value=row.payload.encode("utf-8"),
-                )
-                for row in rows
-            ]
-            self._producer.flush(timeout=self._send_timeout_s)
-            for future in futures:
-                future.get(timeout=self._send_timeout_s)  # raises if not acknowledged
+            self.publish([(row.topic, row.key, row.payload) for row in rows])
             uow.connection.execute(_MARK_SENT, {"ids": [row.id for row in rows]})
             uow.commit()
         self.stats.sent += len(rows)

@@ -34,8 +34,9 @@ def test_relay_delivers_every_row_at_least_once_and_dedupes_to_one_event_per_ord
     producer.send(ORDERS_COMMITTED, "k", b"garbage")
     producer.flush()
     shipped_topic = sink_settings.topics(ORDERS_SHIPPED)
-    kafka = make_producer(sink_settings.kafka_bootstrap)
-    relay = OutboxRelay(sink_engine, kafka, batch_size=300)
+    relay = OutboxRelay(
+        sink_engine, lambda: make_producer(sink_settings.kafka_bootstrap), batch_size=300
+    )
     stop = threading.Event()
     thread = threading.Thread(
         target=run_relay,
@@ -66,7 +67,7 @@ def test_relay_delivers_every_row_at_least_once_and_dedupes_to_one_event_per_ord
     finally:
         stop.set()
         thread.join(timeout=30)
-        kafka.close(timeout=10)
+        relay.close()
 
     records = read_topic(sink_settings, ORDERS_SHIPPED, expected=len(ids) + 100)
     events = [json.loads(r.value) for r in records]
