@@ -12,7 +12,7 @@ from orderstream.redispack import connection_options
 from orderstream.settings import Settings
 from streams.agents import StreamAgents, register_agents
 from streams.faustconsumer import WorkerConsumer
-from streams.faustinternals import AppWithConsumer, OrderedTableManager
+from streams.faustinternals import AppWithConsumer, OrderedTableManager, require_supported_faust
 from streams.metrics import WorkerMetrics
 from streams.readmodel import ReadModelWriter
 from streams.tables import StreamTables, declare_tables
@@ -43,7 +43,10 @@ def new_app(
     store: str = "rocksdb://",  # faust-streaming drives RocksDB through rocksdict
     broker: str | None = None,
 ) -> StreamApp:
-    """The app with the workers' options, nothing declared on it yet."""
+    """The app with the workers' options, nothing declared on it yet. Refuses
+    (``UnsupportedFaustVersion``) on a faust-streaming other than the one
+    ``streams.faustinternals`` is written against."""
+    require_supported_faust()
     return StreamApp(
         settings.app_id,
         broker=broker or f"kafka://{settings.kafka_bootstrap}",
