@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from orderstream.settings import Settings
 from streams import faustinternals
+from streams.app import new_app
 from streams.exceptions import UnsupportedFaustVersion
 from streams.faustinternals import (
     COPIED_UPSTREAM,
@@ -102,9 +104,6 @@ def test_a_worker_refuses_another_faust(
 
 
 def test_the_app_factory_refuses_another_faust(monkeypatch: pytest.MonkeyPatch) -> None:
-    from orderstream.settings import Settings
-    from streams.app import new_app
-
     monkeypatch.setattr(faustinternals, "installed_faust_version", lambda: "0.15.4")
     with pytest.raises(UnsupportedFaustVersion):
         new_app(Settings.from_env(), store="memory://")
