@@ -1,7 +1,7 @@
 """The agents, the expiry timer and the read-model task, wired onto one app.
 
 Both agents write tables, so both run with concurrency 1; each consumes batches
-(``streams.faustutil.take_batches``) and hands them to a processor that does no awaiting.
+(``streams.faustinternals.take_batches``) and hands them to a processor that does no awaiting.
 """
 
 from __future__ import annotations
@@ -16,12 +16,8 @@ from orderstream.core.settings import Settings
 from schemas import codec
 from schemas import topics as names
 from schemas.orders import OrderExpiryCheck
-from streams.faustutil import (
-    DirectTableWriter,
-    Outbox,
-    scan_partition,
-    take_batches,
-)
+from streams.faustinternals import take_batches
+from streams.faustutil import DirectTableWriter, Outbox, scan_partition
 from streams.metrics import WorkerMetrics
 from streams.pruning import LinePruner
 from streams.readmodel import ReadModelWriter

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import faust
 import redis.asyncio as aioredis
 
 from orderstream.core.readmodel import Keys
@@ -13,7 +12,7 @@ from orderstream.core.redispack import connection_options
 from orderstream.core.settings import Settings
 from streams.agents import StreamAgents, register_agents
 from streams.faustconsumer import WorkerConsumer
-from streams.faustutil import OrderedTableManager
+from streams.faustinternals import AppWithConsumer, OrderedTableManager, require_supported_faust
 from streams.metrics import WorkerMetrics
 from streams.readmodel import ReadModelWriter
 from streams.tables import StreamTables, declare_tables
@@ -23,19 +22,16 @@ WEB_PORT_BASE = 16066
 SESSION_TIMEOUT_S = 20.0
 
 
-class StreamApp(faust.App):
-    """A faust.App that also carries what was declared on it (for tests and tools)."""
+class StreamApp(AppWithConsumer):
+    """A faust.App with the workers' consumer that also carries what was declared on it
+    (for tests and tools)."""
 
     stream_topics: StreamTopics
     stream_tables: StreamTables
     stream_agents: StreamAgents
     readmodel: ReadModelWriter
     metrics: WorkerMetrics
-
-    def _new_transport(self) -> faust.types.TransportT:
-        transport = super()._new_transport()
-        transport.Consumer = WorkerConsumer  # type: ignore[misc]
-        return transport
+    consumer_class = WorkerConsumer
 
 
 def new_app(
@@ -47,7 +43,10 @@ def new_app(
     store: str = "rocksdb://",  # faust-streaming drives RocksDB through rocksdict
     broker: str | None = None,
 ) -> StreamApp:
-    """The app with the workers' options, nothing declared on it yet."""
+    """The app with the workers' options, nothing declared on it yet. Refuses
+    (``UnsupportedFaustVersion``) on a faust-streaming other than the one
+    ``streams.faustinternals`` is written against."""
+    require_supported_faust()
     return StreamApp(
         settings.app_id,
         broker=broker or f"kafka://{settings.kafka_bootstrap}",
@@ -74,7 +73,7 @@ def new_app(
         # keeps its partitions until its session expires: 20 s, not Faust's 60. The
         # heartbeats come from the consumer's own thread (every 3 s), not the agents' loop.
         broker_session_timeout=SESSION_TIMEOUT_S,
-        TableManager=OrderedTableManager,  # streams.faustutil.OrderedRecovery: why
+        TableManager=OrderedTableManager,  # streams.faustinternals.OrderedRecovery: why
     )
 
 

@@ -1,7 +1,7 @@
 """The workers' Faust consumer: prompt fetches, and delivery without a task per message.
 
-Like ``streams.faustutil``, this reaches into faust-streaming 0.15.3's internals, so it
-is pinned to that version (setup.cfg) and the integration tests run it on real Kafka.
+The parts that reach into faust-streaming (the fetch options, the fetch loop) are
+``streams.faustinternals.HookedConsumer``; this module decides what they are set to.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, cast
 
-from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import Message
-from mode import Service
+
+from streams.faustinternals import HookedConsumer
 
 #: A fetch request returns once FETCH_MIN_BYTES are ready or after FETCH_MAX_WAIT_MS
 #: (Faust hard-codes 1500 ms and aiokafka's default is 1 byte).
@@ -23,19 +23,8 @@ FETCH_MIN_BYTES = 16 * 1024
 #: How often a fetcher waiting for room in the stream buffers looks again.
 ROOM_POLL_S = 0.001
 
-#: Faust's fetcher yields to the event loop after this many messages (as Faust does).
-YIELD_EVERY = 100
 
-
-class _PromptFetchConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by consumer.start()
-        consumer._fetch_min_bytes = FETCH_MIN_BYTES
-        return consumer
-
-
-class WorkerConsumer(aiokafka_driver.Consumer):
+class WorkerConsumer(HookedConsumer):
     """Faust's aiokafka consumer with prompt fetches and direct delivery.
 
     **Prompt fetches.** Faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500``.
@@ -53,15 +42,16 @@ class WorkerConsumer(aiokafka_driver.Consumer):
     an ``asyncio.wait`` and three cancellations per message, so that a delivery blocked
     on a full stream buffer gives way when a rebalance suspends the flow. Nearly every
     delivery does not block (it decodes the message and puts it in a buffer with room).
-    ``_drain_messages`` below is Faust's, except that it runs the delivery coroutine's
-    first step inline (``deliver``) and falls back to Faust's ``wait_first`` only when
-    that step blocks or the flow is already suspended. On a Faust agent that only forwards
-    its input (``python -m bench.components.streams --only floor``) the fetcher's
-    per-message cost was ~40% of the process (docs/decisions/0009-faust-consumer.md).
+    The fetch loop (``HookedConsumer._drain_messages``) is Faust's, except that it runs
+    the delivery coroutine's first step inline (``deliver``) and falls back to Faust's
+    ``wait_first`` only when that step blocks or the flow is already suspended. On a
+    Faust agent that only forwards its input (``python -m bench.components.streams --only
+    floor``) the fetcher's per-message cost was ~40% of the process
+    (docs/decisions/0009-faust-consumer.md).
     """
 
-    def _new_consumer_thread(self) -> Any:
-        return _PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+    fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+    fetch_min_bytes = FETCH_MIN_BYTES
 
     async def room_in_buffers(self) -> None:
         """Return once every stream buffer is at most half full.
@@ -80,58 +70,7 @@ class WorkerConsumer(aiokafka_driver.Consumer):
         while any(queue.qsize() > queue.maxsize // 2 for queue in queues):  # noqa: ASYNC110
             await asyncio.sleep(ROOM_POLL_S)
 
-    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - Faust's loop
-        # faust-streaming 0.15.3 Consumer._drain_messages, with ``deliver`` in place of
-        # ``wait_first`` (and its unused diagnostics flag left out). Covered by every
-        # integration test that runs a worker.
-        callback = self.callback
-        getmany = self.getmany
-        consumer_should_stop = cast(Service, self)._stopped.is_set
-        fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
-        get_read_offset = self._read_offset.__getitem__
-        set_read_offset = self._read_offset.__setitem__
-        commit_every = self._commit_every
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        num_since_yield = 0
-        sleep = asyncio.sleep
-        try:
-            while not (consumer_should_stop() or fetcher_should_stop()):
-                await self.room_in_buffers()
-                ait = getmany(timeout=1.0)
-                # Faust: getmany may be called in a loop that never releases the event loop
-                await self.sleep(0)
-                if self.should_stop:
-                    continue
-                async for tp, message in ait:
-                    num_since_yield += 1
-                    if num_since_yield > YIELD_EVERY:
-                        await sleep(0)
-                        num_since_yield = 0
-                    offset = message.offset
-                    r_offset = get_read_offset(tp)
-                    if r_offset is not None and offset < r_offset:
-                        continue  # Faust drops a message below the read offset (log.dev)
-                    gap = offset - (r_offset or 0)
-                    if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, r_offset + 1, offset)
-                    if commit_every is not None and self._n_acked >= commit_every:
-                        self._n_acked = 0
-                        await self.commit()
-                    await self.deliver(callback, message)
-                    set_read_offset(tp, offset)
-        except self.consumer_stopped_errors:
-            if self.transport.app.should_stop:
-                self.log.info("Broker stopped consumer, shutting down...")
-                return
-            raise
-        except asyncio.CancelledError:
-            if self.transport.app.should_stop:
-                self.log.info("Consumer shutting down for user cancel.")
-                return
-            raise
-        except Exception as exc:
-            self.log.exception("Drain messages raised: %r", exc)
-            raise
+    before_fetch = room_in_buffers  # awaited before every fetch (HookedConsumer)
 
     async def deliver(
         self, callback: Callable[[Message], Awaitable[Any]], message: Message

@@ -1,9 +1,10 @@
-"""Faust internals the processing relies on (the consumer's are in ``streams.faustconsumer``).
+"""How the agents write: an outbox of aiokafka batches, direct table writes, table stores.
 
-``stream.take_events`` yields a batch that may span partitions, while Faust tables pick
-the changelog partition and the RocksDB partition store from the *current event*. To
-write a partition's keys from a batch we bind one of that partition's events as the
-current event while touching the table.
+``take_batches`` yields a batch that may span partitions, while Faust tables pick the
+changelog partition and the RocksDB partition store from the *current event*. To write a
+partition's keys from a batch we bind one of that partition's events as the current event
+(``streams.faustinternals.bound``) while touching the table. What touches Faust's private
+parts is in ``streams.faustinternals``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,23 +20,13 @@ from typing import Any
 import rocksdict
 from faust import stores as faust_stores
 from faust.stores import rocksdb as faust_rocksdb
-from faust.streams import _current_event
-from faust.tables.manager import TableManager
-from faust.tables.recovery import Recovery
-from faust.types import TP, EventT
+from faust.streams import current_event
+from faust.types import TP
 
 from schemas.partitioning import Murmur2Partitioner
+from streams.faustinternals import aiokafka_producer, partition_database, table_partition_get
 
 logger = logging.getLogger(__name__)
-
-
-@contextmanager
-def bound(event: EventT) -> Iterator[None]:
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 class Outbox:
@@ -85,7 +74,7 @@ class Outbox:
     async def flush(self) -> None:
         if not self._records:
             return
-        producer = self.app.producer._ensure_producer()
+        producer = aiokafka_producer(self.app)
         records, self._records = self._records, {}
         on_sent, self._on_sent = self._on_sent, {}
         topics = {topic for topic, _ in records}
@@ -178,11 +167,9 @@ class DirectTableWriter:
         speeds up reads made without an event, which scan every partition without it."""
         store = self.table.data
         if isinstance(store, faust_rocksdb.Store) and store.use_rocksdict:
-            eventref = _current_event.get(None)
-            event = eventref() if eventref is not None else None
+            event = current_event()
             if event is not None:
-                value: bytes | None = store._db_for_partition(event.message.partition).get(key)
-                return value
+                return table_partition_get(store, event.message.partition, key)
         return store.get(key)
 
     def put(self, partition: int, key: bytes, value: bytes | None) -> None:
@@ -210,94 +197,15 @@ def scan_partition(
     database, read from ``start``. The memory store keeps every partition's keys in one
     mapping, so nothing is read (nor pruned) there: a key of another partition would be
     deleted through this partition's changelog."""
-    db_for_partition = getattr(table.data, "_db_for_partition", None)
-    if db_for_partition is None:
+    db = partition_database(table.data, partition)
+    if db is None:
         return []
     rows: list[tuple[bytes, bytes]] = []
-    for key, value in db_for_partition(partition).items(from_key=start):
+    for key, value in db.items(from_key=start):
         if not key.startswith(prefix) or len(rows) >= limit:
             break
         rows.append((key, value))
     return rows
-
-
-def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[EventT]]:
-    """``stream.take_events(max_, within)`` whose wait starts at a batch's first event.
-
-    faust-streaming's ``take_events`` waits for a full buffer with a ``within`` timeout
-    in a loop, so an agent with nothing to do wakes every ``within`` (every 5 ms: 200
-    times a second, each a ``Service.wait_first`` of several futures); two idle agents
-    were the larger part of an idle worker's CPU. This copy of faust-streaming 0.15.3's
-    method waits without a timeout until the buffer has an event, then up to ``within``
-    for it to fill, so a batch is yielded at most ``within`` after its first event and
-    an idle agent sleeps. Acks, the buffer bound and ``current_event`` are as in Faust.
-    """
-    batches = _take_batches(stream, max_, within)
-    stream._active_agens.add(batches)  # as Faust's take_events: closed when the stream stops
-    return batches
-
-
-async def _take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[EventT]]:
-    buffer: list[Any] = []
-    events: list[EventT] = []
-    buffer_started = asyncio.Event()
-    buffer_full = asyncio.Event()
-    buffer_consumed = asyncio.Event()
-    stream_enable_acks: bool = stream.enable_acks
-    buffer_consuming: asyncio.Future[None] | None = None
-    channel_it = stream.channel.__aiter__()
-
-    async def add_to_buffer(value: Any) -> Any:
-        # faust's processor: the stream consumes the channel in the background and
-        # passes every value through here
-        nonlocal buffer_consuming
-        try:
-            if buffer_consuming is not None:
-                try:
-                    await buffer_consuming
-                finally:
-                    buffer_consuming = None
-            buffer.append(value)
-            event = stream.current_event
-            if event is None:
-                raise RuntimeError("Take buffer found current_event is None")
-            events.append(event)
-            buffer_started.set()
-            if len(buffer) >= max_:
-                buffer_full.set()
-                buffer_consumed.clear()
-                await stream.wait(buffer_consumed)
-        except asyncio.CancelledError:  # pragma: no cover
-            raise
-        except Exception as exc:
-            stream.log.exception("Error adding to take buffer: %r", exc)
-            await stream.crash(exc)
-        return value
-
-    stream.enable_acks = False  # events are acked here once the batch is processed
-    stream.add_processor(add_to_buffer)
-    stream._enable_passive(channel_it)
-    try:
-        while not stream.should_stop:
-            await stream.wait_for_stopped(buffer_started)
-            await stream.wait_for_stopped(buffer_full, timeout=within)
-            if buffer:
-                buffer_consuming = asyncio.get_running_loop().create_future()
-                try:
-                    yield list(events)
-                finally:
-                    buffer.clear()
-                    for event in events:
-                        await stream.ack(event)
-                    events.clear()
-                    if not buffer_consuming.done():
-                        buffer_consuming.set_result(None)
-                    buffer_started.clear()
-                    buffer_full.clear()
-                    buffer_consumed.set()
-    finally:
-        stream.enable_acks = stream_enable_acks
-        stream._processors.remove(add_to_buffer)
 
 
 def _exit_on_failure(future: asyncio.Future[Any]) -> None:
@@ -343,70 +251,3 @@ class TableStore(faust_rocksdb.Store):
 
 
 faust_stores.STORES.aliases["rocksdb"] = f"{__name__}:TableStore"
-
-
-class OrderedRecovery(Recovery):
-    """Faust's table recovery, handing the stream partitions back in a safe order.
-
-    faust-streaming's ``Recovery.on_recovery_completed`` resumes the stream partitions,
-    seeks them to their committed offsets, then resumes flow control, which clears every
-    stream queue. The consumer's flow was still active from the changelog restore, so
-    records fetched in that window were marked read and then cleared: measured in the
-    SIGKILL test, the record at a restarted worker's committed offset was never processed
-    (an order never decided: ``orders.requests`` offset 108 with 108 committed, then
-    109.. processed), and some restarted workers never processed again.
-
-    Here the flow is stopped first, the partitions are sought while their records cannot
-    reach a stream, the queues are cleared, and only then are the stream partitions
-    resumed and the flow restarted: every record delivered comes from the committed
-    offsets on. Otherwise the same steps as faust-streaming 0.15.3's method.
-    """
-
-    async def on_recovery_completed(self, generation_id: int = 0) -> None:
-        app: Any = self.app
-        consumer = app.consumer
-        consumer.stop_flow()
-        self.log.info("Restore complete!")
-        await app.on_rebalance_complete.send()
-        self._set_recovery_ended()
-        callbacks = [
-            asyncio.ensure_future(
-                table.on_recovery_completed(
-                    self.actives_for_table[table], self.standbys_for_table[table]
-                )
-            )
-            for table in self.tables.values()
-        ]
-        if callbacks:
-            await asyncio.wait(callbacks)
-        assignment = consumer.assignment()
-        if app.consumer_generation_id != generation_id:
-            self.log.warning(
-                "Recovery rebalancing again app id %s param %s",
-                app.consumer_generation_id,
-                generation_id,
-            )
-            return
-        if assignment:
-            self.log.info("Seek stream partitions to committed offsets.")
-            await self._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
-        self.completed.set()
-        app.flow_control.resume()  # clears the stream queues
-        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
-        consumer.resume_flow()
-        await app._fetcher.maybe_start()
-        self.tables.on_actives_ready()
-        if not app.assignor.assigned_standbys():
-            self.tables.on_standbys_ready()
-        app.on_rebalance_end()
-        self.log.info("Worker ready")
-
-
-class OrderedTableManager(TableManager):
-    """Faust's table manager with ``OrderedRecovery`` (the app's ``TableManager``)."""
-
-    @property
-    def recovery(self) -> Recovery:
-        if self._recovery is None:
-            self._recovery = OrderedRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
-        return self._recovery

@@ -19,6 +19,8 @@ from prometheus_client import generate_latest as render
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from streams.faustinternals import committed_offsets
+
 BATCH_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
@@ -123,7 +125,7 @@ class WorkerMetrics:
                 sources,
                 assignment=lambda: app.consumer.assignment(),
                 highwater=lambda tp: app.consumer.highwater(tp),
-                committed=lambda: dict(app.consumer._committed_offset),
+                committed=lambda: dict(committed_offsets(app)),
                 flags=lambda: {
                     "rebalancing": bool(app.rebalancing),
                     "recovering": bool(app.in_recovery),

@@ -21,7 +21,8 @@ from schemas import topics as names
 from schemas.orders import OrderExpiryCheck
 from streams import settlement
 from streams.effects import deliver
-from streams.faustutil import DirectTableWriter, Outbox, bound
+from streams.faustinternals import bound
+from streams.faustutil import DirectTableWriter, Outbox
 from streams.readmodel import ReadModelWriter
 from streams.records import OrderState, decode_order, encode
 from streams.settlement import Effect

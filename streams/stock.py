@@ -30,7 +30,8 @@ from schemas.inventory import ReleaseLine
 from schemas.orders import LineRejected, LineReserved
 from streams import ledger, settlement
 from streams.effects import deliver
-from streams.faustutil import DirectTableWriter, Outbox, bound
+from streams.faustinternals import bound
+from streams.faustutil import DirectTableWriter, Outbox
 from streams.pruning import LinePruner
 from streams.readmodel import ReadModelWriter
 from streams.records import (

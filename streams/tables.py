@@ -3,7 +3,7 @@
 Faust writes a table key to the changelog partition of the event being processed
 (``use_partitioner=False``, the default) and reads it from that partition's store, so
 composite keys such as a line record live in their product's partition as long as they
-are touched while processing that partition's event (``streams.faustutil.bound``).
+are touched while processing that partition's event (``streams.faustinternals.bound``).
 """
 
 from __future__ import annotations

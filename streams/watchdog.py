@@ -3,7 +3,7 @@
 A stuck worker is worse than a dead one: it stays a healthy member of its group
 (heartbeats, web), so its partitions are not reassigned, and every order on them stays
 ``accepted``. faust-streaming's recovery did this to restarted workers (about one SIGKILL
-test run in ten) until ``streams.faustutil.OrderedRecovery``; this is the backstop for
+test run in ten) until ``streams.faustinternals.OrderedRecovery``; this is the backstop for
 whatever else can hang an agent.
 
 Every ``CHECK_EVERY_S`` each agent's watchdog compares the events the agent processed
@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from mode.utils.logging import cry
+
+from streams.faustinternals import committed_offsets
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +157,7 @@ def watch(
         progress,
         assigned,
         ends,
-        lambda: app.consumer._committed_offset,
+        lambda: committed_offsets(app),
         busy,
         lambda reason: stop_worker(reason, agents=list(app.agents.values())),
         stall_s=stall_s,

@@ -20,7 +20,8 @@ from orderstream.core.settings import Settings
 from schemas import topics as names
 from streams.agents import BATCH_MAX, BATCH_WITHIN_S
 from streams.app import StreamApp, new_app
-from streams.faustutil import Outbox, take_batches
+from streams.faustinternals import take_batches
+from streams.faustutil import Outbox
 
 
 def floor_output(settings: Settings) -> str:

@@ -7,7 +7,8 @@ from pathlib import Path
 import faust
 import pytest
 
-from streams.faustutil import DirectTableWriter, Outbox, bound
+from streams.faustinternals import bound
+from streams.faustutil import DirectTableWriter, Outbox
 
 
 class _Message:

@@ -1,5 +1,5 @@
 """The app's table recovery hands the stream partitions back in a safe order
-(streams.faustutil.OrderedRecovery; the why is in its docstring): the seek happens while
+(streams.faustinternals.OrderedRecovery; the why is in its docstring): the seek happens while
 the consumer's flow is stopped and the stream partitions are still paused, and the flow
 restarts only after flow control has cleared the stream queues."""
 
@@ -13,7 +13,7 @@ from faust.types import TP
 
 from orderstream.core.settings import Settings
 from streams.app import create_app
-from streams.faustutil import OrderedRecovery
+from streams.faustinternals import OrderedRecovery
 
 
 def test_the_app_recovers_tables_with_ordered_recovery() -> None:

@@ -1,4 +1,4 @@
-"""streams.faustutil.take_batches on a real Faust stream (in-memory channel, no broker)."""
+"""streams.faustinternals.take_batches on a real Faust stream (in-memory channel, no broker)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import faust
 
-from streams.faustutil import take_batches
+from streams.faustinternals import take_batches
 
 
 def run_agent(

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from streams.faustconsumer import WorkerConsumer, step_inline
+from orderstream.settings import Settings
+from streams.app import create_app
+from streams.faustconsumer import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES, WorkerConsumer, step_inline
 
 
 async def test_a_delivery_that_does_not_block_runs_to_the_end_inline() -> None:
@@ -133,3 +135,15 @@ async def test_the_fetcher_waits_until_every_buffer_is_at_most_half_full() -> No
     assert not waiting.done()  # 5 of 8 is over half
     full.get_nowait()
     await asyncio.wait_for(waiting, timeout=1)  # 4 of 8 is half: room
+
+
+async def test_the_workers_aiokafka_consumer_is_built_with_prompt_fetch_options() -> None:
+    app = create_app(Settings.from_env(), store="memory://", with_read_model=False)
+    assert isinstance(app.consumer, WorkerConsumer)
+    thread = app.consumer._new_consumer_thread()
+    consumer = thread._create_worker_consumer(app.transport)  # built, not started
+    try:
+        assert consumer._fetch_max_wait_ms == FETCH_MAX_WAIT_MS
+        assert consumer._fetch_min_bytes == FETCH_MIN_BYTES
+    finally:
+        await consumer.stop()
