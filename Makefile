@@ -47,11 +47,15 @@ test-integration: install
 test-e2e: install-test
 	@$(VENV)/bin/pytest -m e2e $(PYTEST_ARGS)
 
-# ruff (lint + format) and mypy over the packages; CI runs it after the tests
+# ruff (lint + format), mypy over the packages, and mypy --strict over the contract and the
+# pure decision modules (.pre-commit-config.yaml runs the same); CI runs it after the tests
+MYPY_PACKAGES := ingress orderstream streams sinks schemas bench
+MYPY_STRICT := schemas streams/decisions.py streams/settlement.py sinks/projection.py sinks/arbitration.py
 lint: venv
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy ingress orderstream streams sinks schemas bench
+	@$(VENV)/bin/mypy $(MYPY_PACKAGES)
+	@$(VENV)/bin/mypy --strict $(MYPY_STRICT)
 
 ci:
 	@.ci/run
