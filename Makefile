@@ -48,7 +48,7 @@ test-e2e: install-test
 	@$(VENV)/bin/pytest -m e2e $(PYTEST_ARGS)
 
 # ruff (lint + format), mypy over the packages, and mypy --strict over the contract and the
-# pure decision modules (.pre-commit-config.yaml runs the same); CI runs it after the tests
+# pure decision modules (.pre-commit-config.yaml runs the same); CI runs it before the stack
 MYPY_PACKAGES := ingress orderstream streams sinks schemas bench
 MYPY_STRICT := schemas streams/decisions.py streams/settlement.py sinks/projection.py sinks/arbitration.py
 lint: venv
