@@ -2,6 +2,8 @@
 # What `make up` needs before the venv exists: system packages (only when absent) and the venv
 # (created, or re-installed when setup.cfg is newer than its stamp). Idempotent and quiet when
 # there is nothing to do. As non-root, missing system packages are reported, not installed.
+# BOOTSTRAP_VENV_ONLY=1 (make venv): only Python and the venv, none of the stack's packages
+# (PostgreSQL, Redis, a JDK, Maven): what the unit tests and lint need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,10 +11,12 @@ PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 
 missing=()
-compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
-command -v mvn >/dev/null 2>&1 || missing+=(maven)
+if [[ ${BOOTSTRAP_VENV_ONLY:-0} != 1 ]]; then
+  compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
+  command -v mvn >/dev/null 2>&1 || missing+=(maven)
+fi
 command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3)
 "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 # for the tests only (make test sets BOOTSTRAP_FOR_TESTS=1): Debian's Chromium and its driver,

@@ -7,6 +7,8 @@ import logging
 
 import click
 
+from orderstream import __version__
+
 # name -> "module:click_command"; each component owns its command.
 SUBCOMMANDS = {
     "stack": "orderstream.stack.cli:stack",
@@ -34,6 +36,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup)
+@click.version_option(__version__, prog_name="orderstream")
 @click.option("--log-level", default="INFO", show_default=True)
 def cli(log_level: str) -> None:
     """orderstream: a streaming order pipeline for flash sales."""

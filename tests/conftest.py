@@ -3,7 +3,8 @@
 ``stack`` (session) is the running local stack when ``.local/stack.env`` answers; else a
 testcontainers stack when a Docker engine answers; else the local stack started here (the
 same code as ``make up``) and stopped at the end. Everything a test creates is named under
-its own ``namespace``, so tests never see each other's topics, groups or keys.
+its own ``namespace``, so tests never see each other's topics, groups or keys. A unit test
+may not ask for ``stack``, directly or through another fixture.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for tier in TIERS:
             if TESTS / tier in parents:
                 item.add_marker(getattr(pytest.mark, tier))
+        # the unit tier runs without Kafka, PostgreSQL or Redis installed (make test-unit):
+        # every fixture that reaches a real service goes through `stack`
+        if item.get_closest_marker("unit") and "stack" in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(f"{item.nodeid}: a unit test uses the stack fixture")
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 from streams import faustinternals
 from streams.app import new_app
 from streams.exceptions import UnsupportedFaustVersion

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from orderstream.settings import Settings
+from orderstream.core.settings import Settings
 from streams.app import create_app
 from streams.faustconsumer import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES, WorkerConsumer, step_inline
 
