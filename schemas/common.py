@@ -31,8 +31,8 @@ def utcnow() -> datetime:
 def event_id_for(*parts: object) -> str:
     """A stable event id derived from what the event is about (never random): the UUIDv5
     (RFC 9562) of the parts joined by ``:`` in ``EVENT_NAMESPACE``, as ``uuid.uuid5``
-    gives it, built from the SHA-1 digest directly (``uuid.uuid5`` plus ``str`` of the
-    ``UUID`` object was ~3% of a Faust worker and ~2% of an ingress worker)."""
+    gives it, built from the SHA-1 digest directly: half the time of ``uuid.uuid5`` plus
+    ``str`` (docs/decisions/0019)."""
     name = ":".join(str(p) for p in parts).encode()
     digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5

@@ -46,8 +46,7 @@ class WorkerConsumer(HookedConsumer):
     the delivery coroutine's first step inline (``deliver``) and falls back to Faust's
     ``wait_first`` only when that step blocks or the flow is already suspended. On a
     Faust agent that only forwards its input (``python -m bench.components.streams --only
-    floor``) the fetcher's per-message cost was ~40% of the process
-    (docs/decisions/0009-faust-consumer.md).
+    floor``) the fetcher's per-message cost dominated (docs/decisions/0009-faust-consumer.md).
     """
 
     fetch_max_wait_ms = FETCH_MAX_WAIT_MS

@@ -34,8 +34,7 @@ class Outbox:
 
     ``add`` only queues (no I/O); ``flush`` hands each (topic, partition)'s records to the
     app's own aiokafka producer with ``create_batch``/``send_batch``: one accumulator entry
-    and one future per partition instead of per record (per-record ``send`` was ~12% of a
-    worker's CPU: metadata lookups, a future and a callback each). Records keep their
+    and one future per partition instead of per record (docs/decisions/0020). Records keep their
     order within a partition, so a table's changelog is written in the order it was
     changed. Faust's producer flush before each offset commit covers these batches too,
     and a failed delivery exits the process before that commit can happen (at-least-once:
@@ -163,7 +162,7 @@ class DirectTableWriter:
         On RocksDB this reads the partition's rocksdict directly, as ``Store._get`` does in
         the end: ``table.data.get`` goes through ``Mapping.get``, ``__getitem__`` and a
         raised and caught ``KeyError`` for every key not stored yet (a new order's line, a
-        new customer), ~5% of a worker end to end. The key index Faust keeps on hits only
+        new customer; docs/decisions/0013). The key index Faust keeps on hits only
         speeds up reads made without an event, which scan every partition without it."""
         store = self.table.data
         if isinstance(store, faust_rocksdb.Store) and store.use_rocksdict:
@@ -221,7 +220,7 @@ class TableStoreOptions(faust_rocksdb.RocksDBOptions):
     column family with RocksDB's defaults: after a worker's first restart its tables had
     no bloom filter and an 8 MiB block cache (``filter_policy: nullptr`` in the LOG), so
     every lookup of a key that does not exist (a new order's line, a new customer) read
-    and decompressed an SST block: ~20% of a busy worker's time, in ``Store._get``.
+    and decompressed an SST block (docs/decisions/0014).
     Same as Faust's ``open`` for rocksdict, plus ``column_families``.
     """
 

@@ -44,7 +44,7 @@ def worker(index: int, web_port: int | None, web_host: str, loglevel: str) -> No
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     # Faust's terminal spinner (on when loglevel >= WARN) sets the ROOT logger to DEBUG
     # so it can spin on every record: then every aiokafka ``log.debug`` per sent message
-    # is formatted and filtered (measured: ~15% of the worker's CPU at --loglevel warning).
+    # is formatted and filtered (docs/decisions/0021).
     worker.spinner = None
     gctune.tune()  # the app is declared: freeze it (orderstream.core.gctune)
     worker.execute_from_commandline()

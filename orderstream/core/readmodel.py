@@ -105,9 +105,8 @@ return 1
 """
 
 # The pipeline's writers send a batch's statuses and products as these, many per call: one
-# command per chunk instead of one per order or product (redis-py packs and parses one
-# command, Redis runs one; ~8% less worker CPU per line, bench.components.streams hot).
-# A call blocks Redis while it runs, hence the chunks.
+# command per chunk instead of one per order or product (docs/decisions/0006). A call blocks
+# Redis while it runs, hence the chunks.
 SET_STATUSES_LUA = _many(SET_STATUS_LUA, 2)
 SET_PRODUCTS_LUA = _many(SET_PRODUCT_LUA, 1)
 BATCH_CHUNK = 256

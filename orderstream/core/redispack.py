@@ -3,10 +3,10 @@
 redis-py's asyncio ``Connection.pack_command`` builds every command in Python, one bytes
 join per argument, even with hiredis installed; its sync ``Connection`` packs with
 ``HiredisRespSerializer`` (``hiredis.pack_command``). The pipeline's read-model writes are
-long commands (``orderstream.core.readmodel.batch_calls``: thousands of arguments), so the
-Python packer was ~11% of a busy Faust worker (py-spy, bench.components.streams spread). This
-connection class uses redis-py's own hiredis serializer for asyncio clients; without
-hiredis, or for ``unix://`` and ``rediss://`` URLs, redis-py's defaults stay.
+long commands (``orderstream.core.readmodel.batch_calls``: thousands of arguments), where
+the Python packer shows in a worker's profile (docs/decisions/0008). This connection class
+uses redis-py's own hiredis serializer for asyncio clients; without hiredis, or for
+``unix://`` and ``rediss://`` URLs, redis-py's defaults stay.
 """
 
 from __future__ import annotations
