@@ -33,7 +33,9 @@ class RespServer:
 def fake_redis_server() -> Iterator[RespServer]:
     """fakeredis' TCP server on 127.0.0.1 (a free port), Lua included, for the block."""
     tcp = fakeredis.TcpFakeServer(("127.0.0.1", 0))
-    thread = threading.Thread(target=tcp.serve_forever, name="fake-redis-tcp", daemon=True)
+    thread = threading.Thread(
+        target=tcp.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-redis", daemon=True
+    )
     thread.start()
     port = tcp.server_address[1]
     sync = fakeredis.FakeRedis(server=tcp.fake_server)
