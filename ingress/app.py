@@ -2,7 +2,8 @@
 
 An ASGI app (``falcon.asgi``) on gunicorn's ASGI worker with uvloop:
 ``gunicorn -c ingress/gunicorn_conf.py 'ingress.app:get_app()'``. ``redis`` is a
-redis.asyncio client (or anything with its coroutine methods); ``get_app`` passes an
+redis.asyncio client (or anything with its coroutine methods); ``get_app`` passes what
+``connect_redis`` builds from the ``IngressConfig``: by default an
 ``ingress.redisbatch.BatchedRedis`` over an ``ingress.respwire.RespWire``, and the
 long-polls then subscribe over ``respwire`` too (``readside.StatusWaiter``).
 ``publisher`` is an ``ingress.publisher.Publisher``.
@@ -11,7 +12,6 @@ long-polls then subscribe over ``respwire`` too (``readside.StatusWaiter``).
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import falcon
@@ -106,30 +106,37 @@ class Shutdown:
                 logger.exception("closing %r", close)
 
 
-def get_app() -> falcon.asgi.App:
-    """Real collaborators from the environment (``.local/stack.env`` + variables)."""
+def connect_redis(config: IngressConfig) -> Any:
+    """The ingress' Redis client, as ``config`` chooses it: redis.asyncio, under a
+    ``BatchedRedis`` (``redis_batch``) whose batches go out on a ``RespWire`` for a
+    redis:// URL (``redis_client="wire"``) or on redis-py's pipelines."""
     from ingress.redisbatch import BatchedRedis
     from ingress.redisconn import connect
     from ingress.respwire import RespWire
-    from ingress.store import SqlStore
 
-    config = IngressConfig.from_env()
-    s = config.settings
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    url = config.settings.redis_url
     client: Any = connect(
-        s.redis_url,
+        url,
         socket_timeout=5,
         socket_connect_timeout=2,
         health_check_interval=30,
         max_connections=64,
     )
-    if os.environ.get("INGRESS_REDIS_BATCH", "1") != "0":
-        # concurrent requests share round trips, over one hiredis connection (redis://)
-        wire = None
-        if s.redis_url.startswith("redis://") and os.environ.get("INGRESS_REDIS_WIRE", "1") != "0":
-            wire = RespWire(s.redis_url, timeout_s=5, connect_timeout_s=2)
-        client = BatchedRedis(client, wire=wire)
-    publisher = KafkaPublisher(
-        s.kafka_bootstrap, linger_ms=int(os.environ.get("INGRESS_KAFKA_LINGER_MS", "2"))
-    )
-    return create_app(config, publisher, client, fallback=SqlStore(s.database_url))
+    if not config.redis_batch:
+        return client
+    # concurrent requests share round trips, over one hiredis connection (redis://)
+    wire = None
+    if config.redis_client == "wire" and url.startswith("redis://"):
+        wire = RespWire(url, timeout_s=5, connect_timeout_s=2)
+    return BatchedRedis(client, wire=wire)
+
+
+def get_app() -> falcon.asgi.App:
+    """Real collaborators from the environment (``.local/stack.env`` + variables), read once."""
+    from ingress.store import SqlStore
+
+    config = IngressConfig.from_env()
+    s = config.settings
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    publisher = KafkaPublisher(s.kafka_bootstrap, linger_ms=config.kafka_linger_ms)
+    return create_app(config, publisher, connect_redis(config), fallback=SqlStore(s.database_url))

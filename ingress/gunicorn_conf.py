@@ -2,7 +2,8 @@
 
 Worker class: gunicorn's own ASGI worker on uvloop (the app is ``falcon.asgi``; Redis and
 Kafka are asyncio clients). Chosen by measurement over gevent with a WSGI app
-(docs/decisions/0003-asgi-ingress.md). Override with INGRESS_WORKERS for experiments. HTTP
+(docs/decisions/0003-asgi-ingress.md). The knobs (``INGRESS_WORKERS``, ``INGRESS_ASGI_LOOP``,
+``PROMETHEUS_MULTIPROC_DIR``) are read through ``ingress.config.IngressConfig``. HTTP
 parsing: the C parser of ``gunicorn_h1c`` (a dependency; gunicorn's default ``http_parser =
 "auto"`` picks it when installed, else its pure-Python parser; docs/decisions/0005-gunicorn-h1c.md).
 """
@@ -13,15 +14,17 @@ import os
 import shutil
 from pathlib import Path
 
+from ingress.config import IngressConfig
+
 _ROOT = Path(__file__).resolve().parent.parent
-_METRICS_DIR = Path(
-    os.environ.get("PROMETHEUS_MULTIPROC_DIR") or _ROOT / ".local" / "ingress-metrics"
-)
+_CONFIG = IngressConfig.from_env()
+_METRICS_DIR = Path(_CONFIG.prometheus_multiproc_dir or _ROOT / ".local" / "ingress-metrics")
+# for prometheus-client and for the workers' IngressConfig (multiprocess mode)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_METRICS_DIR)
 
 worker_class = "asgi"
-asgi_loop = os.environ.get("INGRESS_ASGI_LOOP", "uvloop")  # "asyncio" for py-spy profiles
-workers = int(os.environ.get("INGRESS_WORKERS", "2"))
+asgi_loop = _CONFIG.asgi_loop
+workers = _CONFIG.workers
 worker_connections = 4096  # concurrent connections per worker
 keepalive = 75
 timeout = 90  # > max long-poll wait

@@ -15,7 +15,8 @@ pipeline once on ConnectionError, as it does single commands: see ``ingress.redi
 With a ``wire`` (``ingress.respwire.RespWire``, what the ingress runs) a batch goes out
 through that one hiredis connection instead of a redis-py ``Pipeline``, and the replies are
 shaped here as redis-py shapes them (``SET`` -> True or None, ``HGETALL`` -> dict). Without
-one (tests on fakeredis), through the wrapped client's pipelines.
+one (``IngressConfig.redis_client = "pipeline"``, a non-redis:// URL, a fakeredis client),
+through the wrapped client's pipelines.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -99,12 +100,14 @@ def test_wait_returns_the_new_status_when_it_changes(h: Harness) -> None:
     order_id = h.post_order(order_body(("a", 1))).json["order_id"]
     changer = threading.Timer(0.3, set_status, args=(h, order_id, "committed"))
     changer.start()
+    started = time.monotonic()
     try:
         r = h.client.simulate_get(f"/v1/orders/{order_id}", params={"wait": "20"}, headers=STORE)
     finally:
         changer.join(timeout=10)
     assert r.status_code == 200
     assert r.json["status"] == "committed"
+    assert time.monotonic() - started < 4  # heard as it was published, before a re-check (5 s)
 
 
 def test_wait_without_a_change_returns_the_current_status(h: Harness) -> None:
