@@ -3,9 +3,9 @@
 ``ingress.redisbatch.BatchedRedis`` sends the ingress' hot commands (the admission script,
 the stored response, the order reads) as one batch per round trip. Through redis-py's
 ``Pipeline`` a batch cost a Pipeline object and a command stack, and per command a wrapper,
-a response callback and an ``asyncio.timeout`` (docs/decisions/0007). ``RespWire`` writes a batch in one write and parses the replies in
-C (``hiredis.Reader``) as they arrive, in an asyncio ``Protocol`` (no stream reader, no
-read per reply), under one timeout per batch.
+a response callback and an ``asyncio.timeout`` (docs/decisions/0007). ``RespWire`` writes a
+batch in one write and parses the replies in C (``hiredis.Reader``) as they arrive, in an
+asyncio ``Protocol`` (no stream reader, no read per reply), under one timeout per batch.
 
 Replies are RESP2 as hiredis gives them (bytes, int, list, None); an error reply becomes a
 ``redis.exceptions.ResponseError`` in its place, for its caller only. Connection set-up
