@@ -24,7 +24,16 @@ def has_module(cfg: StackConfig, name: str) -> bool:
         return False
 
 
+# stack.env values no program reads: kept out of the programs' environment, so that changing
+# one (``ORDERSTREAM_WORKERS=3 make up``) restarts no program
+STACK_ONLY = frozenset({"ORDERSTREAM_WORKERS"})
+
+
 def programs(cfg: StackConfig, env: Mapping[str, str]) -> list[Program]:
+    """The pipeline's programs. Changing the worker count adds or removes ``worker-N``
+    programs only: supervisord's ``update`` restarts a program only when its own entry
+    changed."""
+    env = {k: v for k, v in env.items() if k not in STACK_ONLY}
     env = {**env, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(cfg.root)}
     bin_ = cfg.venv_bin
     # the pipeline's processes, behind the ingress for the CPU when asked (coreutils nice)

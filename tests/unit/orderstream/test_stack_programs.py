@@ -37,3 +37,32 @@ def test_the_niceness_recorded_by_make_up_is_kept_by_the_next_one(tmp_path: Path
     environ = {"ORDERSTREAM_STACK_DIR": str(tmp_path)}
     assert StackConfig.from_env(environ).pipeline_nice == 5
     assert StackConfig.from_env({**environ, "ORDERSTREAM_PIPELINE_NICE": "0"}).pipeline_nice == 0
+
+
+def sections(workers: int, local: Path) -> dict[str, str]:
+    """The supervisord config's program sections for a stack of ``workers`` workers, with
+    the values `make up` writes to stack.env."""
+    from orderstream.core.settings import Settings
+    from orderstream.stack.runner import stack_values
+    from orderstream.stack.supervisor import render
+
+    cfg = StackConfig.from_env(
+        {"ORDERSTREAM_WORKERS": str(workers), "ORDERSTREAM_STACK_DIR": str(local)}
+    )
+    environ = {"STOREFRONT_KEY": "s", "ADMIN_KEY": "a"}
+    values = stack_values(cfg, Settings(), environ, None)
+    text = render(cfg, programs(cfg, values))
+    found: dict[str, str] = {}
+    for block in text.split("\n[")[1:]:
+        name, _, body = block.partition("]\n")
+        if name.startswith("program:"):
+            found[name.removeprefix("program:")] = body
+    return found
+
+
+def test_another_worker_count_changes_only_the_workers_added_or_removed(tmp_path: Path) -> None:
+    two, three = sections(2, tmp_path), sections(3, tmp_path)
+
+    assert set(three) - set(two) == {"worker-2"}
+    # supervisord's update restarts a program whose section changed: none of these
+    assert {name: three[name] for name in two} == two
