@@ -278,3 +278,12 @@ def check_stall(
     if worst.outside_s > threshold_s:
         check.failures.append(check.note)
     return check
+
+
+def assert_all_ok(found: Iterable[Check], what: str) -> None:
+    """Fail with every failed check and its first failures, under ``what`` (e.g. counts)."""
+    failed = [c for c in found if not c.ok]
+    summary = "\n".join(
+        f"{c.name}: {len(c.failures)} {c.note}\n  " + "\n  ".join(c.failures[:5]) for c in failed
+    )
+    assert not failed, f"{what}:\n{summary}"

@@ -93,8 +93,4 @@ def test_scaling_the_workers_restarts_nothing_else_and_loses_no_order(stack, pg,
         checks.check_told(logs, orders),
         checks.check_reconcile(local.settings, list(products), timeout_s=60.0),
     ]
-    failed = [c for c in found if not c.ok]
-    summary = "\n".join(
-        f"{c.name}: {len(c.failures)} {c.note}\n  " + "\n  ".join(c.failures[:5]) for c in failed
-    )
-    assert not failed, f"{len(logs)} orders, {len(orders)} rows:\n{summary}"
+    checks.assert_all_ok(found, f"{len(logs)} orders, {len(orders)} rows")
