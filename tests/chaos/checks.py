@@ -287,3 +287,18 @@ def assert_all_ok(found: Iterable[Check], what: str) -> None:
         f"{c.name}: {len(c.failures)} {c.note}\n  " + "\n  ".join(c.failures[:5]) for c in failed
     )
     assert not failed, f"{what}:\n{summary}"
+
+
+def check_keys_and_answers(
+    logs: list[KeyLog], not_final: set[str], orders: dict[str, StoredOrder]
+) -> list[Check]:
+    """What every retrying-storefront test checks: each answer understood, each accepted
+    order final, one order per key (told and stored), none lost, none nobody was told of."""
+    return [
+        *check_answers(logs),
+        check_final_through_api(not_final, orders),
+        check_one_order_per_key(logs),
+        check_one_order_per_key_stored(logs, orders),
+        check_nothing_lost(logs, orders),
+        check_told(logs, orders),
+    ]

@@ -85,12 +85,7 @@ def test_scaling_the_workers_restarts_nothing_else_and_loses_no_order(stack, pg,
 
     orders = checks.stored_orders_at_rest(pg, prefix)
     found = [
-        *checks.check_answers(logs),
-        checks.check_final_through_api(not_final, orders),
-        checks.check_one_order_per_key(logs),
-        checks.check_one_order_per_key_stored(logs, orders),
-        checks.check_nothing_lost(logs, orders),
-        checks.check_told(logs, orders),
+        *checks.check_keys_and_answers(logs, not_final, orders),
         checks.check_reconcile(local.settings, list(products), timeout_s=60.0),
     ]
     checks.assert_all_ok(found, f"{len(logs)} orders, {len(orders)} rows")

@@ -64,12 +64,7 @@ def test_a_broker_killed_under_retrying_clients_leaves_each_key_one_told_order(s
     orders = checks.stored_orders_at_rest(pg, prefix)
 
     found = [
-        *checks.check_answers(logs),
-        checks.check_final_through_api(not_final, orders),
-        checks.check_one_order_per_key(logs),
-        checks.check_one_order_per_key_stored(logs, orders),
-        checks.check_nothing_lost(logs, orders),
-        checks.check_told(logs, orders),
+        *checks.check_keys_and_answers(logs, not_final, orders),
         checks.check_committed_told(local.settings, logs, prefix),
         # at rest: the relay may still be sending what the sink shipped while it reconnected
         checks.check_reconcile(local.settings, list(products), timeout_s=60.0),
