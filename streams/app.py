@@ -53,7 +53,7 @@ def new_app(
         store=store,
         datadir=str(Path(settings.data_dir) / str(worker_index)),
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.replication_factor,
         topic_disable_leader=True,
         key_serializer="raw",
         value_serializer="raw",
@@ -68,7 +68,7 @@ def new_app(
         # WorkerConsumer fetches only while every buffer is at most half full; half plus
         # one poll (2000) stays under the 80% at which Faust pauses a partition
         stream_buffer_maxsize=8192,
-        table_standby_replicas=0,
+        table_standby_replicas=settings.standby_replicas,
         # A worker that dies without leaving the group (SIGKILL, a watchdog's hard exit)
         # keeps its partitions until its session expires: 20 s, not Faust's 60. The
         # heartbeats come from the consumer's own thread (every 3 s), not the agents' loop.

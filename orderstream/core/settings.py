@@ -30,6 +30,14 @@ class Settings:
     ingress_url: str = "http://127.0.0.1:18080"
 
     partitions: int = DEFAULT_PARTITIONS
+    # copies of every topic (Faust's changelogs included) and how many an acks=all write
+    # waits for; the local stack derives both from its broker count (orderstream.stack.config)
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+    # warm copies of each stock table partition on other workers (Faust's
+    # table_standby_replicas): a worker's partitions then move to one that has the table
+    # already, instead of one that must read the changelog; with one worker there is none
+    standby_replicas: int = 1
     topic_prefix: str = ""
     app_id: str = "orderstream"
     data_dir: str = str(REPO_ROOT / ".local" / "workers")

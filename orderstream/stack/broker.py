@@ -1,4 +1,5 @@
-"""Apache Kafka in KRaft mode (one combined broker+controller) from Maven Central's jars."""
+"""Apache Kafka in KRaft mode from Maven Central's jars: one node, or a cluster of combined
+broker+controller nodes on consecutive loopback ports."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -53,29 +55,63 @@ def resolve_jars(cfg: StackConfig) -> None:
     stamp.write_text(digest)
 
 
-def _properties(cfg: StackConfig) -> str:
-    data = cfg.local / "kafka" / "data"
+BROKER_SESSION_TIMEOUT_MS = 9000
+BROKER_HEARTBEAT_MS = 2000
+
+
+def node_dir(cfg: StackConfig, node: int) -> Path:
+    """A node's ``server.properties`` and ``data``: ``.local/kafka`` for a single node,
+    ``.local/kafka/node-N`` in a cluster."""
+    base = cfg.local / "kafka"
+    return base if cfg.brokers == 1 else base / f"node-{node}"
+
+
+def program_name(cfg: StackConfig, node: int) -> str:
+    """``kafka`` for a single node, ``kafka-N`` in a cluster."""
+    return "kafka" if cfg.brokers == 1 else f"kafka-{node}"
+
+
+def program_names(cfg: StackConfig) -> list[str]:
+    return [program_name(cfg, n) for n in cfg.broker_nodes]
+
+
+def properties(cfg: StackConfig, node: int) -> str:
+    """``server.properties`` of ``node``: a combined broker and KRaft controller, every node a
+    voter (docs/decisions/0022-one-broker-by-default.md says why combined). Replication comes
+    from the node count (``StackConfig.replication_factor``, ``min_insync_replicas``), for
+    the topics the brokers create themselves as for ours; unclean leader election stays off,
+    so a lagging replica never becomes leader and drops acknowledged writes."""
+    rf, min_isr = cfg.replication_factor, cfg.min_insync_replicas
+    voters = ",".join(f"{n}@127.0.0.1:{cfg.controller_port_of(n)}" for n in cfg.broker_nodes)
+    port, controller = cfg.broker_port(node), cfg.controller_port_of(node)
     return "\n".join(
         [
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{cfg.controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port},CONTROLLER://127.0.0.1:{cfg.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port}",
+            f"node.id={node}",
+            f"controller.quorum.voters={voters}",
+            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            f"log.dirs={data}",
+            f"log.dirs={node_dir(cfg, node) / 'data'}",
             "auto.create.topics.enable=false",
             "num.partitions=8",
-            "default.replication.factor=1",
-            "offsets.topic.replication.factor=1",
+            f"default.replication.factor={rf}",
+            f"min.insync.replicas={min_isr}",
+            "unclean.leader.election.enable=false",
+            f"offsets.topic.replication.factor={rf}",
             "offsets.topic.num.partitions=10",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            f"transaction.state.log.replication.factor={rf}",
+            f"transaction.state.log.min.isr={min_isr}",
+            f"share.coordinator.state.topic.replication.factor={rf}",
+            f"share.coordinator.state.topic.min.isr={min_isr}",
             "group.initial.rebalance.delay.ms=0",
+            # a node that stops heartbeating is fenced, and its partitions led elsewhere,
+            # after this long (Kafka's default 9 s): the time a killed node's partitions
+            # refuse writes
+            f"broker.session.timeout.ms={BROKER_SESSION_TIMEOUT_MS}",
+            f"broker.heartbeat.interval.ms={BROKER_HEARTBEAT_MS}",
             "log.retention.hours=24",
             "log.segment.bytes=268435456",
             "",
@@ -139,65 +175,234 @@ def recorded_cluster_id(kafka_dir: Path) -> str:
     return cluster_id
 
 
+class TopologyChanged(RuntimeError):
+    """The Kafka data was formatted for another node count: KRaft's voters are fixed at
+    format time, so moving between topologies starts from empty data (``make clean``)."""
+
+
 def prepare(cfg: StackConfig) -> None:
-    """Jars, server.properties, and KRaft storage formatted once (``meta.properties`` present
-    means formatted)."""
+    """Jars, each node's server.properties, and its KRaft storage formatted once
+    (``meta.properties`` present means formatted), all under one cluster id."""
     resolve_jars(cfg)
-    props = cfg.local / "kafka" / "server.properties"
-    props.write_text(_properties(cfg))
-    data = cfg.local / "kafka" / "data"
-    if (data / "meta.properties").exists():
+    kafka_dir = cfg.local / "kafka"
+    kafka_dir.mkdir(parents=True, exist_ok=True)
+    check_topology(cfg)
+    for node in cfg.broker_nodes:
+        home = node_dir(cfg, node)
+        home.mkdir(parents=True, exist_ok=True)
+        props = home / "server.properties"
+        props.write_text(properties(cfg, node))
+        if (home / "data" / "meta.properties").exists():
+            continue
+        cluster_id = recorded_cluster_id(kafka_dir)
+        logger.info("formatting KRaft storage of node %d (cluster %s)", node, cluster_id)
+        format_ = ["format", f"--cluster-id={cluster_id}", "-c", str(props)]
+        result = subprocess.run(
+            _java(cfg, "kafka.tools.StorageTool", *format_), capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            output = (result.stderr or result.stdout).strip()
+            raise RuntimeError(f"kafka-storage format of node {node} failed: {output[-2000:]}")
+    (kafka_dir / "brokers").write_text(f"{cfg.brokers}\n")
+
+
+def check_topology(cfg: StackConfig) -> None:
+    """Refuse (``TopologyChanged``) a node count other than the one the data was formatted
+    for; data formatted before the count was recorded is a single node's."""
+    kafka_dir = cfg.local / "kafka"
+    record = kafka_dir / "brokers"
+    if record.exists():
+        formatted = int(record.read_text().strip() or 1)
+    elif (kafka_dir / "data" / "meta.properties").exists():
+        formatted = 1
+    else:
         return
-    cluster_id = recorded_cluster_id(cfg.local / "kafka")
-    logger.info("formatting KRaft storage in %s (cluster %s)", data, cluster_id)
-    format_ = ["format", f"--cluster-id={cluster_id}", "-c", str(props)]
-    result = subprocess.run(
-        _java(cfg, "kafka.tools.StorageTool", *format_), capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        output = (result.stderr or result.stdout).strip()
-        raise RuntimeError(f"kafka-storage format failed: {output[-2000:]}")
+    if formatted != cfg.brokers:
+        raise TopologyChanged(
+            f"the Kafka data in {kafka_dir} is a {formatted}-node cluster's, not a "
+            f"{cfg.brokers}-node one: `make clean` deletes the stack's data (Kafka, "
+            f"PostgreSQL, Redis) so that `ORDERSTREAM_BROKERS={cfg.brokers} make up` can start "
+            "anew, or run with the recorded count"
+        )
 
 
-def program(cfg: StackConfig) -> Program:
-    command = _java(cfg, "kafka.Kafka", str(cfg.local / "kafka" / "server.properties"), heap="1g")
-    return Program("kafka", command, cfg.root, priority=10, stopwaitsecs=60, startsecs=3)
+def programs(cfg: StackConfig) -> list[Program]:
+    """One supervised JVM per node."""
+    heap = "1g" if cfg.brokers == 1 else "768m"
+    return [
+        Program(
+            program_name(cfg, node),
+            _java(cfg, "kafka.Kafka", str(node_dir(cfg, node) / "server.properties"), heap=heap),
+            cfg.root,
+            priority=10,
+            stopwaitsecs=60,
+            startsecs=3,
+        )
+        for node in cfg.broker_nodes
+    ]
 
 
-def ping(bootstrap: str) -> None:
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    # a plain TCP probe first: kafka-python's reconnect backoff would otherwise add seconds
-    socket.create_connection((host, int(port)), timeout=2).close()
+def _reachable(bootstrap: str) -> str:
+    """The first ``host:port`` of ``bootstrap`` that accepts a TCP connection: a plain probe
+    first, because kafka-python's reconnect backoff would otherwise add seconds."""
+    errors = []
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+            return address.strip()
+        except OSError as exc:
+            errors.append(f"{address}: {exc}")
+    raise ConnectionError("; ".join(errors))
+
+
+def ping(bootstrap: str, brokers: int = 1) -> None:
+    """Kafka answers metadata, with at least ``brokers`` nodes registered."""
+    _reachable(bootstrap)
     admin = KafkaAdminClient(
         bootstrap_servers=bootstrap, request_timeout_ms=5000, client_id="stack-ping"
     )
     try:
-        admin.describe_cluster()
+        found = admin.describe_cluster().get("brokers", [])
     finally:
         admin.close()
+    if len(found) < brokers:
+        raise RuntimeError(f"{len(found)} of {brokers} Kafka nodes registered")
 
 
-def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> list[str]:
-    """Create missing topics (replication 1); returns the ones created. Idempotent."""
+def ensure_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int,
+    replication_factor: int = 1,
+    min_insync_replicas: int = 1,
+) -> list[str]:
+    """Create missing topics with that many partitions and copies; returns the ones created.
+    Idempotent: an existing topic is left as it is (a warning names what differs)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="stack-topics")
+    config = {"min.insync.replicas": str(min_insync_replicas)}
     try:
         wanted = list(names)
         existing = set(admin.list_topics())
         missing = [n for n in wanted if n not in existing]
         if missing:
+            new = [
+                NewTopic(n, partitions, replication_factor, topic_configs=config) for n in missing
+            ]
             try:
-                admin.create_topics([NewTopic(n, partitions, 1) for n in missing], timeout_ms=30000)
+                admin.create_topics(new, timeout_ms=30000)
             except TopicAlreadyExistsError:
                 pass
         for desc in admin.describe_topics([n for n in wanted if n in existing]):
-            count = len(desc.get("partitions", []))
-            if count != partitions:
+            found = desc.get("partitions", [])
+            copies = {len(p.get("replica_nodes", ())) for p in found}
+            if len(found) != partitions or copies != {replication_factor}:
                 logger.warning(
-                    "topic %s has %d partitions, settings say %d (not changed: keys would move)",
-                    desc.get("topic"),
-                    count,
+                    "topic %s has %d partitions of %s copies, settings say %d of %d "
+                    "(not changed: keys would move, or it needs a reassignment)",
+                    desc.get("name"),
+                    len(found),
+                    "/".join(map(str, sorted(copies))) or "?",
                     partitions,
+                    replication_factor,
                 )
         return missing
     finally:
         admin.close()
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """What ``make status`` shows of Kafka: registered nodes, the KRaft quorum, and the
+    partitions that have fewer in-sync copies than copies."""
+
+    nodes: list[int]
+    quorum_leader: int | None
+    voters: dict[int, str]  # node id -> "leader" / "follower (lag N)" / "?"
+    under_replicated: list[str]  # "topic/partition"
+    partitions: int
+
+
+def leaders(bootstrap: str, topic: str) -> dict[int, int]:
+    """partition -> leader node id (-1 while a partition has none)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="stack-leaders")
+    try:
+        (desc,) = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    return {p["partition_index"]: p["leader_id"] for p in desc.get("partitions", [])}
+
+
+def under_replicated(bootstrap: str) -> tuple[list[str], int]:
+    """The ``topic/partition``s whose in-sync copies are fewer than their copies, and the
+    number of partitions looked at."""
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=5000, client_id="stack-status"
+    )
+    try:
+        topics = admin.describe_topics()
+    finally:
+        admin.close()
+    short, total = [], 0
+    for desc in topics:
+        for p in desc.get("partitions", []):
+            total += 1
+            if len(p.get("isr_nodes", ())) < len(p.get("replica_nodes", ())):
+                short.append(f"{desc['name']}/{p['partition_index']}")
+    return sorted(short), total
+
+
+def quorum(cfg: StackConfig, bootstrap: str) -> tuple[int | None, dict[int, str]]:
+    """The KRaft quorum's leader (the active controller) and each voter's state, from
+    Kafka's own ``kafka-metadata-quorum describe --replication``."""
+    address = _reachable(bootstrap)
+    command = _java(
+        cfg,
+        "org.apache.kafka.tools.MetadataQuorumCommand",
+        "--bootstrap-server",
+        address,
+        "describe",
+        "--replication",
+        heap="128m",
+    )
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    if result.returncode != 0:
+        raise RuntimeError((result.stderr or result.stdout).strip()[-500:])
+    return parse_quorum(result.stdout)
+
+
+def parse_quorum(text: str) -> tuple[int | None, dict[int, str]]:
+    """``describe --replication``'s table: NodeId, DirectoryId, LogEndOffset, Lag, ...,
+    Status (Leader / Follower / Observer), after the tool's own log lines."""
+    leader, voters = None, {}
+    lines = [line.split() for line in text.splitlines() if line.strip()]
+    starts = [i for i, words in enumerate(lines) if words[:1] == ["NodeId"]]
+    if not starts:
+        return None, {}
+    header = lines[starts[0]]
+    for row in lines[starts[0] + 1 :]:
+        fields = dict(zip(header, row, strict=False))
+        if not fields.get("NodeId", "").isdigit():
+            continue
+        node, status = int(fields["NodeId"]), fields.get("Status", "?")
+        if status == "Leader":
+            leader = node
+            voters[node] = "leader"
+        elif status == "Follower":
+            voters[node] = f"follower (lag {fields.get('Lag', '?')})"
+        else:
+            voters[node] = status.lower()
+    return leader, voters
+
+
+def cluster_view(cfg: StackConfig, bootstrap: str) -> ClusterView:
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=5000, client_id="stack-status"
+    )
+    try:
+        nodes = sorted(b["broker_id"] for b in admin.describe_cluster().get("brokers", []))
+    finally:
+        admin.close()
+    short, total = under_replicated(bootstrap)
+    leader, voters = quorum(cfg, bootstrap)
+    return ClusterView(nodes, leader, voters, short, total)

@@ -10,7 +10,7 @@ import sys
 import click
 
 from orderstream.core.settings import Settings
-from orderstream.stack import database, runner
+from orderstream.stack import broker, database, runner
 from orderstream.stack.config import StackConfig
 
 
@@ -49,7 +49,7 @@ def up(
     cfg = StackConfig.from_env()
     try:
         runner.up(cfg, _settings(cfg), os.environ, ext, timeout_s=timeout)
-    except database.ClusterUnreachable as exc:
+    except (database.ClusterUnreachable, broker.TopologyChanged) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(runner.status(cfg))
 

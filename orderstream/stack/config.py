@@ -11,6 +11,8 @@ from orderstream.core.settings import REPO_ROOT, STACK_ENV, read_env_file
 
 DEFAULT_WORKERS = 2
 DEFAULT_WORKER_WEB_PORT = 16066
+DEFAULT_BROKERS = 1  # docs/decisions/0022-one-broker-by-default.md
+MAX_REPLICATION_FACTOR = 3
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,9 @@ class StackConfig:
     sink_metrics_port: int = 16090
     relay_metrics_port: int = 16091
     workers: int = DEFAULT_WORKERS
+    # Kafka nodes (each a combined broker and KRaft controller); node N (1-based) listens on
+    # kafka_port + 2(N-1) and its controller on controller_port + 2(N-1)
+    brokers: int = DEFAULT_BROKERS
     # niceness of the workers, sink and relay (0-19; 0: same CPU priority as the ingress)
     pipeline_nice: int = 0
 
@@ -33,7 +38,8 @@ class StackConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StackConfig:
         """``ORDERSTREAM_STACK_DIR`` moves ``.local``; ``ORDERSTREAM_STACK_PORT_OFFSET`` shifts
         every port (to run a second stack beside the shared one); ``ORDERSTREAM_WORKERS``
-        sets the worker count (else the one recorded in ``stack.env``, else 2);
+        sets the worker count (else the one recorded in ``stack.env``, else 2) and
+        ``ORDERSTREAM_BROKERS`` the Kafka node count (likewise, else 1);
         ``ORDERSTREAM_PIPELINE_NICE`` runs the workers, sink and relay at that niceness, so
         that on a shared host order intake comes first (docs/decisions/0016-pipeline-nice.md); like
         the worker count it is recorded in ``stack.env`` and kept by later ``make up``s."""
@@ -44,6 +50,11 @@ class StackConfig:
         workers = int(
             env.get("ORDERSTREAM_WORKERS") or recorded.get("ORDERSTREAM_WORKERS") or DEFAULT_WORKERS
         )
+        brokers = int(
+            env.get("ORDERSTREAM_BROKERS") or recorded.get("ORDERSTREAM_BROKERS") or DEFAULT_BROKERS
+        )
+        if brokers < 1:
+            raise ValueError(f"ORDERSTREAM_BROKERS must be at least 1, not {brokers}")
         nice = (
             env.get("ORDERSTREAM_PIPELINE_NICE") or recorded.get("ORDERSTREAM_PIPELINE_NICE") or "0"
         )
@@ -59,6 +70,7 @@ class StackConfig:
             sink_metrics_port=16090 + offset,
             relay_metrics_port=16091 + offset,
             workers=workers,
+            brokers=brokers,
             pipeline_nice=min(19, max(0, int(nice))),
         )
 
@@ -87,8 +99,30 @@ class StackConfig:
         return self.root / ".venv" / "bin"
 
     @property
+    def broker_nodes(self) -> list[int]:
+        """The Kafka node ids, 1 to ``brokers``."""
+        return list(range(1, self.brokers + 1))
+
+    def broker_port(self, node: int) -> int:
+        return self.kafka_port + 2 * (node - 1)
+
+    def controller_port_of(self, node: int) -> int:
+        return self.controller_port + 2 * (node - 1)
+
+    @property
+    def replication_factor(self) -> int:
+        """Every topic's replication factor: one copy per node, at most three."""
+        return min(self.brokers, MAX_REPLICATION_FACTOR)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """Copies an ``acks=all`` write waits for: all but one, so that one node can be lost
+        without refusing writes and no acknowledged write lives on one node only."""
+        return max(1, self.replication_factor - 1)
+
+    @property
     def kafka_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
+        return ",".join(f"127.0.0.1:{self.broker_port(n)}" for n in self.broker_nodes)
 
     @property
     def database_url(self) -> str:

@@ -25,8 +25,9 @@ def has_module(cfg: StackConfig, name: str) -> bool:
 
 
 # stack.env values no program reads: kept out of the programs' environment, so that changing
-# one (``ORDERSTREAM_WORKERS=3 make up``) restarts no program
-STACK_ONLY = frozenset({"ORDERSTREAM_WORKERS"})
+# one (``ORDERSTREAM_WORKERS=3 make up``) restarts no program (another broker count changes
+# KAFKA_BOOTSTRAP, which every program reads)
+STACK_ONLY = frozenset({"ORDERSTREAM_WORKERS", "ORDERSTREAM_BROKERS"})
 
 
 def programs(cfg: StackConfig, env: Mapping[str, str]) -> list[Program]:

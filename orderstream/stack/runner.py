@@ -7,7 +7,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orderstream.core.settings import Settings
 from orderstream.stack import broker, cache, database, envfile, pipeline, processes, supervisor
@@ -39,10 +39,17 @@ def wait_until(what: str, probe: Callable[[], object], timeout_s: float) -> None
             time.sleep(0.5)
 
 
+def external_brokers(external: External) -> int:
+    return len(external.kafka_bootstrap.split(","))
+
+
 def stack_values(
     cfg: StackConfig, settings: Settings, environ: Mapping[str, str], external: External | None
 ) -> dict[str, str]:
     previous = envfile.recorded(cfg.stack_env)
+    # replication follows the local broker count; services run elsewhere say their own
+    rf = settings.replication_factor if external else cfg.replication_factor
+    min_isr = settings.min_insync_replicas if external else cfg.min_insync_replicas
     return {
         "INGRESS_URL": cfg.ingress_url,
         "KAFKA_BOOTSTRAP": external.kafka_bootstrap if external else cfg.kafka_bootstrap,
@@ -51,6 +58,11 @@ def stack_values(
         "STOREFRONT_KEY": envfile.secret("STOREFRONT_KEY", environ, previous),
         "ADMIN_KEY": envfile.secret("ADMIN_KEY", environ, previous),
         "ORDERSTREAM_PARTITIONS": str(settings.partitions),
+        "ORDERSTREAM_REPLICATION_FACTOR": str(rf),
+        "ORDERSTREAM_MIN_INSYNC_REPLICAS": str(min_isr),
+        "ORDERSTREAM_STANDBY_REPLICAS": str(settings.standby_replicas),
+        "ORDERSTREAM_DATA_DIR": str(cfg.local / "workers"),
+        "ORDERSTREAM_BROKERS": str(external_brokers(external) if external else cfg.brokers),
         "ORDERSTREAM_WORKERS": str(cfg.workers),
         "ORDERSTREAM_PIPELINE_NICE": str(cfg.pipeline_nice),
     }
@@ -72,7 +84,7 @@ def up(
         database.prepare(cfg)  # first: it may refuse the stack directory (ClusterUnreachable)
         broker.prepare(cfg)
         cache.prepare(cfg)
-        services = [broker.program(cfg), database.program(cfg), cache.program(cfg)]
+        services = [*broker.programs(cfg), database.program(cfg), cache.program(cfg)]
     programs = pipeline.programs(cfg, values)
     supervisor.ensure_running(cfg, supervisor.render(cfg, [*services, *programs]))
     supervisor.start(cfg, [p.name for p in services])
@@ -90,12 +102,21 @@ def up(
 def init(
     cfg: StackConfig, settings: Settings, values: Mapping[str, str], timeout_s: float = 120
 ) -> None:
-    """Wait for Kafka, PostgreSQL and Redis; create the topics; run the migrations."""
-    wait_until("kafka", lambda: broker.ping(values["KAFKA_BOOTSTRAP"]), timeout_s)
+    """Wait for Kafka (as many nodes as copies), PostgreSQL and Redis; create the topics;
+    run the migrations. ``values`` (stack.env's) override ``settings``."""
+    settings = Settings.from_env({**settings.to_env(), **values})
+    bootstrap, nodes = values["KAFKA_BOOTSTRAP"], settings.replication_factor
+    wait_until("kafka", lambda: broker.ping(bootstrap, nodes), timeout_s)
     wait_until("postgres", lambda: database.ping(values["DATABASE_URL"]), timeout_s)
     wait_until("redis", lambda: cache.ping(values["REDIS_URL"]), timeout_s)
     topics = [settings.topics(name) for name in ALL_TOPICS]
-    created = broker.ensure_topics(values["KAFKA_BOOTSTRAP"], topics, settings.partitions)
+    created = broker.ensure_topics(
+        bootstrap,
+        topics,
+        settings.partitions,
+        settings.replication_factor,
+        settings.min_insync_replicas,
+    )
     logger.info("topics: %d wanted, created %s", len(topics), created or "none")
     pipeline.migrate(cfg, values)
 
@@ -107,10 +128,34 @@ def down(cfg: StackConfig) -> dict[int, str]:
 
 
 def clean(cfg: StackConfig) -> None:
-    """Stop the stack and delete its data: ``.local`` and a cluster kept outside it."""
+    """Stop the stack and delete its data: ``.local`` and a cluster kept outside it, and
+    the same for a stack nested in it (the replicated one the fault tests start)."""
+    for nested in sorted(p.parent for p in cfg.local.glob("*/supervisord.conf")):
+        clean(replace(cfg, local=nested))
     down(cfg)
     database.remove(cfg.local)
     shutil.rmtree(cfg.local, ignore_errors=True)
+
+
+def kafka_status(cfg: StackConfig) -> list[str]:
+    """Kafka's nodes, its KRaft quorum and its under-replicated partitions, or why not."""
+    try:
+        view = broker.cluster_view(cfg, cfg.kafka_bootstrap)
+    except Exception as exc:
+        return [f"kafka: no answer ({exc.__class__.__name__}: {str(exc)[:200]})"]
+    missing = sorted(set(cfg.broker_nodes) - set(view.nodes))
+    lines = [
+        f"kafka nodes: {len(view.nodes)} of {cfg.brokers} registered {view.nodes}"
+        + (f", missing {missing}" if missing else ""),
+        f"kafka replication: {cfg.replication_factor} copies, "
+        f"min.insync.replicas {cfg.min_insync_replicas}",
+        f"controller quorum: leader {view.quorum_leader}; "
+        + ", ".join(f"node {n} {state}" for n, state in sorted(view.voters.items())),
+        f"under-replicated partitions: {len(view.under_replicated)} of {view.partitions}"
+        + (f" ({', '.join(view.under_replicated[:8])}" if view.under_replicated else "")
+        + (", ...)" if len(view.under_replicated) > 8 else ")" if view.under_replicated else ""),
+    ]
+    return lines
 
 
 def port_open(port: int) -> bool:
@@ -126,8 +171,11 @@ def status(cfg: StackConfig) -> str:
     else:
         lines.append(supervisor.ctl(cfg, "status").stdout.rstrip())
     ports = {
-        "kafka": cfg.kafka_port,
-        "kafka-controller": cfg.controller_port,
+        **{
+            f"{broker.program_name(cfg, n)}{suffix}": port(n)
+            for n in cfg.broker_nodes
+            for suffix, port in (("", cfg.broker_port), (" controller", cfg.controller_port_of))
+        },
         "postgres": cfg.pg_port,
         "redis": cfg.redis_port,
         "ingress": cfg.ingress_port,
@@ -139,6 +187,8 @@ def status(cfg: StackConfig) -> str:
     for name, port in ports.items():
         state = "listening" if port_open(port) else "-"
         lines.append(f"{name:<18} 127.0.0.1:{port:<6} {state}")
+    lines.append("")
+    lines.extend(kafka_status(cfg))
     if cfg.stack_env.exists():
         key = envfile.recorded(cfg.stack_env).get("STOREFRONT_KEY", "")
         lines.append(f"\nstorefront page: {cfg.ingress_url}/shop#key={key}")

@@ -79,3 +79,40 @@ def acquire(environ: Mapping[str, str] | None = None) -> tuple[StackHandle, Call
 
     values = runner.up(cfg, Settings.from_env({**recorded, **environ}), environ)
     return _handle(values, "local", True), lambda: runner.down(cfg)
+
+
+REPLICATED_BROKERS = 3
+REPLICATED_PORT_OFFSET = 500  # beside the shared stack's ports (19092..., 15432, 18080, ...)
+
+
+def replicated_config(environ: Mapping[str, str] | None = None) -> StackConfig:
+    """The replicated stack the fault tests drive: three Kafka nodes in ``.local/replicated``
+    on ports shifted by 500, unless the stack of ``.local`` has three nodes itself."""
+    environ = dict(os.environ if environ is None else environ)
+    main = StackConfig.from_env(environ)
+    if main.brokers >= REPLICATED_BROKERS:
+        return main
+    return StackConfig.from_env(
+        {
+            **environ,
+            "ORDERSTREAM_STACK_DIR": str(main.local / "replicated"),
+            "ORDERSTREAM_STACK_PORT_OFFSET": str(REPLICATED_PORT_OFFSET),
+            "ORDERSTREAM_BROKERS": str(REPLICATED_BROKERS),
+        }
+    )
+
+
+def acquire_replicated(
+    environ: Mapping[str, str] | None = None,
+) -> tuple[StackConfig, Callable[[], object]]:
+    """The replicated stack running already, or started here (stopped, data kept, by the
+    returned cleanup)."""
+    environ = dict(os.environ if environ is None else environ)
+    cfg = replicated_config(environ)
+    recorded = envfile.recorded(cfg.stack_env)
+    if recorded and answers(recorded):
+        return cfg, lambda: None
+    settings = Settings.from_env({**recorded, "ORDERSTREAM_STANDBY_REPLICAS": "1"})
+    env = {**environ, "ORDERSTREAM_STACK_DIR": str(cfg.local), "ORDERSTREAM_BROKERS": "3"}
+    runner.up(cfg, settings, env)
+    return cfg, lambda: runner.down(cfg)
