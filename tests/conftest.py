@@ -23,9 +23,19 @@ from orderstream.stack.testing import StackHandle
 
 TESTS = Path(__file__).resolve().parent
 TIERS = ("unit", "integration", "e2e")
+# last in a session, in this order: the replicated stack's fault tests (they start a second
+# stack beside the shared one), then the chaos run (its faults then disturb no other test,
+# and a stack it leaves broken fails only the run itself)
+LAST = (TESTS / "e2e" / "replicated", TESTS / "chaos")
+
+
+def rank(item: pytest.Item) -> int:
+    parents = Path(str(item.path)).resolve().parents
+    return next((n + 1 for n, directory in enumerate(LAST) if directory in parents), 0)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=rank)
     for item in items:
         parents = Path(str(item.path)).resolve().parents
         for tier in TIERS:

@@ -38,7 +38,12 @@ from tests.chaos.storefront import (
     RetryPolicy,
 )
 
-SERVICES = ("kafka", "postgres", "redis")
+SERVICES = ("postgres", "redis")  # and the Kafka programs (LocalStack.brokers)
+
+
+def brokers_of(programs: Sequence[str]) -> list[str]:
+    """The Kafka programs among ``programs``: ``kafka``, or ``kafka-1`` ... in a cluster."""
+    return sorted(p for p in programs if p == "kafka" or p.startswith("kafka-"))
 
 
 @dataclass(frozen=True)
@@ -82,36 +87,38 @@ class ChaosConfig:
 
 
 def short_faults(programs: Sequence[str], pause_s: float = 5.0) -> tuple[Fault, ...]:
-    """Every program killed once; the broker and the ingress paused once."""
+    """Every program killed once; a broker and the ingress paused once."""
     workers = sorted(p for p in programs if p.startswith("worker-"))
-    others = [p for p in programs if p not in workers and p not in ("kafka", "ingress")]
+    kafka = brokers_of(programs)
+    others = [p for p in programs if p not in (*workers, *kafka, "ingress")]
     return (
         Fault(workers[0], KILL),
         *(Fault(p, KILL) for p in others if p in ("sink", "relay")),
-        Fault("kafka", PAUSE, pause_s),
+        Fault(kafka[0], PAUSE, pause_s),
         *(Fault(p, KILL) for p in others if p not in ("sink", "relay")),
         Fault("ingress", PAUSE, pause_s),
         Fault("ingress", KILL),
         *(Fault(w, KILL) for w in workers[1:]),
-        Fault("kafka", KILL),
+        *(Fault(b, KILL) for b in kafka),
     )
 
 
 def long_faults(programs: Sequence[str], pause_s: float = 8.0) -> tuple[Fault, ...]:
-    """Every program killed, then every program paused; the broker killed three times."""
+    """Every program killed, then every program paused; a broker killed three times."""
     workers = sorted(p for p in programs if p.startswith("worker-"))
+    kafka = brokers_of(programs)
     rest = [p for p in ("sink", "relay", "ingress", "postgres", "redis") if p in programs]
-    others = [p for p in programs if p not in workers and p not in rest and p != "kafka"]
-    kills = [workers[0], "sink", "kafka", *[p for p in rest if p != "sink"], *others]
-    kills += workers[1:]
-    pauses = [workers[0], "sink", "relay", "ingress", "kafka", "postgres", "redis", *others]
+    others = [p for p in programs if p not in (*workers, *rest, *kafka)]
+    kills = [workers[0], "sink", kafka[0], *[p for p in rest if p != "sink"], *others]
+    kills += [*workers[1:], *kafka[1:]]
+    pauses = [workers[0], "sink", "relay", "ingress", *kafka, "postgres", "redis", *others]
     pauses += workers[1:]
     return (
         *(Fault(p, KILL) for p in kills),
         *(Fault(p, PAUSE, pause_s) for p in pauses if p in programs),
-        Fault("kafka", KILL),
+        Fault(kafka[-1], KILL),
         Fault(workers[-1], PAUSE, pause_s),
-        Fault("kafka", KILL),
+        Fault(kafka[0], KILL),
     )
 
 
@@ -370,7 +377,9 @@ async def drain(
 
 def programs_running(stack: LocalStack) -> list[str]:
     status = stack.status()
-    missing = [p for p in (*SERVICES, "ingress", "sink", "relay") if p not in status]
+    missing = [
+        p for p in (*SERVICES, *stack.brokers, "ingress", "sink", "relay") if p not in status
+    ]
     if missing or not any(p.startswith("worker-") for p in status):
         raise RuntimeError(f"the stack lacks {missing or 'workers'}: {sorted(status)}")
     down = [s.name for s in status.values() if s.state != "RUNNING"]

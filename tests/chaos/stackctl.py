@@ -78,11 +78,14 @@ def send(pids: list[int], sig: int) -> list[int]:
 
 
 class LocalStack:
-    """One worktree's supervised stack (``.local`` of the repository), reached on 127.0.0.1."""
+    """One supervised stack, reached on 127.0.0.1: the repository's ``.local`` unless
+    ``local`` (or ``ORDERSTREAM_STACK_DIR``) names another stack directory."""
 
-    def __init__(self, root: Path = REPO_ROOT) -> None:
+    def __init__(self, root: Path = REPO_ROOT, local: Path | None = None) -> None:
         self.root = root
-        env_file = root / ".local" / "stack.env"
+        if local is None:
+            local = Path(os.environ.get("ORDERSTREAM_STACK_DIR") or root / ".local")
+        env_file = local / "stack.env"
         if not env_file.exists():
             raise RuntimeError(f"{env_file} missing: run `make up` first")
         recorded = read_env_file(env_file)
@@ -91,12 +94,24 @@ class LocalStack:
             raise RuntimeError(f"the chaos harness only drives a stack on {LOCALHOST}")
         # the ports the stack was started with, whatever this shell's offset says
         offset = ingress.port - DEFAULT_INGRESS_PORT
-        environ = {**os.environ, "ORDERSTREAM_STACK_PORT_OFFSET": str(offset)}
-        self.cfg = StackConfig.from_env(environ)
-        self.settings = Settings.from_env({**recorded, **os.environ})
+        self.environ = {
+            **os.environ,
+            "ORDERSTREAM_STACK_DIR": str(local),
+            "ORDERSTREAM_STACK_PORT_OFFSET": str(offset),
+        }
+        self.cfg = StackConfig.from_env(self.environ)
+        self.settings = Settings.from_env({**os.environ, **recorded})
         for url in (self.settings.kafka_bootstrap, self.settings.redis_url):
             if LOCALHOST not in url:
                 raise RuntimeError(f"the chaos harness only drives a stack on {LOCALHOST}: {url}")
+
+    @property
+    def brokers(self) -> list[str]:
+        """The Kafka programs: ``kafka``, or ``kafka-1`` ... in a cluster."""
+        return broker.program_names(self.cfg)
+
+    def broker_node(self, program: str) -> int:
+        return self.brokers.index(program) + 1
 
     # ------------------------------------------------------------------ supervisor
     def ctl(self, *args: str, timeout: float = 60.0) -> str:
@@ -128,12 +143,13 @@ class LocalStack:
 
     # ------------------------------------------------------------------ probes
     def probe(self, program: str) -> Callable[[], bool]:
-        """A check that ``program`` serves: the broker answers metadata, PostgreSQL a
+        """A check that ``program`` serves: a Kafka node answers metadata, PostgreSQL a
         query, Redis a PING, the ingress ``/healthz``; workers, sink and relay listen on
         their web / metrics port (they open it once set up)."""
         cfg, settings = self.cfg, self.settings
-        if program == "kafka":
-            return _quiet(lambda: broker.ping(settings.kafka_bootstrap))
+        if program in self.brokers:  # that node itself answers metadata
+            address = f"{LOCALHOST}:{cfg.broker_port(self.broker_node(program))}"
+            return _quiet(lambda: broker.ping(address))
         if program == "postgres":
             return _quiet(lambda: database.ping(settings.database_url))
         if program == "redis":
