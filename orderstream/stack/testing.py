@@ -105,14 +105,15 @@ def replicated_config(environ: Mapping[str, str] | None = None) -> StackConfig:
 def acquire_replicated(
     environ: Mapping[str, str] | None = None,
 ) -> tuple[StackConfig, Callable[[], object]]:
-    """The replicated stack running already, or started here (stopped, data kept, by the
-    returned cleanup)."""
+    """The replicated stack, brought up (idempotent: a running one keeps its processes); the
+    returned cleanup stops it, data kept, when it was not running before."""
+    from orderstream.stack import supervisor
+
     environ = dict(os.environ if environ is None else environ)
     cfg = replicated_config(environ)
+    was_running = supervisor.daemon_pid(cfg) is not None
     recorded = envfile.recorded(cfg.stack_env)
-    if recorded and answers(recorded):
-        return cfg, lambda: None
-    settings = Settings.from_env({**recorded, "ORDERSTREAM_STANDBY_REPLICAS": "1"})
-    env = {**environ, "ORDERSTREAM_STACK_DIR": str(cfg.local), "ORDERSTREAM_BROKERS": "3"}
+    settings = Settings.from_env({"ORDERSTREAM_STANDBY_REPLICAS": "1", **recorded})
+    env = {**environ, "ORDERSTREAM_STACK_DIR": str(cfg.local)}
     runner.up(cfg, settings, env)
-    return cfg, lambda: runner.down(cfg)
+    return cfg, (lambda: None) if was_running else (lambda: runner.down(cfg))

@@ -12,6 +12,7 @@ decides again. Those figures are reported, never asserted (docs/operations.md).
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import time
 import uuid
@@ -27,11 +28,12 @@ from schemas.partitioning import partition_for
 from tests.chaos import checks
 from tests.chaos.faults import KILL, Fault, FaultInjector, FaultRecord
 from tests.chaos.harness import Load, create_products, drain, programs_running
-from tests.chaos.stackctl import LocalStack, wait_for
+from tests.chaos.stackctl import LocalStack, send, wait_for
 from tests.chaos.storefront import KeyLog, RetryingStorefront, RetryPolicy
 
 RATE = 50.0  # orders offered per second, from before the first fault to after the last
 HEAL_TIMEOUT_S = 120.0
+NODE_DOWN_S = 12.0  # how long a lost node stays down: longer than fencing it takes (3 s)
 DECIDED = frozenset({"committed", "shipped", "rejected", "cancelled"})
 
 
@@ -46,11 +48,12 @@ class Run:
     records: list[FaultRecord] = field(default_factory=list)
 
 
-def new_run(local: LocalStack, name: str) -> Run:
+def new_run(local: LocalStack, name: str, hot_stock: int = 400) -> Run:
     run_id = uuid.uuid4().hex[:8]
-    # HOT sells out within the run (the gate and the stock decisions under faults); the
-    # others never do, so that intake shows as 202s throughout
-    stock = {f"REPL-{run_id}-HOT": 400, **{f"REPL-{run_id}-{n}": 100_000 for n in "ABC"}}
+    # HOT, ordered three times as often as each other product, sells out within the run (the
+    # gate and the stock decisions under faults) unless given more; the others never do, so
+    # that intake shows as 202s throughout
+    stock = {f"REPL-{run_id}-HOT": hot_stock, **{f"REPL-{run_id}-{n}": 100_000 for n in "ABC"}}
     create_products(local, stock)
     return Run(stock, f"repl-{name}-{run_id}-")
 
@@ -136,31 +139,66 @@ def active_controller(local: LocalStack) -> str:
     return local.brokers[leader - 1]
 
 
+@dataclass
+class NodeDown:
+    program: str
+    killed: float  # monotonic
+    restarted: float
+
+
+async def lose_node(local: LocalStack, program: str, down_s: float) -> NodeDown:
+    """kill -9 one node's process tree and keep it down for ``down_s`` (supervisord would
+    restart it at once), then start it and wait until it answers and every partition has
+    its copies in sync again."""
+    pid = await asyncio.to_thread(local.running_pid, program)
+    assert pid, local.ctl("status", program)
+    tree = await asyncio.to_thread(local.fault_pids, program, pid, pause=False)
+    send(tree, signal.SIGKILL)
+    killed = time.monotonic()
+    await asyncio.to_thread(local.ctl, "stop", program)
+    await asyncio.sleep(max(0.0, killed + down_s - time.monotonic()))
+    await asyncio.to_thread(local.ctl, "start", program, timeout=180.0)
+    restarted = time.monotonic()
+    assert await asyncio.to_thread(wait_for, local.probe(program), HEAL_TIMEOUT_S, 0.5), program
+    await wait_healed(local)
+    return NodeDown(program, killed, restarted)
+
+
+def accepted_between(run: Run, product_id: str, start: float, end: float) -> int:
+    """Orders of ``product_id`` alone answered 202/201 in [start, end]."""
+    return sum(
+        1
+        for log in run.logs
+        if [p for p, _ in log.items] == [product_id]
+        for a in log.answers
+        if a.status in (201, 202) and start <= a.at <= end
+    )
+
+
 def test_losing_one_broker_the_hot_partitions_leader_then_the_active_controller(
     cluster: LocalStack, cluster_pg: sa.Engine
 ) -> None:
+    """Each node stays down for NODE_DOWN_S: orders for the hot product, whose partition
+    the first one led, must be accepted meanwhile (two copies are enough to write)."""
     programs_running(cluster)
-    run = new_run(cluster, "loss")
+    run = new_run(cluster, "loss", hot_stock=100_000)
     hot = next(p for p in run.stock if p.endswith("-HOT"))
-    injector = FaultInjector(cluster)
+    lost: list[NodeDown] = []
 
     async def faults() -> None:
-        for choose in (
-            lambda: hot_partition_leader(cluster, hot),
-            lambda: active_controller(cluster),
-        ):
+        choices = (lambda: hot_partition_leader(cluster, hot), lambda: active_controller(cluster))
+        for choose in choices:
             program = await asyncio.to_thread(choose)
-            run.records.append(await injector.inject(Fault(program, KILL)))
-            await wait_healed(cluster)
+            lost.append(await lose_node(cluster, program, NODE_DOWN_S))
 
-    try:
-        asyncio.run(under_load(cluster, run, cluster_pg, faults))
-    finally:
-        injector.close()
-    for record in run.records:
-        back = record.back or time.monotonic()
-        print(f"kill -9 {record.fault.program}: {buyers_saw(run, record.started, back + 2.0)}")
+    asyncio.run(under_load(cluster, run, cluster_pg, faults))
+    for down in lost:
+        seen = buyers_saw(run, down.killed, down.restarted)
+        print(f"kill -9 {down.program}, down {NODE_DOWN_S:.0f} s: {seen}")
     assert_invariants(cluster, run, cluster_pg)
+    first = lost[0]
+    while_down = accepted_between(run, hot, first.killed, first.restarted)
+    assert while_down > 0, f"no order of {hot} accepted while {first.program} was down"
 
 
 def test_a_rolling_restart_of_every_broker(cluster: LocalStack, cluster_pg: sa.Engine) -> None:

@@ -36,6 +36,7 @@ def test_one_node_keeps_its_ports_names_and_directory(tmp_path: Path) -> None:
     assert found["controller.quorum.voters"] == "1@127.0.0.1:19093"
     assert found["default.replication.factor"] == "1"
     assert found["min.insync.replicas"] == "1"
+    assert "broker.session.timeout.ms" not in found  # Kafka's 9 s: no other node to lead
 
 
 def test_three_nodes_are_voters_on_their_own_ports_with_three_copies(tmp_path: Path) -> None:
@@ -54,6 +55,7 @@ def test_three_nodes_are_voters_on_their_own_ports_with_three_copies(tmp_path: P
         for key in ("min.insync.replicas", "transaction.state.log.min.isr"):
             assert found[key] == "2", key
         assert found["unclean.leader.election.enable"] == "false"
+        assert found["broker.session.timeout.ms"] == str(broker.CLUSTER_SESSION_TIMEOUT_MS)
         listens.add(found["listeners"])
     assert len(listens) == 3
 
