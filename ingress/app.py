@@ -139,4 +139,6 @@ def get_app() -> falcon.asgi.App:
     s = config.settings
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     publisher = KafkaPublisher(s.kafka_bootstrap, linger_ms=config.kafka_linger_ms)
-    return create_app(config, publisher, connect_redis(config), fallback=SqlStore(s.database_url))
+    # the fallback reads may be a little stale: the replica when there is one
+    fallback = SqlStore(s.read_database_url)
+    return create_app(config, publisher, connect_redis(config), fallback=fallback)

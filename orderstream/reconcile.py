@@ -22,6 +22,7 @@ import msgspec
 import redis
 import sqlalchemy as sa
 
+from orderstream.core import replica
 from orderstream.core.readmodel import Keys, decode_order, decode_product
 from orderstream.core.settings import Settings
 from orderstream.stockview import StockSnapshot, stock_changelog_topic, stock_snapshot
@@ -45,7 +46,13 @@ class Violation:
 class Reconciler:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = sa.create_engine(settings.database_url)
+        # scans read the replica when there is one, once it has replayed the primary's writes
+        self.engine = sa.create_engine(settings.read_database_url)
+        self.primary = (
+            sa.create_engine(settings.database_url)
+            if settings.read_database_url != settings.database_url
+            else self.engine
+        )
         self.redis = redis.Redis.from_url(settings.redis_url)
         self.keys = Keys(settings.topic_prefix)
 
@@ -54,6 +61,7 @@ class Reconciler:
 
     def __exit__(self, *exc: object) -> None:
         self.engine.dispose()
+        self.primary.dispose()
         self.redis.close()
 
     # ------------------------------------------------------------------ sources
@@ -105,6 +113,8 @@ class Reconciler:
     # ------------------------------------------------------------------- checks
     def check(self, product_ids: Iterable[str] | None = None) -> list[Violation]:
         scope = list(product_ids) if product_ids is not None else None
+        if self.primary is not self.engine:
+            replica.wait_replayed(self.primary, self.engine)
         orders = self._orders(scope)
         stock = self._stock(scope)
         violations: list[Violation] = []

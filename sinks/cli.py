@@ -10,9 +10,29 @@ from collections.abc import Callable
 import click
 
 from orderstream.core import gctune
+from orderstream.core.replica import ReplicaLag
 from orderstream.core.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+def _replica_lag(settings: Settings) -> Callable[[], list[ReplicaLag]] | None:
+    """With a read replica configured, the primary's view of its lag, for /metrics (a
+    connection of its own: scrapes never wait for the sink's pool)."""
+    if settings.read_database_url == settings.database_url:
+        return None
+    import sqlalchemy as sa
+
+    from orderstream.core import replica
+
+    primary = sa.create_engine(
+        settings.database_url,
+        pool_size=1,
+        max_overflow=0,
+        pool_pre_ping=True,  # a primary restarted since the last scrape
+        connect_args={"connect_timeout": 2},
+    )
+    return lambda: replica.lag(primary)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -86,7 +106,7 @@ def sink(
     if metrics_port:
         from sinks.metrics import SinkCollector, serve
 
-        serve(SinkCollector(pg_sink, runner), metrics_port, metrics_host)
+        serve(SinkCollector(pg_sink, runner, _replica_lag(settings)), metrics_port, metrics_host)
     logger.info("sink consuming with batch size %d", settings.sink_batch_size)
     gctune.tune()
     try:

@@ -12,15 +12,22 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from orderstream.core.replica import ReplicaLag
 from sinks.consumer import SinkConsumer
 from sinks.postgres import PostgresSink
 from sinks.relay import OutboxRelay
 
 
 class SinkCollector(Collector):
-    def __init__(self, sink: PostgresSink, consumer: SinkConsumer) -> None:
+    def __init__(
+        self,
+        sink: PostgresSink,
+        consumer: SinkConsumer,
+        replica_lag: Callable[[], list[ReplicaLag]] | None = None,
+    ) -> None:
         self._sink = sink
         self._consumer = consumer
+        self._replica_lag = replica_lag
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         sink, consumer = self._sink, self._consumer
@@ -47,6 +54,8 @@ class SinkCollector(Collector):
             "Records past what PostgreSQL holds, per assigned partition",
             consumer.lag,
         )
+        if self._replica_lag is not None:
+            yield from replica_lag(self._replica_lag)
 
 
 class RelayCollector(Collector):
@@ -92,6 +101,32 @@ def partition_lag(
     for (topic, partition), value in sorted(current.items()):
         family.add_metric([topic, str(partition)], value)
     return family
+
+
+def replica_lag(sample: Callable[[], list[ReplicaLag]]) -> Iterator[GaugeMetricFamily]:
+    """The primary's view of each streaming replica (``orderstream.core.replica.lag``), read
+    at scrape time; no family rows while the primary cannot be asked."""
+    behind = GaugeMetricFamily(
+        "orderstream_pg_replica_lag_bytes",
+        "WAL written by the primary and not yet replayed by the replica",
+        labels=["replica"],
+    )
+    replay = GaugeMetricFamily(
+        "orderstream_pg_replica_replay_lag_seconds",
+        "How long the replica took to replay the primary's last write (absent when idle)",
+        labels=["replica"],
+    )
+    try:
+        rows = sample()
+    except Exception:  # PostgreSQL down: the sink's own metrics still answer
+        rows = []
+    for row in rows:
+        if row.behind_bytes is not None:
+            behind.add_metric([row.name], row.behind_bytes)
+        if row.replay_lag_s is not None:
+            replay.add_metric([row.name], row.replay_lag_s)
+    yield behind
+    yield replay
 
 
 def serve(collector: Collector, port: int, host: str = "127.0.0.1") -> None:

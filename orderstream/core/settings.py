@@ -2,7 +2,8 @@
 
 Business code never reads ``os.environ``; it is handed a ``Settings``.
 Every variable is ``ORDERSTREAM_<FIELD>`` except the stack's connection variables
-(``KAFKA_BOOTSTRAP``, ``DATABASE_URL``, ``REDIS_URL``, ``STOREFRONT_KEY``, ``ADMIN_KEY``),
+(``KAFKA_BOOTSTRAP``, ``DATABASE_URL``, ``DATABASE_READ_URL``, ``REDIS_URL``,
+``STOREFRONT_KEY``, ``ADMIN_KEY``),
 which are the names written to ``.local/stack.env``.
 """
 
@@ -24,6 +25,9 @@ STACK_ENV = REPO_ROOT / ".local" / "stack.env"
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:19092"
     database_url: str = "postgresql+psycopg://orderstream:orderstream@127.0.0.1:15432/orderstream"
+    # reads that may be a little stale (the ingress's fallback GETs, reconcile's scans) go
+    # here, a streaming replica; empty: the primary (database_url)
+    database_read_url: str = ""
     redis_url: str = "redis://127.0.0.1:16379/0"
     storefront_key: str = ""
     admin_key: str = ""
@@ -74,6 +78,11 @@ class Settings:
     sink_batch_timeout_s: float = 0.05
 
     @property
+    def read_database_url(self) -> str:
+        """Where stale-tolerant reads go: the replica when there is one, else the primary."""
+        return self.database_read_url or self.database_url
+
+    @property
     def topics(self) -> TopicNames:
         return TopicNames(self.topic_prefix)
 
@@ -110,6 +119,7 @@ class Settings:
 _STACK_NAMES = {
     "kafka_bootstrap",
     "database_url",
+    "database_read_url",
     "redis_url",
     "storefront_key",
     "admin_key",

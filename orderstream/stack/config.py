@@ -22,6 +22,7 @@ class StackConfig:
     kafka_port: int = 19092
     controller_port: int = 19093
     pg_port: int = 15432
+    pg_replica_port: int = 15433
     redis_port: int = 16379
     ingress_port: int = 18080
     worker_web_port: int = DEFAULT_WORKER_WEB_PORT  # worker N listens on worker_web_port + N
@@ -31,6 +32,8 @@ class StackConfig:
     # Kafka nodes (each a combined broker and KRaft controller); node N (1-based) listens on
     # kafka_port + 2(N-1) and its controller on controller_port + 2(N-1)
     brokers: int = DEFAULT_BROKERS
+    # a PostgreSQL streaming replica (hot standby) beside the primary, for stale-tolerant reads
+    pg_replica: bool = False
     # niceness of the workers, sink and relay (0-19; 0: same CPU priority as the ingress)
     pipeline_nice: int = 0
 
@@ -40,6 +43,7 @@ class StackConfig:
         every port (to run a second stack beside the shared one); ``ORDERSTREAM_WORKERS``
         sets the worker count (else the one recorded in ``stack.env``, else 2) and
         ``ORDERSTREAM_BROKERS`` the Kafka node count (likewise, else 1);
+        ``ORDERSTREAM_PG_REPLICA=1`` adds a PostgreSQL replica (likewise recorded);
         ``ORDERSTREAM_PIPELINE_NICE`` runs the workers, sink and relay at that niceness, so
         that on a shared host order intake comes first (docs/decisions/0016-pipeline-nice.md); like
         the worker count it is recorded in ``stack.env`` and kept by later ``make up``s."""
@@ -55,6 +59,7 @@ class StackConfig:
         )
         if brokers < 1:
             raise ValueError(f"ORDERSTREAM_BROKERS must be at least 1, not {brokers}")
+        replica = env.get("ORDERSTREAM_PG_REPLICA") or recorded.get("ORDERSTREAM_PG_REPLICA") or "0"
         nice = (
             env.get("ORDERSTREAM_PIPELINE_NICE") or recorded.get("ORDERSTREAM_PIPELINE_NICE") or "0"
         )
@@ -64,6 +69,7 @@ class StackConfig:
             kafka_port=19092 + offset,
             controller_port=19093 + offset,
             pg_port=15432 + offset,
+            pg_replica_port=15433 + offset,
             redis_port=16379 + offset,
             ingress_port=18080 + offset,
             worker_web_port=DEFAULT_WORKER_WEB_PORT + offset,
@@ -71,6 +77,7 @@ class StackConfig:
             relay_metrics_port=16091 + offset,
             workers=workers,
             brokers=brokers,
+            pg_replica=replica.strip().lower() in ("1", "true", "yes", "on"),
             pipeline_nice=min(19, max(0, int(nice))),
         )
 
@@ -127,6 +134,13 @@ class StackConfig:
     @property
     def database_url(self) -> str:
         return f"postgresql+psycopg://orderstream:orderstream@127.0.0.1:{self.pg_port}/orderstream"
+
+    @property
+    def database_read_url(self) -> str:
+        """The replica's URL with one, else the primary's."""
+        if not self.pg_replica:
+            return self.database_url
+        return self.database_url.replace(f":{self.pg_port}/", f":{self.pg_replica_port}/")
 
     @property
     def redis_url(self) -> str:

@@ -27,6 +27,7 @@ from orderstream.stack.supervisor import Program
 logger = logging.getLogger(__name__)
 
 SUPERUSER = "postgres"
+REPLICA = "postgres-replica"  # the streaming replica's program
 # under the home of Debian's postgres user, which that user can always reach
 OUTSIDE_BASE = Path("/var/lib/postgresql/orderstream")
 
@@ -183,6 +184,9 @@ def program(cfg: StackConfig) -> Program:
         "shared_buffers=256MB",
         "-c",
         "log_min_messages=warning",
+        # WAL kept for a replica that was down a while (it catches up from it, no slot)
+        "-c",
+        "wal_keep_size=512MB",
     ]
     return Program(
         "postgres",
@@ -190,6 +194,90 @@ def program(cfg: StackConfig) -> Program:
         cluster_home(cfg.local),
         user=os_user(),
         priority=10,
+        stopsignal="INT",
+        stopwaitsecs=60,
+        startsecs=2,
+    )
+
+
+def replica_dirs(cfg: StackConfig) -> tuple[Path, Path]:
+    """The replica's data directory and socket directory, beside the primary's."""
+    home = cluster_home(cfg.local) / "replica"
+    return home / "data", home / "run"
+
+
+def prepare_replica(cfg: StackConfig) -> None:
+    """A streaming replica made once from the running primary with ``pg_basebackup -R``
+    (which writes ``standby.signal`` and the primary's address): a hot standby that follows
+    the primary over its Unix socket."""
+    data, sock = replica_dirs(cfg)
+    if (data / "PG_VERSION").exists():
+        return
+    user = os_user()
+    home = data.parent
+    shutil.rmtree(data, ignore_errors=True)  # what a failed base backup left
+    sock.mkdir(parents=True, exist_ok=True)
+    if user is not None:
+        for path in (home, sock):
+            shutil.chown(path, user, user)
+    logger.info("pg_basebackup into %s", data)
+    prefix = ["runuser", "-u", user, "--"] if user else []
+    _, primary_sock = _dirs(cfg)
+    command = [
+        *prefix,
+        str(bin_dir() / "pg_basebackup"),
+        "-h",
+        str(primary_sock),
+        "-p",
+        str(cfg.pg_port),
+        "-U",
+        SUPERUSER,
+        "-D",
+        str(data),
+        "-R",
+        "-X",
+        "stream",
+        "-c",
+        "fast",
+    ]
+    result = subprocess.run(command, cwd=home, capture_output=True, text=True)
+    if result.returncode != 0:
+        shutil.rmtree(data, ignore_errors=True)
+        raise RuntimeError(f"pg_basebackup failed: {(result.stderr or result.stdout).strip()}")
+
+
+def replica_program(cfg: StackConfig) -> Program:
+    """The hot standby; started by ``up`` once its base backup exists."""
+    data, sock = replica_dirs(cfg)
+    command = [
+        str(bin_dir() / "postgres"),
+        "-D",
+        str(data),
+        "-p",
+        str(cfg.pg_replica_port),
+        "-k",
+        str(sock),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "max_connections=300",  # a hot standby needs at least the primary's
+        "-c",
+        "shared_buffers=128MB",
+        "-c",
+        "hot_standby=on",
+        # the primary keeps rows a replica query still reads: long scans are not cancelled
+        "-c",
+        "hot_standby_feedback=on",
+        "-c",
+        "log_min_messages=warning",
+    ]
+    return Program(
+        REPLICA,
+        command,
+        cluster_home(cfg.local),
+        user=os_user(),
+        autostart=False,
+        priority=11,
         stopsignal="INT",
         stopwaitsecs=60,
         startsecs=2,
@@ -215,7 +303,8 @@ def superuser(cfg: StackConfig, **options: Any) -> psycopg.Connection[Any]:
 
 
 def ensure_database(cfg: StackConfig) -> None:
-    """Role and database ``orderstream`` (password ``orderstream``), created once."""
+    """Role and database ``orderstream`` (password ``orderstream``), created once; the role
+    may read replication statistics."""
     with superuser(cfg) as conn:
         if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'orderstream'").fetchone() is None:
             conn.execute("CREATE ROLE orderstream LOGIN PASSWORD 'orderstream'")
@@ -224,6 +313,8 @@ def ensure_database(cfg: StackConfig) -> None:
             is None
         ):
             conn.execute("CREATE DATABASE orderstream OWNER orderstream")
+        # replica lag (pg_stat_replication) is shown to monitoring roles only
+        conn.execute("GRANT pg_monitor TO orderstream")
 
 
 def ping(database_url: str) -> None:

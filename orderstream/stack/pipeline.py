@@ -27,7 +27,7 @@ def has_module(cfg: StackConfig, name: str) -> bool:
 # stack.env values no program reads: kept out of the programs' environment, so that changing
 # one (``ORDERSTREAM_WORKERS=3 make up``) restarts no program (another broker count changes
 # KAFKA_BOOTSTRAP, which every program reads)
-STACK_ONLY = frozenset({"ORDERSTREAM_WORKERS", "ORDERSTREAM_BROKERS"})
+STACK_ONLY = frozenset({"ORDERSTREAM_WORKERS", "ORDERSTREAM_BROKERS", "ORDERSTREAM_PG_REPLICA"})
 
 
 def programs(cfg: StackConfig, env: Mapping[str, str]) -> list[Program]:

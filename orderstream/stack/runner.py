@@ -54,6 +54,7 @@ def stack_values(
         "INGRESS_URL": cfg.ingress_url,
         "KAFKA_BOOTSTRAP": external.kafka_bootstrap if external else cfg.kafka_bootstrap,
         "DATABASE_URL": external.database_url if external else cfg.database_url,
+        "DATABASE_READ_URL": (settings.read_database_url if external else cfg.database_read_url),
         "REDIS_URL": external.redis_url if external else cfg.redis_url,
         "STOREFRONT_KEY": envfile.secret("STOREFRONT_KEY", environ, previous),
         "ADMIN_KEY": envfile.secret("ADMIN_KEY", environ, previous),
@@ -63,6 +64,7 @@ def stack_values(
         "ORDERSTREAM_STANDBY_REPLICAS": str(settings.standby_replicas),
         "ORDERSTREAM_DATA_DIR": str(cfg.local / "workers"),
         "ORDERSTREAM_BROKERS": str(external_brokers(external) if external else cfg.brokers),
+        "ORDERSTREAM_PG_REPLICA": "1" if cfg.pg_replica and not external else "0",
         "ORDERSTREAM_WORKERS": str(cfg.workers),
         "ORDERSTREAM_PIPELINE_NICE": str(cfg.pipeline_nice),
     }
@@ -85,13 +87,19 @@ def up(
         broker.prepare(cfg)
         cache.prepare(cfg)
         services = [*broker.programs(cfg), database.program(cfg), cache.program(cfg)]
+        if cfg.pg_replica:
+            services.append(database.replica_program(cfg))
     programs = pipeline.programs(cfg, values)
     supervisor.ensure_running(cfg, supervisor.render(cfg, [*services, *programs]))
-    supervisor.start(cfg, [p.name for p in services])
+    supervisor.start(cfg, [p.name for p in services if p.name != database.REPLICA])
 
     if external is None:
         wait_until("postgres (superuser)", lambda: database.ping_superuser(cfg), timeout_s)
         database.ensure_database(cfg)
+        if cfg.pg_replica:
+            database.prepare_replica(cfg)
+            supervisor.start(cfg, [database.REPLICA])
+            wait_until("postgres replica", lambda: database.ping(cfg.database_read_url), timeout_s)
     init(cfg, settings, values, timeout_s)
     envfile.write(cfg.stack_env, values)
     supervisor.start(cfg, [p.name for p in programs])
@@ -177,6 +185,7 @@ def status(cfg: StackConfig) -> str:
             for suffix, port in (("", cfg.broker_port), (" controller", cfg.controller_port_of))
         },
         "postgres": cfg.pg_port,
+        **({database.REPLICA: cfg.pg_replica_port} if cfg.pg_replica else {}),
         "redis": cfg.redis_port,
         "ingress": cfg.ingress_port,
         **{f"worker-{n} web": cfg.worker_web_port + n for n in range(cfg.workers)},

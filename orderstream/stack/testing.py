@@ -86,8 +86,9 @@ REPLICATED_PORT_OFFSET = 500  # beside the shared stack's ports (19092..., 15432
 
 
 def replicated_config(environ: Mapping[str, str] | None = None) -> StackConfig:
-    """The replicated stack the fault tests drive: three Kafka nodes in ``.local/replicated``
-    on ports shifted by 500, unless the stack of ``.local`` has three nodes itself."""
+    """The replicated stack the fault tests drive: three Kafka nodes and a PostgreSQL replica
+    in ``.local/replicated`` on ports shifted by 500, unless the stack of ``.local`` has three
+    nodes itself."""
     environ = dict(os.environ if environ is None else environ)
     main = StackConfig.from_env(environ)
     if main.brokers >= REPLICATED_BROKERS:
@@ -98,6 +99,7 @@ def replicated_config(environ: Mapping[str, str] | None = None) -> StackConfig:
             "ORDERSTREAM_STACK_DIR": str(main.local / "replicated"),
             "ORDERSTREAM_STACK_PORT_OFFSET": str(REPLICATED_PORT_OFFSET),
             "ORDERSTREAM_BROKERS": str(REPLICATED_BROKERS),
+            "ORDERSTREAM_PG_REPLICA": "1",
         }
     )
 
