@@ -13,6 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 SERVICES = {"kafka", "postgres", "redis", "init", "ingress", "worker", "sink", "relay"}
 
 
@@ -71,4 +72,47 @@ def test_pipeline_services_wait_for_init_and_build_from_deploy() -> None:
         service = services[name]
         assert service["build"]["dockerfile"] == "deploy/Dockerfile"
         assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
-    assert (ROOT / "deploy" / "Dockerfile").exists()
+    assert DOCKERFILE.exists()
+
+
+def stages() -> list[list[str]]:
+    """The Dockerfile's stages, each its instructions (continued lines joined) from FROM on."""
+    lines = re.sub(r"\\\n", " ", DOCKERFILE.read_text()).splitlines()
+    instructions = [line.strip() for line in lines if line.strip() and line[:1] != "#"]
+    found: list[list[str]] = []
+    for instruction in instructions:
+        if instruction.upper().startswith("FROM "):
+            found.append([])
+        if found:
+            found[-1].append(instruction)
+    return found
+
+
+COMPILERS = re.compile(r"\b(build-essential|gcc|g\+\+|clang|cc)\b")
+
+
+def test_dockerfile_builds_wheels_with_a_compiler_and_ships_without_one() -> None:
+    *builders, final = stages()
+    (builder,) = builders
+    match = re.fullmatch(r"FROM (\S+) AS (\S+)", builder[0], re.IGNORECASE)
+    assert match is not None, builder[0]
+    image, name = match.groups()
+    assert image.startswith("python:3.11-slim")
+    assert any("apt-get install" in i and "build-essential" in i for i in builder)
+    assert any(re.search(r"pip wheel .*--wheel-dir /wheels", i) for i in builder)
+
+    assert re.fullmatch(r"FROM python:3\.11-slim\S*", final[0]), final[0]
+    assert not any(COMPILERS.search(i) for i in final), "a compiler in the final stage"
+    installs = [i for i in final if "pip install" in i]
+    assert installs
+    for install in installs:
+        assert "--no-index" in install and "--find-links /wheels" in install, install
+        assert f"from={name},source=/wheels,target=/wheels" in install, install
+    # the source tree at /app, where the programs and gunicorn's config run from
+    assert "WORKDIR /app" in final
+    assert "COPY . ." in final
+
+
+def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
+    ignore = (ROOT / "deploy" / "Dockerfile.dockerignore").read_text().split()
+    assert {".git", ".venv", ".local", "**/__pycache__"} <= set(ignore)
