@@ -11,10 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
+from streams.app import WEB_PORT_BASE
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 SERVICES = {"kafka", "postgres", "redis", "init", "ingress", "worker", "sink", "relay"}
+ONE_SHOT = {"init"}
 
 
 def load() -> dict[str, Any]:
@@ -73,6 +76,33 @@ def test_pipeline_services_wait_for_init_and_build_from_deploy() -> None:
         assert service["build"]["dockerfile"] == "deploy/Dockerfile"
         assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
     assert DOCKERFILE.exists()
+
+
+def health_url(service: dict[str, Any]) -> str:
+    match = re.search(r"https?://[^'\"\s]+", " ".join(service["healthcheck"]["test"]))
+    assert match is not None
+    return match.group(0)
+
+
+def test_every_long_running_service_has_a_healthcheck() -> None:
+    services = load()["services"]
+    for name, service in services.items():
+        if name in ONE_SHOT:
+            assert service.get("restart") == "no"
+            continue
+        test = service.get("healthcheck", {}).get("test")
+        assert test and test[0] in ("CMD", "CMD-SHELL") and len(test) > 1, name
+    # each app service asks the port its command serves
+    ingress = services["ingress"]
+    bind = ingress["command"][ingress["command"].index("--bind") + 1]
+    assert health_url(ingress) == f"http://127.0.0.1:{bind.rpartition(':')[2]}/healthz"
+    worker = services["worker"]
+    index = int(worker["command"][worker["command"].index("--index") + 1])
+    assert health_url(worker) == f"http://127.0.0.1:{WEB_PORT_BASE + index}/metrics"
+    for name in ("sink", "relay"):
+        command = services[name]["command"]
+        port = command[command.index("--metrics-port") + 1]
+        assert health_url(services[name]) == f"http://127.0.0.1:{port}/metrics", name
 
 
 def stages() -> list[list[str]]:
