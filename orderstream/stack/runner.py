@@ -152,18 +152,18 @@ def kafka_status(cfg: StackConfig) -> list[str]:
     except Exception as exc:
         return [f"kafka: no answer ({exc.__class__.__name__}: {str(exc)[:200]})"]
     missing = sorted(set(cfg.broker_nodes) - set(view.nodes))
-    lines = [
+    short = view.under_replicated
+    shown = ", ".join(short[:8]) + (", ..." if len(short) > 8 else "")
+    voters = ", ".join(f"node {n} {state}" for n, state in sorted(view.voters.items()))
+    return [
         f"kafka nodes: {len(view.nodes)} of {cfg.brokers} registered {view.nodes}"
         + (f", missing {missing}" if missing else ""),
         f"kafka replication: {cfg.replication_factor} copies, "
         f"min.insync.replicas {cfg.min_insync_replicas}",
-        f"controller quorum: leader {view.quorum_leader}; "
-        + ", ".join(f"node {n} {state}" for n, state in sorted(view.voters.items())),
-        f"under-replicated partitions: {len(view.under_replicated)} of {view.partitions}"
-        + (f" ({', '.join(view.under_replicated[:8])}" if view.under_replicated else "")
-        + (", ...)" if len(view.under_replicated) > 8 else ")" if view.under_replicated else ""),
+        f"controller quorum: leader {view.quorum_leader}; {voters}",
+        f"under-replicated partitions: {len(short)} of {view.partitions}"
+        + (f" ({shown})" if short else ""),
     ]
-    return lines
 
 
 def port_open(port: int) -> bool:

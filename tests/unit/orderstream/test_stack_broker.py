@@ -118,3 +118,26 @@ def test_the_quorum_table_gives_the_active_controller_and_each_voters_lag() -> N
     assert leader == 2
     assert voters == {2: "leader", 1: "follower (lag 0)", 3: "follower (lag 23)"}
     assert broker.parse_quorum("no table here\n") == (None, {})
+
+
+def test_status_names_missing_nodes_and_under_replicated_partitions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orderstream.stack import runner
+
+    short = [f"orders.requests/{p}" for p in range(10)]
+    view = broker.ClusterView([1, 3], 1, {1: "leader", 3: "follower (lag 0)"}, short, 98)
+    monkeypatch.setattr(broker, "cluster_view", lambda cfg, bootstrap: view)
+    lines = runner.kafka_status(config(tmp_path, 3))
+    assert lines[0] == "kafka nodes: 2 of 3 registered [1, 3], missing [2]"
+    assert lines[2] == "controller quorum: leader 1; node 1 leader, node 3 follower (lag 0)"
+    assert lines[3].startswith("under-replicated partitions: 10 of 98 (orders.requests/0, ")
+    assert lines[3].endswith("orders.requests/7, ...)")
+
+    def unreachable(cfg: StackConfig, bootstrap: str) -> broker.ClusterView:
+        raise ConnectionError("refused")
+
+    monkeypatch.setattr(broker, "cluster_view", unreachable)
+    assert runner.kafka_status(config(tmp_path, 3)) == [
+        "kafka: no answer (ConnectionError: refused)"
+    ]
