@@ -166,37 +166,39 @@ def prepare(cfg: StackConfig) -> None:
         raise RuntimeError(f"initdb {data} failed: {(result.stderr or result.stdout).strip()}")
 
 
-def program(cfg: StackConfig) -> Program:
-    data, sock = _dirs(cfg)
-    command = [
-        str(bin_dir() / "postgres"),
-        "-D",
-        str(data),
-        "-p",
-        str(cfg.pg_port),
-        "-k",
-        str(sock),
-        "-c",
-        "listen_addresses=127.0.0.1",
-        "-c",
-        "max_connections=300",
-        "-c",
-        "shared_buffers=256MB",
-        "-c",
-        "log_min_messages=warning",
-        # WAL kept for a replica that was down a while (it catches up from it, no slot)
-        "-c",
-        "wal_keep_size=512MB",
-    ]
+def _server(
+    cfg: StackConfig, name: str, data: Path, port: int, sock: Path, *settings: str, **options: Any
+) -> Program:
+    """A supervised ``postgres`` on ``data``, 127.0.0.1:``port`` and a socket in ``sock``,
+    with the settings both servers share and ``settings`` (``name=value``) on top."""
+    shared = ("listen_addresses=127.0.0.1", "max_connections=300", "log_min_messages=warning")
+    command = [str(bin_dir() / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sock)]
+    for setting in (*shared, *settings):
+        command += ["-c", setting]
     return Program(
-        "postgres",
+        name,
         command,
         cluster_home(cfg.local),
         user=os_user(),
-        priority=10,
         stopsignal="INT",
         stopwaitsecs=60,
         startsecs=2,
+        **options,
+    )
+
+
+def program(cfg: StackConfig) -> Program:
+    data, sock = _dirs(cfg)
+    return _server(
+        cfg,
+        "postgres",
+        data,
+        cfg.pg_port,
+        sock,
+        "shared_buffers=256MB",
+        # WAL kept for a replica that was down a while (it catches up from it, no slot)
+        "wal_keep_size=512MB",
+        priority=10,
     )
 
 
@@ -247,40 +249,21 @@ def prepare_replica(cfg: StackConfig) -> None:
 
 
 def replica_program(cfg: StackConfig) -> Program:
-    """The hot standby; started by ``up`` once its base backup exists."""
+    """The hot standby; started by ``up`` once its base backup exists. Its
+    ``max_connections`` equals the primary's, as a hot standby needs."""
     data, sock = replica_dirs(cfg)
-    command = [
-        str(bin_dir() / "postgres"),
-        "-D",
-        str(data),
-        "-p",
-        str(cfg.pg_replica_port),
-        "-k",
-        str(sock),
-        "-c",
-        "listen_addresses=127.0.0.1",
-        "-c",
-        "max_connections=300",  # a hot standby needs at least the primary's
-        "-c",
+    return _server(
+        cfg,
+        REPLICA,
+        data,
+        cfg.pg_replica_port,
+        sock,
         "shared_buffers=128MB",
-        "-c",
         "hot_standby=on",
         # the primary keeps rows a replica query still reads: long scans are not cancelled
-        "-c",
         "hot_standby_feedback=on",
-        "-c",
-        "log_min_messages=warning",
-    ]
-    return Program(
-        REPLICA,
-        command,
-        cluster_home(cfg.local),
-        user=os_user(),
         autostart=False,
         priority=11,
-        stopsignal="INT",
-        stopwaitsecs=60,
-        startsecs=2,
     )
 
 
