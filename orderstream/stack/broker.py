@@ -10,13 +10,14 @@ import logging
 import shutil
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownBrokerIdError
 
 from orderstream.stack.config import StackConfig
 from orderstream.stack.supervisor import Program
@@ -282,13 +283,39 @@ def ensure_topics(
     partitions: int,
     replication_factor: int = 1,
     min_insync_replicas: int = 1,
+    timeout_s: float = 60.0,
 ) -> list[str]:
     """Create missing topics with that many partitions and copies; returns the ones created.
-    Idempotent: an existing topic is left as it is (a warning names what differs)."""
+    Idempotent: an existing topic is left as it is (a warning names what differs).
+
+    A cluster that has just started may name a controller its metadata does not list yet
+    (``UnknownBrokerIdError``): retriable errors are retried with a new client until
+    ``timeout_s``."""
+    wanted = list(names)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return _ensure_topics(
+                bootstrap, wanted, partitions, replication_factor, min_insync_replicas
+            )
+        except KafkaError as exc:
+            retriable = exc.retriable or isinstance(exc, UnknownBrokerIdError)
+            if not retriable or time.monotonic() > deadline:
+                raise
+            logger.info("creating topics: %s; retrying", exc)
+            time.sleep(1.0)
+
+
+def _ensure_topics(
+    bootstrap: str,
+    wanted: list[str],
+    partitions: int,
+    replication_factor: int,
+    min_insync_replicas: int,
+) -> list[str]:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="stack-topics")
     config = {"min.insync.replicas": str(min_insync_replicas)}
     try:
-        wanted = list(names)
         existing = set(admin.list_topics())
         missing = [n for n in wanted if n not in existing]
         if missing:
