@@ -91,11 +91,16 @@ def test_the_sink_writes_on_while_the_replica_is_killed_and_it_catches_up(
     with client(cluster) as api:
         api.put_product(product_id, name=product_id, price="3.00", stock=100)
         api.wait_product(product_id, lambda p: p["available"] == 100)
-        # kill -9 the replica and keep it down while orders ship
+        # kill -9 the replica, then keep it down while orders ship. The supervisor restarts
+        # it first; it is stopped once that new process runs (a stop sent while the
+        # supervisor is still spawning it would be lost before postgres handles signals).
         pid = cluster.running_pid(database.REPLICA)
         assert pid
         send(process_tree(pid), signal.SIGKILL)
-        cluster.ctl("stop", database.REPLICA)
+        restarted = lambda: cluster.running_pid(database.REPLICA) not in (0, pid)  # noqa: E731
+        assert wait_for(restarted, 60.0), "the supervisor did not restart the killed replica"
+        out = cluster.ctl("stop", database.REPLICA, timeout=120.0)
+        assert "stopped" in out, out
         try:
             order_ids = shipped_orders(api, product_id, 5)
             assert statuses(cluster_pg, order_ids) == dict.fromkeys(order_ids, "shipped")
