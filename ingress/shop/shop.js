@@ -65,30 +65,37 @@ async function call(method, path, { body, headers = {}, token, signal } = {}) {
 
 // The new token pair, or null once the session is over (the refresh token was refused).
 function refresh() {
-  refreshing ??= (async () => {
-    try {
-      if (!tokens) return null;
-      const { status, data } = await call("POST", "/v1/auth/refresh", {
-        body: { refresh_token: tokens.refresh_token },
-      });
-      if (status === 200) {
-        keep(data);
-        return tokens;
-      }
-      if (status === 401 || status === 400 || status === 422) {
-        forget("Your session has ended: sign in again.");
-        return null;
-      }
-      scheduleRefresh(); // the ingress is busy: try again later, the token still works
-      return tokens;
-    } catch (error) {
-      if (tokens) refreshTimer = setTimeout(() => refresh(), 5000);
-      return tokens;
-    } finally {
-      refreshing = null;
-    }
-  })();
+  if (!refreshing) {
+    refreshing = renew();
+    refreshing.finally(() => (refreshing = null));
+  }
   return refreshing;
+}
+
+async function renew() {
+  const owner = session; // an answer that comes after signing out is dropped
+  if (!tokens) return null;
+  try {
+    const { status, data } = await call("POST", "/v1/auth/refresh", {
+      body: { refresh_token: tokens.refresh_token },
+      signal: owner.signal,
+    });
+    if (owner !== session) return null;
+    if (status === 200) {
+      keep(data);
+      return tokens;
+    }
+    if (status === 401 || status === 400 || status === 422) {
+      forget("Your session has ended: sign in again.");
+      return null;
+    }
+    scheduleRefresh(); // the ingress is busy: try again later, the token still works
+  } catch {
+    if (owner !== session) return null;
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(() => refresh(), 5000); // no answer: try again shortly
+  }
+  return tokens;
 }
 
 // A call as the signed-in customer; a 401 refreshes the access token once and sends again.
@@ -109,16 +116,18 @@ function say(el, text, kind = "") {
   el.textContent = text;
 }
 
-// The API's reason, as its problem body gives it (with the fields a 422 names).
+// The API's reason, as its problem body gives it, with every field a 422 names.
 function problem(status, data) {
-  const title = data.title || `HTTP ${status}`;
-  return data.detail ? `${title}: ${data.detail}` : title;
+  let text = data.title || `HTTP ${status}`;
+  if (data.detail) text += `: ${data.detail}`;
+  const unsaid = (data.errors || []).filter((e) => !text.includes(e.field));
+  return unsaid.length ? `${text} (${unsaid.map((e) => `${e.field}: ${e.message}`).join("; ")})` : text;
 }
 
 function markInvalid(form, errors) {
   for (const input of form.querySelectorAll("input")) input.removeAttribute("aria-invalid");
   for (const { field } of errors || []) {
-    const input = form.querySelector(`input[name="${field.split(".").pop()}"]`);
+    const input = form.querySelector(`input[name="${CSS.escape(field.split(".").pop())}"]`);
     if (input) input.setAttribute("aria-invalid", "true");
   }
 }

@@ -189,9 +189,10 @@ def test_signing_in_shows_the_apis_reasons_and_the_session_is_refreshed_in_the_t
     assert refused.status_code == 401, refused.text  # signing out ended the session
 
     account_form(browser, "register", email, PASSWORD, "Ada Again")
-    assert account_message(browser, "409")  # the address is taken (the API's 409)
+    assert account_message(browser, "already registered")  # the API's 409
+    assert by_testid(browser, "email").get_attribute("aria-invalid") == "true"
     account_form(browser, "login", email, "wrong password!")
-    assert account_message(browser, "401")
+    assert account_message(browser, "password is wrong")  # the API's 401
     assert stored_session(browser) is None
     account_form(browser, "login", email, PASSWORD)
     signed_in_as(browser, email)
@@ -216,7 +217,7 @@ def test_a_customer_buys_follows_to_shipped_is_told_when_sold_out_and_cancels(
     assert wait_for(browser, lambda: by_testid(browser, "orders-state").text == "none yet")
 
     in_card(browser, product, "buy").click()
-    order = wait_for(browser, lambda: order_rows(browser)[0])
+    order = wait_for(browser, lambda: browser.find_element(By.CSS_SELECTOR, "#orders li"))
     shipped_id = order.get_attribute("data-order-id")
     assert wait_for(browser, lambda: status_of(order) == "shipped"), status_of(order)
     assert wait_for(browser, lambda: available() == "1")
