@@ -25,7 +25,8 @@
    cancelled or expired order) may not be visible yet. ``ORDERSTREAM_SOLD_OUT_GATE=false``
    turns the gate off.
 3. **The ``accepted`` status** (``orderstream.core.readmodel.SET_STATUS_LUA``), so the order is
-   readable at once.
+   readable at once, and the order's place in its customer's recent orders
+   (``Keys.customer_orders``, bounded), so the order history shows it before PostgreSQL does.
 """
 
 from __future__ import annotations
@@ -36,12 +37,19 @@ from typing import Any
 from ingress.config import IngressConfig
 from ingress.errors import NotAvailable
 from ingress.validation import OrderRequest
-from orderstream.core.readmodel import SET_STATUS_LUA, ReadModel
+from orderstream.core.readmodel import (
+    CUSTOMER_RECENT_ORDERS,
+    ORDER_TTL_S,
+    SET_STATUS_LUA,
+    ReadModel,
+)
 
 # KEYS[1] order hash, KEYS[2] order channel, KEYS[3] the Idempotency-Key's claim,
 # KEYS[4..3+n] the lines' product hashes, KEYS[4+n..3+2n] their
-# pending-command keys. ARGV[1] claim value, ARGV[2] claim ttl ms, ARGV[3] n (0: no gate),
-# ARGV[4..3+n] the lines' quantities, ARGV[4+n..] orderstream.core.readmodel.status_args.
+# pending-command keys, KEYS[4+2n] the customer's recent orders. ARGV[1] claim value, ARGV[2]
+# claim ttl ms, ARGV[3] n (0: no gate), ARGV[4..3+n] the lines' quantities, ARGV[4+n] the
+# placement time (µs), ARGV[5+n] the order id, ARGV[6+n] how many recent orders are kept,
+# ARGV[7+n] their ttl s, ARGV[8+n..] orderstream.core.readmodel.status_args.
 # Returns nil (admitted: claimed and accepted), the stored claim value (another request
 # holds the key; nothing written) or {line_no, reason, available, limit (-1: none)} (refused;
 # nothing written). The reasons are checked in the stock agent's order
@@ -76,12 +84,16 @@ if gate then
   end
 end
 redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
+local recent = KEYS[4 + 2 * n]
+redis.call('ZADD', recent, ARGV[4 + n], ARGV[5 + n])
+redis.call('ZREMRANGEBYRANK', recent, 0, -1 - tonumber(ARGV[6 + n]))
+redis.call('EXPIRE', recent, ARGV[7 + n])
 local function set_status(KEYS, ARGV)
 """
     + SET_STATUS_LUA
     + """
 end
-set_status({KEYS[1], KEYS[2]}, {unpack(ARGV, 4 + n)})
+set_status({KEYS[1], KEYS[2]}, {unpack(ARGV, 8 + n)})
 return nil
 """
 )
@@ -93,6 +105,9 @@ def admit_call(
     order_id: str,
     claim: tuple[str, bytes, int],
     status_args: Sequence[Any],
+    *,
+    customer_id: str,
+    placed_us: int,
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of ``ADMIT_LUA``; ``claim`` is (key, value, ttl ms)."""
     keys = config.keys
@@ -104,9 +119,11 @@ def admit_call(
         claim_key,
         *(keys.product(line.product_id) for line in gated),
         *(keys.product_pending(line.product_id) for line in gated),
+        keys.customer_orders(customer_id),
     ]
     args = [claim_value, claim_ttl_ms, len(gated), *(line.quantity for line in gated)]
-    return redis_keys, [*args, *status_args]
+    recent = [placed_us, order_id, CUSTOMER_RECENT_ORDERS, ORDER_TTL_S]
+    return redis_keys, [*args, *recent, *status_args]
 
 
 def refusal(order: OrderRequest, reply: Any) -> NotAvailable | None:

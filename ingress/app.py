@@ -18,18 +18,25 @@ import falcon
 import falcon.asgi
 import msgspec
 
+from ingress import customers as customers_
 from ingress import errors, resources
+from ingress.accounts import AccountStore
 from ingress.admission import CommandGate
 from ingress.auth import AuthMiddleware
 from ingress.config import IngressConfig
+from ingress.customers import SignInLimits
+from ingress.history import HistoryStore, NoHistory, OrderHistory
 from ingress.idempotency import IdempotencyStore
+from ingress.identity import CustomerTokens, Identity
 from ingress.intake import OrderIntake
 from ingress.metrics import MetricsMiddleware, MetricsResource
 from ingress.openapi import build_spec
+from ingress.passwords import PasswordHasher
 from ingress.publisher import KafkaPublisher, Publisher
 from ingress.ratelimit import RateLimiter, RedisRateLimiter
 from ingress.readside import Fallback, NoFallback, OrderReader, ProductReader, StatusWaiter
 from ingress.shop import ShopResource
+from ingress.tokens import SigningKeys, TokenAuthority
 from orderstream.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -42,13 +49,41 @@ def create_app(
     *,
     fallback: Fallback | None = None,
     limiter: RateLimiter | None = None,
+    history: HistoryStore | None = None,
+    accounts: AccountStore | None = None,
+    signing_keys: SigningKeys | None = None,
 ) -> falcon.asgi.App:
+    """Customers sign in only with ``signing_keys`` and ``accounts`` (else the sign-in
+    endpoints answer 503 and no access token is valid)."""
     config = (
         settings if isinstance(settings, IngressConfig) else IngressConfig.from_settings(settings)
     )
     s = config.settings
+    ns = config.namespace
     fallback = fallback or NoFallback()
-    limiter = limiter or RedisRateLimiter(redis, s.rate_limit_per_second, config.namespace)
+    limiter = limiter or RedisRateLimiter(redis, s.rate_limit_per_second, ns)
+    customers = None if signing_keys is None else customer_tokens(s, signing_keys, redis, config)
+    identity = None
+    if customers is not None and accounts is not None:
+        hasher = PasswordHasher(
+            time_cost=s.argon2_time_cost,
+            memory_kib=s.argon2_memory_kib,
+            parallelism=s.argon2_parallelism,
+        )
+        identity = Identity(
+            accounts=accounts, hasher=hasher, tokens=customers, refresh_ttl_s=s.refresh_token_ttl_s
+        )
+    sign_in = SignInLimits(
+        RedisRateLimiter(
+            redis, s.auth_rate_limit_per_ip_per_minute, ns, window_s=60, name="rl-signin-ip"
+        ),
+        RedisRateLimiter(
+            redis, s.auth_rate_limit_per_email_per_minute, ns, window_s=60, name="rl-signin-email"
+        ),
+    )
+    customer_limiter = RedisRateLimiter(
+        redis, s.customer_rate_limit_per_second, ns, name="rl-customer"
+    )
     idempotency = IdempotencyStore(
         redis,
         keys=config.keys,
@@ -60,7 +95,13 @@ def create_app(
 
     middleware: list[Any] = [
         MetricsMiddleware(),
-        AuthMiddleware(storefront_key=s.storefront_key, admin_key=s.admin_key, limiter=limiter),
+        AuthMiddleware(
+            storefront_key=s.storefront_key,
+            admin_key=s.admin_key,
+            limiter=limiter,
+            customers=customers,
+            customer_limiter=customer_limiter,
+        ),
         Shutdown(publisher, redis, waiter),
     ]
     app = falcon.asgi.App(middleware=middleware)
@@ -76,6 +117,17 @@ def create_app(
     app.add_route(
         "/v1/orders/{order_id:uuid}/cancel", resources.OrderCancelResource(s, orders, publisher)
     )
+    app.add_route("/v1/auth/register", customers_.RegisterResource(s, identity, sign_in))
+    app.add_route("/v1/auth/login", customers_.LoginResource(s, identity, sign_in))
+    app.add_route("/v1/auth/refresh", customers_.RefreshResource(s, identity, sign_in))
+    app.add_route("/v1/auth/logout", customers_.LogoutResource(s, identity, sign_in, customers))
+    app.add_route("/v1/auth/me", customers_.MeResource(identity))
+    app.add_route("/.well-known/jwks.json", customers_.JwksResource(customers))
+    order_history = customers_.CustomerOrdersResource(
+        OrderHistory(redis, config.keys, history or NoHistory())
+    )
+    app.add_route("/v1/customers/me/orders", order_history)
+    app.add_route("/v1/customers/{customer_id}/orders", order_history, suffix="customer")
     app.add_route("/v1/products", resources.ProductsResource(products))
     commands = resources.CommandSender(s, publisher, CommandGate(config, redis))
     app.add_route("/v1/products/{product_id}", resources.ProductResource(products, commands))
@@ -88,6 +140,19 @@ def create_app(
     app.add_route("/metrics", MetricsResource(config.prometheus_multiproc_dir))
     app.add_route("/v1/openapi.json", resources.OpenApiResource(msgspec.json.encode(build_spec(s))))
     return app
+
+
+def customer_tokens(
+    s: Settings, keys: SigningKeys, redis: Any, config: IngressConfig
+) -> CustomerTokens:
+    authority = TokenAuthority(
+        keys,
+        issuer=s.jwt_issuer,
+        audience=s.jwt_audience,
+        ttl_s=s.access_token_ttl_s,
+        leeway_s=s.jwt_leeway_s,
+    )
+    return CustomerTokens(authority, redis, config.keys, s.jwt_leeway_s)
 
 
 class Shutdown:
@@ -133,12 +198,25 @@ def connect_redis(config: IngressConfig) -> Any:
 
 def get_app() -> falcon.asgi.App:
     """Real collaborators from the environment (``.local/stack.env`` + variables), read once."""
+    from ingress.accounts import SqlAccounts
     from ingress.store import SqlStore
 
     config = IngressConfig.from_env()
     s = config.settings
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     publisher = KafkaPublisher(s.kafka_bootstrap, linger_ms=config.kafka_linger_ms)
-    # the fallback reads may be a little stale: the replica when there is one
+    # the fallback and history reads may be a little stale: the replica when there is one
     fallback = SqlStore(s.read_database_url)
-    return create_app(config, publisher, connect_redis(config), fallback=fallback)
+    # every worker reads the same key file; a file that is set but unusable stops the start
+    keys = SigningKeys.from_file(s.jwt_keys_file) if s.jwt_keys_file else None
+    if keys is None:
+        logger.warning("ORDERSTREAM_JWT_KEYS_FILE is not set: customers cannot sign in")
+    return create_app(
+        config,
+        publisher,
+        connect_redis(config),
+        fallback=fallback,
+        history=fallback,
+        accounts=SqlAccounts(s.database_url),  # writes: the primary
+        signing_keys=keys,
+    )

@@ -78,6 +78,43 @@ class Unauthorized(ApiError):
         super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="orderstream"'})
 
 
+class InvalidToken(ApiError):
+    """A bearer credential was sent but is neither a key nor a valid access token (RFC 6750:
+    ``error="invalid_token"``): malformed, forged, expired, revoked, of an unknown key."""
+
+    status_code, slug, default_title = 401, "invalid-token", "Invalid Token"
+
+    def __init__(self, detail: str = "the bearer credential is not valid") -> None:
+        challenge = (
+            f'Bearer realm="orderstream", error="invalid_token", error_description="{detail}"'
+        )
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+class InvalidCredentials(ApiError):
+    """Sign-in refused: the same answer for an unknown email and a wrong password."""
+
+    status_code, slug, default_title = 401, "invalid-credentials", "Invalid Credentials"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the email or the password is wrong",
+            headers={"WWW-Authenticate": 'Bearer realm="orderstream"'},
+        )
+
+
+class InvalidRefreshToken(ApiError):
+    """A refresh token that is unknown, expired, already used, or of a revoked session."""
+
+    status_code, slug, default_title = 401, "invalid-refresh-token", "Invalid Refresh Token"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the refresh token is not valid; sign in again",
+            headers={"WWW-Authenticate": 'Bearer realm="orderstream"'},
+        )
+
+
 class Forbidden(ApiError):
     status_code, slug, default_title = 403, "forbidden", "Forbidden"
 
@@ -131,6 +168,16 @@ class NotAvailable(Conflict):
         )
 
 
+class EmailTaken(Conflict):
+    slug, default_title = "email-taken", "Email Already Registered"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a customer with this email is already registered",
+            errors=[FieldError("email", "already registered")],
+        )
+
+
 class PayloadTooLarge(ApiError):
     status_code, slug, default_title = 413, "payload-too-large", "Payload Too Large"
 
@@ -158,9 +205,11 @@ class IdempotencyKeyReused(ApiError):
 class RateLimited(ApiError):
     status_code, slug, default_title = 429, "rate-limited", "Too Many Requests"
 
-    def __init__(self, retry_after_s: int) -> None:
+    def __init__(
+        self, retry_after_s: int, detail: str = "request rate limit for this key exceeded"
+    ) -> None:
         super().__init__(
-            "request rate limit for this key exceeded",
+            detail,
             headers={"Retry-After": str(max(1, retry_after_s))},
         )
 

@@ -66,14 +66,23 @@ class OrderIntake:
         self._idempotency = idempotency
         self._requests_topic = self._settings.topics(topics.ORDER_REQUESTS)
 
-    async def place(self, order: OrderRequest, *, scope: str, idempotency_key: str) -> Response:
+    async def place(
+        self, order: OrderRequest, *, customer_id: str, scope: str, idempotency_key: str
+    ) -> Response:
+        """``customer_id``: the buyer (the body's for a key, the token's for a customer);
+        ``scope``: whose Idempotency-Keys these are (``req.context.key_id``)."""
+        order = msgspec.structs.replace(order, customer_id=customer_id)
         request_fp = fingerprint("POST /v1/orders", _request_encoder.encode(order))
+        now = utcnow()
         fields = {
-            "customer_id": order.customer_id,
+            "customer_id": customer_id,
             "items": [{"product_id": i.product_id, "quantity": i.quantity} for i in order.items],
-            "updated_at": utcnow().isoformat(),
+            "updated_at": now.isoformat(),
         }
-        claim = await self._admit(order, scope, idempotency_key, request_fp, fields)
+        placed_us = int(now.timestamp() * 1_000_000)
+        claim = await self._admit(
+            order, scope, idempotency_key, request_fp, fields, (customer_id, placed_us)
+        )
         previous = claim.previous
         if previous is not None:
             if previous.fingerprint != request_fp:
@@ -85,7 +94,7 @@ class OrderIntake:
 
         try:
             await self._publisher.publish(
-                self._lines(order, order_id), self._settings.publish_timeout_s
+                self._lines(order, customer_id, order_id), self._settings.publish_timeout_s
             )
         except PublishError as exc:
             await self._forget_accepted(order_id, exc)
@@ -111,6 +120,7 @@ class OrderIntake:
         key: str,
         request_fp: str,
         fields: Mapping[str, object],
+        placed: tuple[str, int],
     ) -> Claim:
         """Claim the key, pass the sold-out gate, mark ``accepted``: one script, one trip.
 
@@ -120,8 +130,15 @@ class OrderIntake:
         claim_key = self._idempotency.key(scope, key)
         claim_value = self._idempotency.claim_value(request_fp, order_id)
         claim = (claim_key, claim_value, self._idempotency.ttl_ms)
+        customer_id, placed_us = placed
         redis_keys, args = admit_call(
-            self._config, order, order_id, claim, status_args("accepted", fields)
+            self._config,
+            order,
+            order_id,
+            claim,
+            status_args("accepted", fields),
+            customer_id=customer_id,
+            placed_us=placed_us,
         )
         try:
             # EVAL (not EVALSHA): no NOSCRIPT after a Redis restart, no SCRIPT EXISTS round
@@ -137,7 +154,7 @@ class OrderIntake:
             raise refused
         return self._idempotency.outcome(claim_key, order_id, reply)
 
-    def _lines(self, order: OrderRequest, order_id: str) -> list[Message]:
+    def _lines(self, order: OrderRequest, customer_id: str, order_id: str) -> list[Message]:
         count = len(order.items)
         expected = None if order.expected_total is None else Decimal(order.expected_total)
         now = utcnow()
@@ -151,7 +168,7 @@ class OrderIntake:
                         order_id=order_id,
                         line_no=line_no,
                         line_count=count,
-                        customer_id=order.customer_id,
+                        customer_id=customer_id,
                         product_id=line.product_id,
                         quantity=line.quantity,
                         expected_total=expected,

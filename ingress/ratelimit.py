@@ -1,4 +1,5 @@
-"""Per-key request rate limit in Redis: a one-second window shared by all workers.
+"""Request rate limits in Redis: a fixed window (one second unless told) shared by all
+workers, per key id, customer, client address or email (``name`` keeps them apart).
 
 To keep Redis off the hot path, a worker takes tokens in small batches (INCRBY) and spends
 them locally; the global count is exact per batch, so the limit can be overshot by at
@@ -25,18 +26,29 @@ class RateLimiter(Protocol):
 
 
 class RedisRateLimiter:
-    def __init__(self, redis: Any, limit_per_second: int, namespace: str = "") -> None:
+    def __init__(
+        self,
+        redis: Any,
+        limit_per_second: int,
+        namespace: str = "",
+        *,
+        window_s: int = 1,
+        name: str = "rl",
+    ) -> None:
+        """``limit_per_second``: requests per window (of ``window_s`` seconds)."""
         self._redis = redis
         self._limit = limit_per_second
+        self._window_s = window_s
         self._batch = max(1, min(50, limit_per_second // 200))
-        self._prefix = f"{namespace}os:rl:"
+        self._prefix = f"{namespace}os:{name}:"
         self._refill: asyncio.Lock | None = None  # created on the worker's loop
         self._tokens: dict[str, tuple[int, int]] = {}  # key_id -> (window, tokens left)
 
     async def allow(self, key_id: str) -> int:
         if self._limit <= 0:
             return 0
-        window = int(time.time())
+        now = time.time()
+        window = int(now // self._window_s)
         if self._take_local(key_id, window):
             return 0
         if self._refill is None:
@@ -45,10 +57,11 @@ class RedisRateLimiter:
             if self._take_local(key_id, window):
                 return 0
             key = f"{self._prefix}{key_id}:{window}"
-            count = int(await self._redis.eval(_TAKE_LUA, 1, key, self._batch, 2000))
+            ttl_ms = 2000 * self._window_s
+            count = int(await self._redis.eval(_TAKE_LUA, 1, key, self._batch, ttl_ms))
             granted = min(self._batch, self._limit - (count - self._batch))
             if granted <= 0:
-                return 1
+                return max(1, int((window + 1) * self._window_s - now))
             self._tokens[key_id] = (window, granted - 1)
             return 0
 

@@ -63,11 +63,17 @@ class OrderReader:
         self._fallback = fallback
 
     async def get(self, order_id: str) -> dict[str, Any] | None:
+        found = await self.find(order_id)
+        return None if found is None else found[0]
+
+    async def find(self, order_id: str) -> tuple[dict[str, Any], str | None] | None:
+        """The order as ``get`` shows it and its customer id (who may see it)."""
         data = decode_order(await self._redis.hgetall(self._keys.order(order_id)))
-        if data is not None and "status" in data:
-            return order_view(order_id, data)
-        row = await asyncio.to_thread(self._fallback.order, order_id)
-        return None if row is None else order_view(order_id, row)
+        if data is None or "status" not in data:
+            data = await asyncio.to_thread(self._fallback.order, order_id)
+        if data is None:
+            return None
+        return order_view(order_id, data), data.get("customer_id")
 
     async def status(self, order_id: str) -> str | None:
         found = await self.get(order_id)

@@ -12,14 +12,17 @@ import falcon.asgi
 
 from ingress import metrics
 from ingress.admission import CommandGate
-from ingress.auth import ADMIN, PUBLIC, STOREFRONT
+from ingress.auth import ADMIN, BUYER, PUBLIC
 from ingress.errors import (
     CommandOutcomeUnknown,
     Conflict,
+    FieldError,
+    Forbidden,
     NotAvailable,
     NotFound,
     OutcomeUnknown,
     Unavailable,
+    ValidationFailed,
 )
 from ingress.http import preferred_wait, query_int, query_seconds, read_json, send_json
 from ingress.idempotency import fingerprint
@@ -52,7 +55,7 @@ class OrdersResource:
     and, when it comes, is 201 with the order as ``GET /v1/orders/{id}`` shows it and
     ``Preference-Applied``: one request instead of a POST and a long-poll."""
 
-    auth = {"POST": STOREFRONT}
+    auth = {"POST": BUYER}
 
     def __init__(
         self, settings: Settings, intake: OrderIntake, orders: OrderReader, waiter: StatusWaiter
@@ -66,8 +69,11 @@ class OrdersResource:
         key = check_idempotency_key(req.get_header("Idempotency-Key"))
         order = decode(await read_json(req, self._settings.max_body_bytes), OrderRequest)
         check_order(order, self._settings)
+        customer_id = buyer(req, order.customer_id)
         try:
-            answer = await self._intake.place(order, scope=req.context.key_id, idempotency_key=key)
+            answer = await self._intake.place(
+                order, customer_id=customer_id, scope=req.context.key_id, idempotency_key=key
+            )
         except (Unavailable, OutcomeUnknown):
             metrics.PUBLISH_FAILURES.inc()
             raise
@@ -93,8 +99,33 @@ class OrdersResource:
             resp.set_header("Preference-Applied", f"wait={wait_s:g}")
 
 
+def buyer(req: falcon.asgi.Request, customer_id: str | None) -> str:
+    """Who buys: a customer's token names them (a body ``customer_id`` must agree: 403);
+    a key must name them in the body (422 without)."""
+    own = req.context.customer_id
+    if own is None:
+        if customer_id is None:
+            raise ValidationFailed([FieldError("customer_id", "required with a key")])
+        return customer_id
+    if customer_id not in (None, own):
+        raise Forbidden("a customer orders for themselves only")
+    return str(own)
+
+
+async def visible_order(
+    req: falcon.asgi.Request, orders: OrderReader, order_id: str
+) -> dict[str, Any]:
+    """The order, if the caller may see it: a key sees every order, a customer their own
+    (another's is 404, as if it did not exist)."""
+    found = await orders.find(order_id)
+    own = req.context.customer_id
+    if found is None or (own is not None and found[1] != own):
+        raise NotFound("no such order")
+    return found[0]
+
+
 class OrderResource:
-    auth = {"GET": STOREFRONT}
+    auth = {"GET": BUYER}
 
     def __init__(self, settings: Settings, orders: OrderReader, waiter: StatusWaiter) -> None:
         self._settings = settings
@@ -105,9 +136,7 @@ class OrderResource:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, order_id: uuid.UUID
     ) -> None:
         wait_s = query_seconds(req, "wait", self._settings.max_wait_s)
-        found = await self._orders.get(order_id.hex)
-        if found is None:
-            raise NotFound("no such order")
+        found = await visible_order(req, self._orders, order_id.hex)
         if wait_s > 0 and found["status"] not in TERMINAL_STATUSES:
             found = (
                 await self._waiter.wait_for_change(
@@ -122,7 +151,7 @@ class OrderCancelResource:
     """202 and a ``CancelOrder``; already cancelled is 202 again (idempotent, nothing sent);
     shipped or rejected is 409."""
 
-    auth = {"POST": STOREFRONT}
+    auth = {"POST": BUYER}
 
     def __init__(self, settings: Settings, orders: OrderReader, publisher: Publisher) -> None:
         self._settings = settings
@@ -132,9 +161,7 @@ class OrderCancelResource:
     async def on_post(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, order_id: uuid.UUID
     ) -> None:
-        status = await self._orders.status(order_id.hex)
-        if status is None:
-            raise NotFound("no such order")
+        status = (await visible_order(req, self._orders, order_id.hex))["status"]
         if status in ("shipped", "rejected"):
             raise Conflict(f"the order is {status} and can no longer be cancelled")
         if status != "cancelled":

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from ingress.errors import Unavailable
+from ingress.history import Position
 from orderstream.core.tables import order_items, orders, products
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class SqlStore:
             ).all()
             return {
                 "order_id": order_id,
+                "customer_id": row.customer_id,
                 "status": row.status,
                 "reason": row.reason,
                 "total": None if row.total_amount is None else str(row.total_amount),
@@ -61,6 +63,37 @@ class SqlStore:
             }
 
         return self._run(read)
+
+    def customer_orders(
+        self, customer_id: str, before: Position | None, exclude: list[str], limit: int
+    ) -> list[dict[str, Any]]:
+        """A page of the customer's settled orders, newest first, by keyset on
+        ``orders_customer_history`` (``ingress.history``)."""
+
+        def read(conn: sa.Connection) -> list[dict[str, Any]]:
+            query = (
+                sa.select(orders)
+                .where(orders.c.customer_id == customer_id)
+                .order_by(orders.c.created_at.desc(), orders.c.order_id.desc())
+                .limit(limit)
+            )
+            if before is not None:
+                query = query.where(
+                    sa.tuple_(orders.c.created_at, orders.c.order_id)
+                    < sa.tuple_(sa.literal(before.created_at), sa.literal(before.order_id))
+                )
+            if exclude:
+                query = query.where(orders.c.order_id.not_in(exclude))
+            return _with_items(conn, conn.execute(query).mappings().all())
+
+        return self._run(read) or []
+
+    def orders_by_id(self, order_ids: list[str]) -> dict[str, dict[str, Any]]:
+        def read(conn: sa.Connection) -> list[dict[str, Any]]:
+            query = sa.select(orders).where(orders.c.order_id.in_(order_ids))
+            return _with_items(conn, conn.execute(query).mappings().all())
+
+        return {row["order_id"]: row for row in self._run(read) or []}
 
     def products(
         self, product_id: str | None = None, *, after: str | None = None, limit: int | None = None
@@ -87,6 +120,38 @@ class SqlStore:
         except sa_exc.SQLAlchemyError as exc:
             logger.warning("postgres fallback unavailable: %s", exc)
             raise Unavailable("the order store is unavailable") from None
+
+
+def _with_items(conn: sa.Connection, rows: Any) -> list[dict[str, Any]]:
+    """``orders`` rows as the order view reads them, with their lines (one more query)."""
+    ids = [row["order_id"] for row in rows]
+    lines: dict[str, list[dict[str, Any]]] = {order_id: [] for order_id in ids}
+    if ids:
+        query = (
+            sa.select(order_items)
+            .where(order_items.c.order_id.in_(ids))
+            .order_by(order_items.c.order_id, order_items.c.line_no)
+        )
+        for line in conn.execute(query):
+            lines[line.order_id].append(
+                {
+                    "product_id": line.product_id,
+                    "quantity": line.quantity,
+                    "unit_price": str(line.unit_price),
+                }
+            )
+    return [
+        {
+            "order_id": row["order_id"],
+            "customer_id": row["customer_id"],
+            "status": row["status"],
+            "reason": row["reason"],
+            "total": None if row["total_amount"] is None else str(row["total_amount"]),
+            "created_at": row["created_at"],
+            "items": lines[row["order_id"]],
+        }
+        for row in rows
+    ]
 
 
 def product_row(row: Any) -> dict[str, Any]:

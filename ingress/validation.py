@@ -65,8 +65,10 @@ class PaymentMethod(Body, frozen=True):
     token: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
-class OrderRequest(Body, frozen=True):
-    customer_id: CustomerId
+class OrderRequest(Body, kw_only=True, frozen=True):
+    # required with a storefront or admin key; under a customer token, the token's (if sent,
+    # it must be the same)
+    customer_id: CustomerId | None = None
     items: Annotated[list[OrderLine], msgspec.Meta(min_length=1)]
     shipping_address: ShippingAddress | None = None
     payment_method: PaymentMethod | None = None

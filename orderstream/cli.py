@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "demo": "orderstream.demo:demo",
     "bench": "bench.cli:bench",
     "schemas": "orderstream.schemas_cli:schemas",
+    "jwt-keys": "orderstream.jwtkeys:jwt_keys",
 }
 
 

@@ -23,6 +23,11 @@ Keys (``ns`` is the namespace, empty in production, per-run in tests):
   {ns}os:product-pending:{product_id}  set of admin command ids on their way to the stock agent
   {ns}os:idem:{request_key}    an Idempotency-Key's claim: its request's fingerprint, its order
                                id and, once answered, the answer (the ingress writes it)
+  {ns}os:customer-orders:{customer_id}  sorted set: the customer's latest order ids, scored by
+                               when they were placed (µs); at most CUSTOMER_RECENT_ORDERS,
+                               written with the order's admission (the ingress)
+  {ns}os:revoked-session:{session_id}  a customer session signed out: its access tokens are
+                               refused until they would have expired (the ingress)
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ ORDER_TTL_S = 7 * 24 * 3600  # an order on its way (accepted, committed)
 # hash is gone: kept a day, not a week. At 7 days a day of benchmarks left Redis 4.9 million
 # keys (2.2 GB), whose AOF rewrites (a fork writing a 1.2 GB base) took a core for seconds.
 FINAL_ORDER_TTL_S = 24 * 3600
+# The customer's order index covers what PostgreSQL does not hold yet (orders on their way):
+# their latest orders, bounded, kept as long as an order on its way.
+CUSTOMER_RECENT_ORDERS = 100
 
 # KEYS[1] order hash, KEYS[2] channel; ARGV[1] status, ARGV[2] rank, ARGV[3] ttl,
 # ARGV[4..] field/value pairs. Returns 1 when the status moved forward, else 0.
@@ -132,6 +140,15 @@ class Keys:
 
     def product_ids(self) -> str:
         return f"{self.namespace}os:product-ids"
+
+    def customer_orders(self, customer_id: str) -> str:
+        """The customer's latest order ids by placement time (µs): the order history's view
+        of orders PostgreSQL does not hold yet."""
+        return f"{self.namespace}os:customer-orders:{customer_id}"
+
+    def revoked_session(self, session_id: str) -> str:
+        """Set while the access tokens of a signed-out customer session may still be unexpired."""
+        return f"{self.namespace}os:revoked-session:{session_id}"
 
     def idempotency(self, request_key: str) -> str:
         """An Idempotency-Key's claim (``ingress.idempotency``), by its request key

@@ -73,6 +73,22 @@ class Settings:
     # a worker whose agents process nothing this long while records wait stops (0: never)
     worker_stall_s: float = 45.0
 
+    # customers (ingress.tokens, ingress.passwords, docs/identity.md): the JWKS file of
+    # private signing keys (the first signs, every one verifies), the tokens' claims and
+    # lifetimes, argon2id's cost, and the rate limits of sign-in and of a customer's requests
+    jwt_keys_file: str = ""
+    jwt_issuer: str = "orderstream"
+    jwt_audience: str = "orderstream-api"
+    jwt_leeway_s: int = 10
+    access_token_ttl_s: int = 600
+    refresh_token_ttl_s: int = 14 * 24 * 3600
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19 * 1024
+    argon2_parallelism: int = 1
+    auth_rate_limit_per_ip_per_minute: int = 300
+    auth_rate_limit_per_email_per_minute: int = 10
+    customer_rate_limit_per_second: int = 20
+
     # sink
     sink_batch_size: int = 500
     sink_batch_timeout_s: float = 0.05

@@ -61,6 +61,13 @@ orders = Table(
         unique=True,
         postgresql_where=text("status <> 'rejected'"),
     ),
+    # a customer's order history, newest first, a page at a time (keyset)
+    Index(
+        "orders_customer_history",
+        "customer_id",
+        text("created_at DESC"),
+        text("order_id DESC"),
+    ),
 )
 
 order_items = Table(
@@ -116,3 +123,53 @@ cancel_requests = Table(
 )
 
 OUTBOX_CHANNEL = "orderstream_outbox"
+
+# Customers who sign in (the ingress writes these; docs/identity.md). ``email`` is kept as
+# given and unique without regard to case.
+customers = Table(
+    "customers",
+    metadata,
+    Column("customer_id", String(128), primary_key=True),
+    Column("email", String(254), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("customers_email_lower", func.lower(text("email")), unique=True),
+)
+
+# One row per sign-in: the family of refresh tokens rotated from it, revoked as a whole
+# (logout, or a refresh token used twice).
+customer_sessions = Table(
+    "customer_sessions",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column(
+        "customer_id",
+        String(128),
+        ForeignKey("customers.customer_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_reason", String(32), nullable=True),
+    Index("customer_sessions_customer_id", "customer_id"),
+)
+
+# Refresh tokens by the SHA-256 of their value (never the value); ``used_at`` is set when
+# one is rotated, so a second use is seen.
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column(
+        "session_id",
+        String(64),
+        ForeignKey("customer_sessions.session_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+    Index("refresh_tokens_session_id", "session_id"),
+)

@@ -58,6 +58,7 @@ def stack_values(
         "REDIS_URL": external.redis_url if external else cfg.redis_url,
         "STOREFRONT_KEY": envfile.secret("STOREFRONT_KEY", environ, previous),
         "ADMIN_KEY": envfile.secret("ADMIN_KEY", environ, previous),
+        "ORDERSTREAM_JWT_KEYS_FILE": envfile.jwt_keys_file(cfg.local, environ, previous),
         "ORDERSTREAM_PARTITIONS": str(settings.partitions),
         "ORDERSTREAM_REPLICATION_FACTOR": str(rf),
         "ORDERSTREAM_MIN_INSYNC_REPLICAS": str(min_isr),

@@ -192,6 +192,10 @@ def test_response_is_json(h: Harness) -> None:
     assert json.loads(r.text)["status"] == "accepted"
 
 
+# ADMIT_LUA's arguments for the customer's recent orders: placed at, order id, kept, ttl s
+RECENT = (1, "o", 100, 60)
+
+
 def test_the_intake_script_writes_accepted_as_the_read_model_script_does(h: Harness) -> None:
     # ADMIT_LUA runs SET_STATUS_LUA on its KEYS[1..2] and ARGV[4+n..]: same writes.
     from ingress.admission import ADMIT_LUA
@@ -200,7 +204,9 @@ def test_the_intake_script_writes_accepted_as_the_read_model_script_does(h: Harn
     fields = {"customer_id": "c", "items": [{"product_id": "p", "quantity": 2}], "updated_at": "t"}
     args = status_args("accepted", fields)
     h.redis.eval(SET_STATUS_LUA, 2, "a:order", "a:channel", *args)
-    h.redis.eval(ADMIT_LUA, 3, "b:order", "b:channel", "b:idem", "claim", 1000, 0, *args)
+    h.redis.eval(
+        ADMIT_LUA, 4, "b:order", "b:channel", "b:idem", "recent", "claim", 1000, 0, *RECENT, *args
+    )
     assert h.redis.hgetall("a:order") == h.redis.hgetall("b:order")
     assert h.redis.ttl("b:order") == h.redis.ttl("a:order")
     assert h.redis.get("b:idem") == b"claim"
@@ -209,7 +215,9 @@ def test_the_intake_script_writes_accepted_as_the_read_model_script_does(h: Harn
     for key in ("a", "b"):
         h.redis.eval(SET_STATUS_LUA, 2, f"{key}:order", "ch", *status_args("committed", {}))
     h.redis.eval(SET_STATUS_LUA, 2, "a:order", "a:channel", *args)
-    h.redis.eval(ADMIT_LUA, 3, "b:order", "b:channel", "b2:idem", "claim2", 1000, 0, *args)
+    h.redis.eval(
+        ADMIT_LUA, 4, "b:order", "b:channel", "b2:idem", "recent", "claim2", 1000, 0, *RECENT, *args
+    )
     assert h.redis.hget("a:order", "status") == h.redis.hget("b:order", "status") == b"committed"
 
 
@@ -218,11 +226,20 @@ def test_the_intake_script_writes_nothing_when_another_request_holds_the_key(h: 
     from orderstream.core.readmodel import status_args
 
     args = status_args("accepted", {"customer_id": "c"})
-    assert h.redis.eval(ADMIT_LUA, 3, "o1", "c1", "idem", "mine", 1000, 0, *args) is None
-    assert h.redis.eval(ADMIT_LUA, 3, "o2", "c2", "idem", "other", 1000, 0, *args) == b"mine"
+    assert (
+        h.redis.eval(ADMIT_LUA, 4, "o1", "c1", "idem", "recent", "mine", 1000, 0, *RECENT, *args)
+        is None
+    )
+    assert (
+        h.redis.eval(ADMIT_LUA, 4, "o2", "c2", "idem", "recent", "other", 1000, 0, *RECENT, *args)
+        == b"mine"
+    )
     assert h.redis.exists("o2") == 0
     # the same claim value again (a retried command whose reply was lost) is still ours
-    assert h.redis.eval(ADMIT_LUA, 3, "o1", "c1", "idem", "mine", 1000, 0, *args) is None
+    assert (
+        h.redis.eval(ADMIT_LUA, 4, "o1", "c1", "idem", "recent", "mine", 1000, 0, *RECENT, *args)
+        is None
+    )
 
 
 def test_a_completed_key_is_kept_for_the_idempotency_ttl(h: Harness) -> None:
