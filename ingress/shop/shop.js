@@ -449,5 +449,6 @@ if (tokens) {
   scheduleRefresh();
   start();
 }
+addEventListener("hashchange", () => location.reload()); // another choice of products
 refreshProducts();
 setInterval(refreshProducts, 1000);
