@@ -86,6 +86,13 @@ def by_testid(browser: WebDriver, testid: str) -> WebElement:
     return browser.find_element(By.CSS_SELECTOR, f'[data-testid="{testid}"]')
 
 
+def open_shop(browser: WebDriver, url: str) -> None:
+    """The page, loaded afresh in a tab with no session (the browser is shared)."""
+    browser.get(url)
+    browser.execute_script("sessionStorage.clear()")
+    browser.refresh()
+
+
 def in_card(browser: WebDriver, product: str, testid: str) -> WebElement:
     return browser.find_element(
         By.CSS_SELECTOR, f'article[data-product-id="{product}"] [data-testid="{testid}"]'
@@ -120,6 +127,11 @@ def signed_in_as(browser: WebDriver, email: str) -> str:
     return whoami.get_attribute("data-customer-id") or ""
 
 
+def sign_out(browser: WebDriver) -> None:
+    by_testid(browser, "logout").click()
+    assert wait_for(browser, lambda: by_testid(browser, "sign-in").is_displayed())
+
+
 def stored_session(browser: WebDriver) -> dict[str, Any] | None:
     return browser.execute_script(f"return JSON.parse(sessionStorage.getItem('{SESSION}'))")  # type: ignore[no-any-return]
 
@@ -141,7 +153,7 @@ def log_in(http: httpx.Client, email: str) -> dict[str, str]:
 def test_signing_in_shows_the_apis_reasons_and_the_session_is_refreshed_in_the_tab(
     stack, browser: WebDriver, http: httpx.Client
 ) -> None:
-    browser.get(f"{stack.settings.ingress_url}/shop")
+    open_shop(browser, f"{stack.settings.ingress_url}/shop")
     email = new_email()
 
     account_form(browser, "register", email, "short", "Ada Lovelace")
@@ -182,8 +194,7 @@ def test_signing_in_shows_the_apis_reasons_and_the_session_is_refreshed_in_the_t
     last = stored_session(browser)
     assert last is not None
 
-    by_testid(browser, "logout").click()
-    assert wait_for(browser, lambda: by_testid(browser, "sign-in").is_displayed())
+    sign_out(browser)
     assert stored_session(browser) is None
     refused = http.post("/v1/auth/refresh", json={"refresh_token": last["refresh_token"]})
     assert refused.status_code == 401, refused.text  # signing out ended the session
@@ -196,14 +207,14 @@ def test_signing_in_shows_the_apis_reasons_and_the_session_is_refreshed_in_the_t
     assert stored_session(browser) is None
     account_form(browser, "login", email, PASSWORD)
     signed_in_as(browser, email)
-    by_testid(browser, "logout").click()
+    sign_out(browser)
 
 
 def test_a_customer_buys_follows_to_shipped_is_told_when_sold_out_and_cancels(
     stack, browser: WebDriver, http: httpx.Client, api: OrderstreamClient, pg, stocked, reconcile
 ) -> None:
     product = stocked("shop", 2)
-    browser.get(f"{stack.settings.ingress_url}/shop#products={product}")
+    open_shop(browser, f"{stack.settings.ingress_url}/shop#products={product}")
     available = lambda: in_card(browser, product, "available").get_attribute("data-available")  # noqa: E731
     assert wait_for(browser, lambda: available() == "2")  # public: before signing in
     assert not in_card(browser, product, "buy").is_enabled()
@@ -211,7 +222,7 @@ def test_a_customer_buys_follows_to_shipped_is_told_when_sold_out_and_cancels(
     email = new_email()
     account_form(browser, "register", email, PASSWORD, "Grace Hopper")
     customer_id = signed_in_as(browser, email)
-    by_testid(browser, "logout").click()
+    sign_out(browser)
     account_form(browser, "login", email, PASSWORD)
     assert signed_in_as(browser, email) == customer_id
     assert wait_for(browser, lambda: by_testid(browser, "orders-state").text == "none yet")
@@ -280,4 +291,4 @@ def test_a_customer_buys_follows_to_shipped_is_told_when_sold_out_and_cancels(
     assert shipped_units(pg, product) == 1
     assert api.product(product)["available"] == 1
     assert reconcile([product]) == []
-    by_testid(browser, "logout").click()
+    sign_out(browser)
