@@ -1,9 +1,9 @@
 """The storefront page: ``GET /shop`` (HTML, CSS and one ES module, no build step).
 
-It calls the public HTTP API from the browser with the storefront key the user gives it
-(``#key=`` in the address, kept in the tab's sessionStorage, never sent to ``/shop``):
-live availability, buying, order tracking and cancelling. A demo of the API; a real
-storefront keeps its key on its own server.
+A customer registers or signs in (``/v1/auth/*``) and the page calls the public HTTP API
+from the browser with that customer's access token, kept in the tab's sessionStorage and
+refreshed before it expires: live availability, buying, "my orders" with live statuses,
+and cancelling. It never holds the storefront key, which stays server to server.
 """
 
 from __future__ import annotations
