@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from ingress.orderdetails import ASSIGNED_COUNTRIES
 from ingress.validation import (
     DEFAULT_PAGE,
     IDEMPOTENCY_KEY,
@@ -241,6 +242,7 @@ def build_spec(settings: Settings) -> dict[str, Any]:
     components = copy.deepcopy(components)
     components["OrderRequest"]["properties"]["items"]["maxItems"] = settings.max_lines
     components["OrderLine"]["properties"]["quantity"]["maximum"] = settings.max_quantity
+    components["ShippingAddress"]["properties"]["country"]["enum"] = sorted(ASSIGNED_COUNTRIES)
     components.update(RESPONSE_SCHEMAS)
 
     order_id = {

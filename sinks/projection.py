@@ -31,6 +31,8 @@ from schemas.orders import (
     OrderItem,
     OrderRejected,
     OrderShipped,
+    PaymentReference,
+    ShippingAddress,
     request_key_of,
 )
 from schemas.topics import (
@@ -54,6 +56,9 @@ class OrderRow:
     reason: str | None
     total_amount: Decimal | None
     request_key: str | None
+    # the order's details (``jsonb``): what it was committed with, null without them
+    shipping_address: ShippingAddress | None = None
+    payment_method: PaymentReference | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +218,18 @@ def _on_committed(event: OrderCommitted, batch: _Batch) -> None:
         return
     final = "shipped" if decision == "ship" else "cancelled"
     status[event.order_id] = final
-    plan.orders.append(OrderRow(event.order_id, event.customer_id, final, None, event.total, key))
+    plan.orders.append(
+        OrderRow(
+            event.order_id,
+            event.customer_id,
+            final,
+            None,
+            event.total,
+            key,
+            event.shipping_address,
+            event.payment_method,
+        )
+    )
     plan.items.extend(
         ItemRow(event.order_id, i.line_no, i.product_id, i.quantity, i.unit_price)
         for i in event.items
@@ -293,6 +309,8 @@ def shipped_row(event: OrderCommitted, topics: TopicNames, at: datetime) -> Outb
         customer_id=event.customer_id,
         items=event.items,
         total=event.total,
+        shipping_address=event.shipping_address,
+        payment_method=event.payment_method,
         occurred_at=at,
     )
     return _row(shipped.event_id, topics(ORDERS_SHIPPED), event.order_id, shipped)

@@ -66,9 +66,11 @@ _SAVE_OFFSETS = text(
 )
 _INSERT_ORDERS = text(
     """
-    INSERT INTO orders (order_id, customer_id, status, reason, total_amount, request_key)
+    INSERT INTO orders (order_id, customer_id, status, reason, total_amount, request_key,
+        shipping_address, payment_method)
     SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS x(order_id text,
-        customer_id text, status text, reason text, total_amount numeric, request_key text)
+        customer_id text, status text, reason text, total_amount numeric, request_key text,
+        shipping_address jsonb, payment_method jsonb)
     ON CONFLICT (order_id) DO NOTHING
     """
 )

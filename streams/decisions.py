@@ -53,6 +53,8 @@ def decide_reservation(
         reason=reason,
         detail=detail,
         expected_total=request.expected_total,
+        shipping_address=request.shipping_address,
+        payment_method=request.payment_method,
         decided_at=now,
     )
     if reason or product is None:

@@ -24,6 +24,8 @@ from typing import Literal
 
 import msgspec
 
+from schemas.orders import PaymentReference, ShippingAddress
+
 LineStatus = Literal["held", "released", "rejected"]
 OrderPhase = Literal["pending", "committed", "rejected", "cancelled"]
 SEP = "\x1f"
@@ -58,6 +60,9 @@ class LineState(msgspec.Struct, tag="l", kw_only=True, frozen=True):
     reason: str | None = None
     detail: str = ""
     expected_total: Decimal | None = None
+    # the order's details, on line 0 only (the request carries them there)
+    shipping_address: ShippingAddress | None = None
+    payment_method: PaymentReference | None = None
     decided_at: datetime
     request_offset: int = -1
     released_offset: int = -1
@@ -97,6 +102,9 @@ class OrderState(msgspec.Struct, kw_only=True, frozen=True):
     customer_id: str | None = None
     line_count: int | None = None
     expected_total: Decimal | None = None
+    # the order's details, from its line 0 (kept until the order is pruned)
+    shipping_address: ShippingAddress | None = None
+    payment_method: PaymentReference | None = None
     lines: dict[int, OrderLine] = msgspec.field(default_factory=dict)
     reason: str | None = None
     detail: str = ""

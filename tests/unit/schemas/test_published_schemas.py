@@ -1,6 +1,6 @@
 """The published contract: the committed JSON Schemas are what the code exports now, the
 AsyncAPI document describes exactly the public topics with those schemas, and real events
-validate against the committed files."""
+(with and without order details) validate against the committed files."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from schemas import codec, topics
-from schemas.common import SCHEMA_VERSION
+from schemas.common import SCHEMA_VERSION, Record
 from schemas.export import COMMITTED_DIR, PUBLIC_RECORDS, file_name, render
 from schemas.orders import (
     OrderCancelled,
@@ -22,9 +22,20 @@ from schemas.orders import (
     OrderItem,
     OrderRejected,
     OrderShipped,
+    PaymentReference,
+    ShippingAddress,
 )
 
 ASYNCAPI = COMMITTED_DIR.parent / "asyncapi.yaml"
+ADDRESS = ShippingAddress(
+    name="Ada Lovelace",
+    line1="12 St James's Square",
+    city="London",
+    postal_code="SW1Y 4LB",
+    country="GB",
+    phone="+44 20 7946 0000",
+)
+PAYMENT = PaymentReference(type="card", token="tok_1Nf2Zq2eZvKYlo2C")
 ITEMS = (OrderItem(line_no=0, product_id="SKU-1", quantity=2, unit_price=Decimal("9.99")),)
 
 
@@ -98,7 +109,26 @@ def events() -> list[tuple[str, object]]:
     common: dict[str, Any] = {"event_id": "e1", "order_id": "o1", "customer_id": "c1"}
     return [
         (topics.ORDERS_SHIPPED, OrderShipped(**common, items=ITEMS, total=Decimal("19.98"))),
-        (topics.ORDERS_COMMITTED, OrderCommitted(**common, items=ITEMS, total=Decimal("19.98"))),
+        (
+            topics.ORDERS_SHIPPED,
+            OrderShipped(
+                **common,
+                items=ITEMS,
+                total=Decimal("19.98"),
+                shipping_address=ADDRESS,
+                payment_method=PAYMENT,
+            ),
+        ),
+        (
+            topics.ORDERS_COMMITTED,
+            OrderCommitted(
+                **common,
+                items=ITEMS,
+                total=Decimal("19.98"),
+                shipping_address=ADDRESS,
+                payment_method=PAYMENT,
+            ),
+        ),
         (topics.ORDERS_REJECTED, OrderRejected(**common, reason="out_of_stock")),
         (topics.ORDERS_CANCELLED, OrderCancelled(**common)),
     ]
@@ -109,6 +139,48 @@ def test_events_as_encoded_validate_against_the_committed_schema(topic: str, eve
     value = json.loads(codec.encode(event))
     assert value["schema_version"] == SCHEMA_VERSION
     jsonschema.validate(value, committed(topic))
+
+
+def test_a_shipped_event_carries_the_order_details_by_these_names() -> None:
+    value = json.loads(codec.encode(events()[1][1]))
+    assert value["shipping_address"] == {
+        "name": "Ada Lovelace",
+        "line1": "12 St James's Square",
+        "line2": None,
+        "city": "London",
+        "region": None,
+        "postal_code": "SW1Y 4LB",
+        "country": "GB",
+        "phone": "+44 20 7946 0000",
+    }
+    assert value["payment_method"] == {"type": "card", "token": "tok_1Nf2Zq2eZvKYlo2C"}
+
+
+def test_a_version_1_event_still_decodes_and_a_version_1_reader_ignores_the_new_fields() -> None:
+    """Compatibility both ways: a v1 event (no details) decodes as null details, and a
+    reader built on the v1 shape (unknown fields ignored, as msgspec does) reads a v2 one."""
+    old = {
+        "type": "order_shipped",
+        "schema_version": 1,
+        "event_id": "e1",
+        "order_id": "o1",
+        "customer_id": "c1",
+        "items": [{"line_no": 0, "product_id": "SKU-1", "quantity": 2, "unit_price": "9.99"}],
+        "total": "19.98",
+        "occurred_at": "2026-12-01T10:00:00+00:00",
+    }
+    decoded = codec.decode(json.dumps(old), OrderShipped)
+    assert decoded.shipping_address is None and decoded.payment_method is None
+    jsonschema.validate(old, committed(topics.ORDERS_SHIPPED))
+
+    class ShippedV1(Record, tag="order_shipped", tag_field="type", frozen=True):
+        event_id: str
+        order_id: str
+        customer_id: str
+        total: Decimal
+
+    new = codec.encode(events()[1][1])
+    assert codec.decode(new, ShippedV1).total == Decimal("19.98")
 
 
 def test_export_writes_the_committed_files(tmp_path: Path) -> None:
