@@ -95,6 +95,7 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
         ["product_id", "name", "price", "available", "active"],
         product_id={"type": "string"},
         name={"type": "string"},
+        description={"anyOf": [{"type": "string", "maxLength": 2000}, {"type": "null"}]},
         price=MONEY,
         available={"type": "integer"},
         active={"type": "boolean"},

@@ -59,6 +59,7 @@ class OrderRequest(Body, frozen=True):
 class ProductUpsert(Body, frozen=True):
     name: Text
     price: MoneyString
+    description: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
     stock: Stock | None = None
     limit_per_customer: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
 

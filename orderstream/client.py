@@ -68,8 +68,11 @@ class OrderstreamClient:
         price: str,
         stock: int | None = None,
         limit_per_customer: int | None = None,
+        description: str | None = None,
     ) -> None:
         body: dict[str, Any] = {"name": name, "price": price}
+        if description is not None:
+            body["description"] = description
         if stock is not None:
             body["stock"] = stock
         if limit_per_customer is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -96,6 +96,7 @@ class ProductChange:
     name: str | None = None  # None: no upsert in this batch, only deactivate
     price: Decimal | None = None
     limit_per_customer: int | None = None
+    description: str | None = None
 
 
 @dataclass(slots=True)
@@ -178,16 +179,19 @@ def plan_batch(
             _on_cancel_request(event, batch.status, batch.cancels, plan)
         elif isinstance(event, UpsertProduct):
             plan.products[event.product_id] = ProductChange(
-                event.product_id, True, event.name, event.price, event.limit_per_customer
+                event.product_id,
+                True,
+                event.name,
+                event.price,
+                event.limit_per_customer,
+                event.description,
             )
         elif isinstance(event, Discontinue):
             prior = plan.products.get(event.product_id)
             plan.products[event.product_id] = (
                 ProductChange(event.product_id, False)
                 if prior is None
-                else ProductChange(
-                    prior.product_id, False, prior.name, prior.price, prior.limit_per_customer
-                )
+                else replace(prior, active=False)
             )
     return plan
 

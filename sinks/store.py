@@ -99,11 +99,11 @@ _INSERT_OUTBOX = text(
 _NOTIFY = text(f"SELECT pg_notify('{OUTBOX_CHANNEL}', '')")
 _UPSERT_PRODUCT = text(
     """
-    INSERT INTO products (product_id, name, price, active, limit_per_customer)
-    VALUES (:product_id, :name, :price, :active, :limit_per_customer)
+    INSERT INTO products (product_id, name, price, active, limit_per_customer, description)
+    VALUES (:product_id, :name, :price, :active, :limit_per_customer, :description)
     ON CONFLICT (product_id) DO UPDATE SET name = excluded.name, price = excluded.price,
         active = excluded.active, limit_per_customer = excluded.limit_per_customer,
-        updated_at = now()
+        description = excluded.description, updated_at = now()
     """
 )
 _DISCONTINUE = text(
@@ -202,6 +202,7 @@ def write_plan(conn: Connection, plan: BatchPlan) -> None:
                     "price": change.price,
                     "active": change.active,
                     "limit_per_customer": change.limit_per_customer,
+                    "description": change.description,
                 },
             )
         else:

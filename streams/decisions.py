@@ -83,6 +83,7 @@ def apply_command(command: CatalogCommand, product: ProductState | None) -> Prod
                 product_id=command.product_id,
                 name=command.name,
                 price=command.price,
+                description=command.description,
                 available=stock,
                 active=True,
                 limit_per_customer=command.limit_per_customer,
@@ -92,6 +93,7 @@ def apply_command(command: CatalogCommand, product: ProductState | None) -> Prod
             product,
             name=command.name,
             price=command.price,
+            description=command.description,
             active=True,
             limit_per_customer=command.limit_per_customer,
         )

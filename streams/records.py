@@ -35,6 +35,7 @@ class ProductState(msgspec.Struct, tag="p", kw_only=True, frozen=True):
     product_id: str
     name: str
     price: Decimal
+    description: str | None = None
     available: int
     active: bool = True
     limit_per_customer: int | None = None

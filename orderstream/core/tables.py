@@ -36,6 +36,7 @@ products = Table(
     Column("active", Boolean, nullable=False, server_default=text("true")),
     Column("limit_per_customer", Integer, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("description", Text, nullable=True),
 )
 
 # Only terminal statuses are ever written: an order row is inserted once, final.

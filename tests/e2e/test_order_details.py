@@ -1,6 +1,6 @@
 """Order details end to end: a warehouse consuming ``orders.shipped`` from Kafka finds, for
 every shipped order placed with them, its shipping address and payment reference, and
-PostgreSQL holds them."""
+PostgreSQL holds them; a product's description reaches the API and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -146,3 +146,31 @@ def test_a_warehouse_finds_the_address_and_payment_of_every_shipped_order(
     assert set(rows) == set(order_ids)
     for order_id, (_, ship_to, paid_by) in zip(order_ids, orders, strict=True):
         assert rows[order_id] == (None if ship_to is None else as_shipped(ship_to), paid_by)
+
+
+def test_a_product_description_reaches_the_api_and_postgresql(
+    api: OrderstreamClient, pg: sa.Engine, sku
+) -> None:
+    product_id = sku("described")
+    text = "Stoneware mug, 350 ml.\nDishwasher safe."
+    api.put_product(product_id, name="Mug", price="9.50", stock=3, description=text)
+    shown = api.wait_product(product_id, lambda p: p["description"] == text)
+    assert shown is not None and shown["description"] == text
+    page = api.products(limit=1000, after=product_id[:-1])
+    assert any(p["product_id"] == product_id and p["description"] == text for p in page["items"])
+
+    def stored() -> Any:
+        with pg.connect() as conn:
+            return conn.execute(
+                sa.text("SELECT description FROM products WHERE product_id = :p"),
+                {"p": product_id},
+            ).scalar()
+
+    deadline = time.monotonic() + 30
+    while stored() != text and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert stored() == text
+
+    api.put_product(product_id, name="Mug", price="9.50")  # an upsert without one clears it
+    cleared = api.wait_product(product_id, lambda p: p["description"] is None)
+    assert cleared is not None and cleared["description"] is None

@@ -27,7 +27,7 @@ def test_upgrade_downgrade_upgrade(stack: StackHandle) -> None:
             engine.dispose()
 
 
-def test_0004_adds_the_order_details(stack: StackHandle) -> None:
+def test_0004_adds_the_order_details_and_the_product_description(stack: StackHandle) -> None:
     def columns(engine: sa.Engine, table: str) -> set[str]:
         sa.inspect(engine).clear_cache()
         return {c["name"] for c in sa.inspect(engine).get_columns(table)}
@@ -37,6 +37,7 @@ def test_0004_adds_the_order_details(stack: StackHandle) -> None:
         try:
             upgrade(url)
             assert {"shipping_address", "payment_method"} <= columns(engine, "orders")
+            assert "description" in columns(engine, "products")
             with engine.connect() as conn:
                 kinds = dict(
                     conn.execute(
@@ -49,7 +50,8 @@ def test_0004_adds_the_order_details(stack: StackHandle) -> None:
             assert kinds["shipping_address"] == kinds["payment_method"] == "jsonb"
             downgrade(url, "0002")
             assert not {"shipping_address", "payment_method"} & columns(engine, "orders")
+            assert "description" not in columns(engine, "products")
             upgrade(url)
-            assert {"shipping_address", "payment_method"} <= columns(engine, "orders")
+            assert "description" in columns(engine, "products")
         finally:
             engine.dispose()

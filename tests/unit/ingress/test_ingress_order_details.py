@@ -223,7 +223,7 @@ def test_luhn() -> None:
     assert not looks_like_card_number("")
 
 
-def test_the_openapi_document_shows_the_details(h: Harness) -> None:
+def test_the_openapi_document_shows_the_details_and_the_description(h: Harness) -> None:
     schemas = h.client.simulate_get("/v1/openapi.json").json["components"]["schemas"]
     order = schemas["OrderRequest"]["properties"]
     assert order["shipping_address"]["anyOf"][0]["$ref"].endswith("/ShippingAddress")
@@ -237,3 +237,6 @@ def test_the_openapi_document_shows_the_details(h: Harness) -> None:
     assert address["properties"]["phone"]["anyOf"][0]["maxLength"] == 30
     token = schemas["PaymentMethod"]["properties"]["token"]
     assert token["maxLength"] == 256 and "card" in token["description"]
+    upsert = schemas["ProductUpsert"]["properties"]["description"]
+    assert upsert["anyOf"][0]["maxLength"] == 2000
+    assert "description" in schemas["Product"]["properties"]

@@ -278,3 +278,12 @@ def test_an_order_without_details_ships_with_null() -> None:
     assert plan.orders[0].shipping_address is None and plan.orders[0].payment_method is None
     shipped = json.loads(plan.outbox[0].payload)
     assert shipped["shipping_address"] is None and shipped["payment_method"] is None
+
+
+def test_a_product_description_is_upserted_and_kept_by_a_discontinue() -> None:
+    upsert = UpsertProduct(
+        command_id="u1", product_id="p1", name="Mug", price=Decimal("9.50"), description="350 ml"
+    )
+    plan = plan_batch([upsert, Discontinue(command_id="d1", product_id="p1")], {}, set(), TOPICS)
+    change = plan.products["p1"]
+    assert (change.active, change.name, change.description) == (False, "Mug", "350 ml")
