@@ -270,16 +270,21 @@ def problem_body(exc: falcon.HTTPError) -> dict[str, Any]:
 
 _LOCATION = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
+_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]*)`$")
 
 
 def field_error(message: str) -> FieldError:
-    """Turn msgspec's ``"... - at `$.items[0].quantity`"`` into a (field, message) pair."""
+    """Turn msgspec's ``"... - at `$.items[0].quantity`"`` into a (field, message) pair; an
+    unknown or missing field is named itself (``shipping_address.city``), not its object."""
     match = _LOCATION.match(message)
     text, path = (match["message"], match["path"] or "") if match else (message, "")
     unknown = _UNKNOWN.match(text)
     if unknown:
         path = f"{path}.{unknown['name']}"
         text = "unknown field (client prices and undeclared fields are not accepted)"
+    missing = _MISSING.match(text)
+    if missing:
+        path, text = f"{path}.{missing['name']}", "required"
     return FieldError(field=path.lstrip(".") or "body", message=text)
 
 

@@ -30,6 +30,7 @@ from ingress.admission import ADMIT_LUA, admit_call, refusal
 from ingress.config import IngressConfig
 from ingress.errors import IdempotencyKeyReused, OutcomeUnknown, Unavailable
 from ingress.idempotency import Claim, IdempotencyStore, fingerprint
+from ingress.orderdetails import address_record, payment_record
 from ingress.publisher import Message, Publisher, PublishError
 from ingress.validation import OrderRequest
 from orderstream.core.readmodel import ReadModel, status_args
@@ -155,8 +156,12 @@ class OrderIntake:
         return self._idempotency.outcome(claim_key, order_id, reply)
 
     def _lines(self, order: OrderRequest, customer_id: str, order_id: str) -> list[Message]:
+        """One record per line; the order's details (address, payment reference) ride on
+        line 0 only: the settler keeps them with the order (DESIGN.md, "Order details")."""
         count = len(order.items)
         expected = None if order.expected_total is None else Decimal(order.expected_total)
+        address = address_record(order.shipping_address)
+        payment = payment_record(order.payment_method)
         now = utcnow()
         return [
             Message(
@@ -172,6 +177,8 @@ class OrderIntake:
                         product_id=line.product_id,
                         quantity=line.quantity,
                         expected_total=expected,
+                        shipping_address=address if line_no == 0 else None,
+                        payment_method=payment if line_no == 0 else None,
                         requested_at=now,
                     )
                 ),

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from ingress.credentials import LoginRequest, RefreshRequest, RegisterRequest
+from ingress.orderdetails import ASSIGNED_COUNTRIES
 from ingress.validation import (
     DEFAULT_PAGE,
     IDEMPOTENCY_KEY,
@@ -95,6 +96,7 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
         ["product_id", "name", "price", "available", "active"],
         product_id={"type": "string"},
         name={"type": "string"},
+        description={"anyOf": [{"type": "string", "maxLength": 2000}, {"type": "null"}]},
         price=MONEY,
         available={"type": "integer"},
         active={"type": "boolean"},
@@ -425,6 +427,7 @@ def build_spec(settings: Settings) -> dict[str, Any]:
     components = copy.deepcopy(components)
     components["OrderRequest"]["properties"]["items"]["maxItems"] = settings.max_lines
     components["OrderLine"]["properties"]["quantity"]["maximum"] = settings.max_quantity
+    components["ShippingAddress"]["properties"]["country"]["enum"] = sorted(ASSIGNED_COUNTRIES)
     components.update(RESPONSE_SCHEMAS)
 
     order_id = {

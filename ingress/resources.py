@@ -221,6 +221,7 @@ class ProductResource:
             product_id=product_id,
             name=body.name,
             price=_decimal(body.price),
+            description=body.description or None,
             stock=body.stock,
             limit_per_customer=body.limit_per_customer,
         )

@@ -161,6 +161,7 @@ def product_row(row: Any) -> dict[str, Any]:
     return {
         "product_id": row["product_id"],
         "name": row["name"],
+        "description": row.get("description"),
         "price": str(row["price"]),
         "available": 0,
         "active": bool(row["active"]),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, TypeVar
 
 import msgspec
 
@@ -19,6 +19,7 @@ from ingress.errors import (
     ValidationFailed,
     field_error,
 )
+from ingress.orderdetails import PaymentMethod, ShippingAddress, check_details
 from orderstream.core.settings import Settings
 from schemas.common import CustomerId, ProductId
 
@@ -33,7 +34,6 @@ MoneyString = Annotated[
     ),
 ]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-OptionalText = Annotated[str, msgspec.Meta(max_length=200)]
 Quantity = Annotated[int, msgspec.Meta(ge=1)]
 Stock = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -46,23 +46,6 @@ class Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True
 class OrderLine(Body, frozen=True):
     product_id: ProductId
     quantity: Quantity
-
-
-class ShippingAddress(Body, kw_only=True, frozen=True):
-    name: Text
-    line1: Text
-    line2: OptionalText | None = None
-    city: Text
-    region: OptionalText | None = None
-    postal_code: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
-    country: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
-
-
-class PaymentMethod(Body, frozen=True):
-    """A reference to a payment instrument held by the payment provider (never card data)."""
-
-    type: Literal["card", "paypal", "invoice"]
-    token: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
 class OrderRequest(Body, kw_only=True, frozen=True):
@@ -78,6 +61,7 @@ class OrderRequest(Body, kw_only=True, frozen=True):
 class ProductUpsert(Body, frozen=True):
     name: Text
     price: MoneyString
+    description: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
     stock: Stock | None = None
     limit_per_customer: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
 
@@ -120,6 +104,7 @@ def check_order(order: OrderRequest, settings: Settings) -> None:
         seen.add(line.product_id)
     if order.expected_total is not None and Decimal(order.expected_total) >= settings.max_total:
         errors.append(FieldError("expected_total", "too large"))
+    errors += check_details(order.shipping_address, order.payment_method)
     if errors:
         raise ValidationFailed(errors)
 

@@ -68,8 +68,11 @@ class OrderstreamClient:
         price: str,
         stock: int | None = None,
         limit_per_customer: int | None = None,
+        description: str | None = None,
     ) -> None:
         body: dict[str, Any] = {"name": name, "price": price}
+        if description is not None:
+            body["description"] = description
         if stock is not None:
             body["stock"] = stock
         if limit_per_customer is not None:
@@ -139,9 +142,13 @@ class OrderstreamClient:
         idempotency_key: str | None = None,
         expected_total: str | None = None,
         prefer_wait: float | None = None,
+        shipping_address: Mapping[str, Any] | None = None,
+        payment_method: Mapping[str, Any] | None = None,
     ) -> httpx.Response:
         """POST an order; ``prefer_wait=S`` asks for the final answer within S seconds
-        (``Prefer: wait=S``: 201 with the order when it came, else 202)."""
+        (``Prefer: wait=S``: 201 with the order when it came, else 202).
+        ``shipping_address`` ({name, line1, line2?, city, region?, postal_code, country,
+        phone?}) and ``payment_method`` ({type, token}) are sent when given."""
         body: dict[str, Any] = {
             "customer_id": customer_id,
             "items": [
@@ -153,6 +160,10 @@ class OrderstreamClient:
         }
         if expected_total is not None:
             body["expected_total"] = expected_total
+        if shipping_address is not None:
+            body["shipping_address"] = dict(shipping_address)
+        if payment_method is not None:
+            body["payment_method"] = dict(payment_method)
         headers = dict(self._storefront)
         headers["Idempotency-Key"] = idempotency_key or uuid.uuid4().hex
         if prefer_wait is not None:

@@ -10,7 +10,8 @@ from typing import Annotated
 
 import msgspec
 
-SCHEMA_VERSION = 1
+# 2 added the order details (shipping_address, payment_method): DESIGN.md, "Order details"
+SCHEMA_VERSION = 2
 
 ProductId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 CustomerId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:@-]{1,128}$")]

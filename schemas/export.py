@@ -1,4 +1,8 @@
-"""Export JSON Schemas of the public topics (``orderstream schemas export DIR``)."""
+"""Export JSON Schemas of the public topics (``orderstream schemas export DIR``).
+
+The exported files are committed under ``schemas/json`` and referenced by
+``schemas/asyncapi.yaml``; a unit test fails when they differ from what this exports.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ PUBLIC_RECORDS: dict[str, type] = {
     topics.ORDERS_CANCELLED: OrderCancelled,
     topics.ORDERS_SHIPPED: OrderShipped,
 }
+COMMITTED_DIR = Path(__file__).resolve().parent / "json"
 
 
 def json_schema(topic: str) -> dict[str, object]:
@@ -25,11 +30,20 @@ def json_schema(topic: str) -> dict[str, object]:
     return schema
 
 
+def file_name(topic: str) -> str:
+    return f"{topic}.schema.json"
+
+
+def render(topic: str) -> str:
+    """The exported file's text (stable: sorted keys, two-space indent, final newline)."""
+    return json.dumps(json_schema(topic), indent=2, sort_keys=True) + "\n"
+
+
 def export(directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for topic in PUBLIC_RECORDS:
-        path = directory / f"{topic}.schema.json"
-        path.write_text(json.dumps(json_schema(topic), indent=2, sort_keys=True) + "\n")
+        path = directory / file_name(topic)
+        path.write_text(render(topic))
         written.append(path)
     return written

@@ -13,12 +13,14 @@ from schemas.common import CustomerId, Money, OrderId, ProductId, Quantity, Reco
 
 
 class UpsertProduct(Record, tag="upsert_product", tag_field="type", frozen=True):
-    """Create or change a product. ``stock`` (when given) sets the units available now."""
+    """Create or change a product. ``stock`` (when given) sets the units available now;
+    ``description`` replaces the product's (null: it has none)."""
 
     command_id: str
     product_id: ProductId
     name: str
     price: Money
+    description: str | None = None
     stock: int | None = None
     limit_per_customer: int | None = None
     issued_at: datetime = msgspec.field(default_factory=utcnow)

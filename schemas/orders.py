@@ -65,11 +65,37 @@ def request_key_of(order_id: str) -> str | None:
     return order_id[:REQUEST_KEY_CHARS]
 
 
+class ShippingAddress(msgspec.Struct, kw_only=True, frozen=True):
+    """Where an order is shipped to, as the ingress checked it (docs/api.md).
+
+    ``name`` is the recipient; ``country`` an assigned ISO 3166-1 alpha-2 code; ``phone``
+    E.164-like (``+`` and digits)."""
+
+    name: str
+    line1: str
+    line2: str | None = None
+    city: str
+    region: str | None = None
+    postal_code: str
+    country: str
+    phone: str | None = None
+
+
+class PaymentReference(msgspec.Struct, kw_only=True, frozen=True):
+    """How the order is paid: the payment provider's token or reference for it, never card
+    data (the ingress refuses anything that looks like a card number)."""
+
+    type: str
+    token: str
+
+
 class OrderLineRequested(Record, tag="order_line_requested", tag_field="type", frozen=True):
     """One line of an accepted order; topic ``orders.requests``, key = product_id.
 
     ``line_count`` tells the settler which line numbers (0..line_count-1) belong to the
-    order; lines are identified by ``line_no``, never counted.
+    order; lines are identified by ``line_no``, never counted. The order's details
+    (``shipping_address``, ``payment_method``) ride on line 0 only, once per order; the
+    other lines carry null.
     """
 
     event_id: str
@@ -80,6 +106,8 @@ class OrderLineRequested(Record, tag="order_line_requested", tag_field="type", f
     product_id: ProductId
     quantity: Quantity
     expected_total: Money | None = None
+    shipping_address: ShippingAddress | None = None
+    payment_method: PaymentReference | None = None
     requested_at: datetime = msgspec.field(default_factory=utcnow)
 
 
@@ -95,6 +123,8 @@ class LineReserved(Record, tag="line_reserved", tag_field="type", frozen=True):
     quantity: Quantity
     unit_price: Money
     expected_total: Money | None = None
+    shipping_address: ShippingAddress | None = None  # line 0 only, as requested
+    payment_method: PaymentReference | None = None
     decided_at: datetime = msgspec.field(default_factory=utcnow)
 
 
@@ -111,6 +141,8 @@ class LineRejected(Record, tag="line_rejected", tag_field="type", frozen=True):
     reason: RejectReason
     detail: str = ""
     expected_total: Money | None = None
+    shipping_address: ShippingAddress | None = None  # line 0 only, as requested
+    payment_method: PaymentReference | None = None
     decided_at: datetime = msgspec.field(default_factory=utcnow)
 
 
@@ -145,13 +177,18 @@ class OrderItem(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class OrderCommitted(Record, tag="order_committed", tag_field="type", frozen=True):
-    """Every line is reserved; topic ``orders.committed``, key = order_id."""
+    """Every line is reserved; topic ``orders.committed``, key = order_id.
+
+    ``shipping_address`` and ``payment_method`` are the order's, null when it was placed
+    without them (schema_version 2 added them)."""
 
     event_id: str
     order_id: OrderId
     customer_id: CustomerId
     items: tuple[OrderItem, ...]
     total: Money
+    shipping_address: ShippingAddress | None = None
+    payment_method: PaymentReference | None = None
     occurred_at: datetime = msgspec.field(default_factory=utcnow)
 
 
@@ -180,7 +217,8 @@ class OrderShipped(Record, tag="order_shipped", tag_field="type", frozen=True):
     """The order's rows are committed in PostgreSQL; topic ``orders.shipped``.
 
     ``event_id`` is stable per order (``event_id_for(order_id, "shipped")``), so a
-    consumer dedupes the at-least-once relay by it.
+    consumer dedupes the at-least-once relay by it. ``shipping_address`` and
+    ``payment_method`` are the order's (null when it was placed without them).
     """
 
     event_id: str
@@ -188,6 +226,8 @@ class OrderShipped(Record, tag="order_shipped", tag_field="type", frozen=True):
     customer_id: CustomerId
     items: tuple[OrderItem, ...]
     total: Money
+    shipping_address: ShippingAddress | None = None
+    payment_method: PaymentReference | None = None
     occurred_at: datetime = msgspec.field(default_factory=utcnow)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -31,6 +31,8 @@ from schemas.orders import (
     OrderItem,
     OrderRejected,
     OrderShipped,
+    PaymentReference,
+    ShippingAddress,
     request_key_of,
 )
 from schemas.topics import (
@@ -54,6 +56,9 @@ class OrderRow:
     reason: str | None
     total_amount: Decimal | None
     request_key: str | None
+    # the order's details (``jsonb``): what it was committed with, null without them
+    shipping_address: ShippingAddress | None = None
+    payment_method: PaymentReference | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +96,7 @@ class ProductChange:
     name: str | None = None  # None: no upsert in this batch, only deactivate
     price: Decimal | None = None
     limit_per_customer: int | None = None
+    description: str | None = None
 
 
 @dataclass(slots=True)
@@ -173,16 +179,19 @@ def plan_batch(
             _on_cancel_request(event, batch.status, batch.cancels, plan)
         elif isinstance(event, UpsertProduct):
             plan.products[event.product_id] = ProductChange(
-                event.product_id, True, event.name, event.price, event.limit_per_customer
+                event.product_id,
+                True,
+                event.name,
+                event.price,
+                event.limit_per_customer,
+                event.description,
             )
         elif isinstance(event, Discontinue):
             prior = plan.products.get(event.product_id)
             plan.products[event.product_id] = (
                 ProductChange(event.product_id, False)
                 if prior is None
-                else ProductChange(
-                    prior.product_id, False, prior.name, prior.price, prior.limit_per_customer
-                )
+                else replace(prior, active=False)
             )
     return plan
 
@@ -213,7 +222,18 @@ def _on_committed(event: OrderCommitted, batch: _Batch) -> None:
         return
     final = "shipped" if decision == "ship" else "cancelled"
     status[event.order_id] = final
-    plan.orders.append(OrderRow(event.order_id, event.customer_id, final, None, event.total, key))
+    plan.orders.append(
+        OrderRow(
+            event.order_id,
+            event.customer_id,
+            final,
+            None,
+            event.total,
+            key,
+            event.shipping_address,
+            event.payment_method,
+        )
+    )
     plan.items.extend(
         ItemRow(event.order_id, i.line_no, i.product_id, i.quantity, i.unit_price)
         for i in event.items
@@ -293,6 +313,8 @@ def shipped_row(event: OrderCommitted, topics: TopicNames, at: datetime) -> Outb
         customer_id=event.customer_id,
         items=event.items,
         total=event.total,
+        shipping_address=event.shipping_address,
+        payment_method=event.payment_method,
         occurred_at=at,
     )
     return _row(shipped.event_id, topics(ORDERS_SHIPPED), event.order_id, shipped)

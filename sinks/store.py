@@ -66,9 +66,11 @@ _SAVE_OFFSETS = text(
 )
 _INSERT_ORDERS = text(
     """
-    INSERT INTO orders (order_id, customer_id, status, reason, total_amount, request_key)
+    INSERT INTO orders (order_id, customer_id, status, reason, total_amount, request_key,
+        shipping_address, payment_method)
     SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS x(order_id text,
-        customer_id text, status text, reason text, total_amount numeric, request_key text)
+        customer_id text, status text, reason text, total_amount numeric, request_key text,
+        shipping_address jsonb, payment_method jsonb)
     ON CONFLICT (order_id) DO NOTHING
     """
 )
@@ -97,11 +99,11 @@ _INSERT_OUTBOX = text(
 _NOTIFY = text(f"SELECT pg_notify('{OUTBOX_CHANNEL}', '')")
 _UPSERT_PRODUCT = text(
     """
-    INSERT INTO products (product_id, name, price, active, limit_per_customer)
-    VALUES (:product_id, :name, :price, :active, :limit_per_customer)
+    INSERT INTO products (product_id, name, price, active, limit_per_customer, description)
+    VALUES (:product_id, :name, :price, :active, :limit_per_customer, :description)
     ON CONFLICT (product_id) DO UPDATE SET name = excluded.name, price = excluded.price,
         active = excluded.active, limit_per_customer = excluded.limit_per_customer,
-        updated_at = now()
+        description = excluded.description, updated_at = now()
     """
 )
 _DISCONTINUE = text(
@@ -200,6 +202,7 @@ def write_plan(conn: Connection, plan: BatchPlan) -> None:
                     "price": change.price,
                     "active": change.active,
                     "limit_per_customer": change.limit_per_customer,
+                    "description": change.description,
                 },
             )
         else:

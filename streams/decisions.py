@@ -53,6 +53,8 @@ def decide_reservation(
         reason=reason,
         detail=detail,
         expected_total=request.expected_total,
+        shipping_address=request.shipping_address,
+        payment_method=request.payment_method,
         decided_at=now,
     )
     if reason or product is None:
@@ -81,6 +83,7 @@ def apply_command(command: CatalogCommand, product: ProductState | None) -> Prod
                 product_id=command.product_id,
                 name=command.name,
                 price=command.price,
+                description=command.description,
                 available=stock,
                 active=True,
                 limit_per_customer=command.limit_per_customer,
@@ -90,6 +93,7 @@ def apply_command(command: CatalogCommand, product: ProductState | None) -> Prod
             product,
             name=command.name,
             price=command.price,
+            description=command.description,
             active=True,
             limit_per_customer=command.limit_per_customer,
         )

@@ -44,6 +44,7 @@ class ReadModelWriter:
             product_fields(
                 name=product.name,
                 price=str(product.price),
+                description=product.description,
                 available=product.available,
                 active=product.active,
                 limit_per_customer=product.limit_per_customer,

@@ -24,6 +24,8 @@ from typing import Literal
 
 import msgspec
 
+from schemas.orders import PaymentReference, ShippingAddress
+
 LineStatus = Literal["held", "released", "rejected"]
 OrderPhase = Literal["pending", "committed", "rejected", "cancelled"]
 SEP = "\x1f"
@@ -33,6 +35,7 @@ class ProductState(msgspec.Struct, tag="p", kw_only=True, frozen=True):
     product_id: str
     name: str
     price: Decimal
+    description: str | None = None
     available: int
     active: bool = True
     limit_per_customer: int | None = None
@@ -58,6 +61,9 @@ class LineState(msgspec.Struct, tag="l", kw_only=True, frozen=True):
     reason: str | None = None
     detail: str = ""
     expected_total: Decimal | None = None
+    # the order's details, on line 0 only (the request carries them there)
+    shipping_address: ShippingAddress | None = None
+    payment_method: PaymentReference | None = None
     decided_at: datetime
     request_offset: int = -1
     released_offset: int = -1
@@ -97,6 +103,9 @@ class OrderState(msgspec.Struct, kw_only=True, frozen=True):
     customer_id: str | None = None
     line_count: int | None = None
     expected_total: Decimal | None = None
+    # the order's details, from its line 0 (kept until the order is pruned)
+    shipping_address: ShippingAddress | None = None
+    payment_method: PaymentReference | None = None
     lines: dict[int, OrderLine] = msgspec.field(default_factory=dict)
     reason: str | None = None
     detail: str = ""

@@ -7,6 +7,8 @@ tick. Lines are identified by ``line_no`` (0..line_count-1), never counted, so
 duplicates are harmless. A record at or below the order's applied offset for its source
 is a replay after a crash: state is unchanged and every effect the order implies is
 emitted again (all effects are idempotent downstream: stable event ids / command ids).
+The order's details (shipping address, payment reference) come with line 0, are kept in
+the order's state and leave with its ``OrderCommitted``.
 """
 
 from __future__ import annotations
@@ -170,6 +172,12 @@ def _line(
         )
     if record.line_no in order.lines or not 0 <= record.line_no < (order.line_count or 0):
         return order, []  # duplicate (or a line number outside the order): harmless
+    if record.line_no == 0:  # line 0 carries the order's details, once per order
+        order = replace(
+            order,
+            shipping_address=record.shipping_address,
+            payment_method=record.payment_method,
+        )
     line = OrderLine(
         product_id=record.product_id,
         quantity=record.quantity,
@@ -269,6 +277,8 @@ def _announce(order: OrderState) -> list[Effect]:
             customer_id=order.customer_id,
             items=items,
             total=total,
+            shipping_address=order.shipping_address,
+            payment_method=order.payment_method,
             occurred_at=at,
         )
         topic = topics.ORDERS_COMMITTED

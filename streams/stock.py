@@ -110,6 +110,8 @@ def line_result(line: LineState) -> LineReserved | LineRejected:
         product_id=line.product_id,
         quantity=line.quantity,
         expected_total=line.expected_total,
+        shipping_address=line.shipping_address,
+        payment_method=line.payment_method,
         decided_at=line.decided_at,
     )
     if line.status == "rejected":

@@ -16,7 +16,8 @@ Keys (``ns`` is the namespace, empty in production, per-run in tests):
   {ns}os:order:{order_id}      hash: status, rank, reason, customer_id, items, total, updated_at
                                (expires 7 days after its last change, 1 day once final)
   {ns}os:order-channel:{order_id}  pub/sub channel: the new status
-  {ns}os:product:{product_id}  hash: name, price, available, active, limit_per_customer,
+  {ns}os:product:{product_id}  hash: name, description, price, available, active,
+                               limit_per_customer,
                                v_commands, v_requests (its version: SET_PRODUCT_LUA)
   {ns}os:product-ids           sorted set of product ids (all scores 0: read in id order,
                                a page at a time, by ZRANGE ... BYLEX)
@@ -212,11 +213,18 @@ def decode_order(raw: Mapping[bytes | str, bytes | str]) -> dict[str, Any] | Non
 
 
 def product_fields(
-    *, name: str, price: str, available: int, active: bool, limit_per_customer: int | None
+    *,
+    name: str,
+    price: str,
+    available: int,
+    active: bool,
+    limit_per_customer: int | None,
+    description: str | None = None,
 ) -> dict[str, str]:
     return {
         "name": name,
         "price": price,
+        "description": description or "",
         "available": str(available),
         "active": "1" if active else "0",
         "limit_per_customer": "" if limit_per_customer is None else str(limit_per_customer),
@@ -233,6 +241,7 @@ def decode_product(
     return {
         "product_id": product_id,
         "name": data.get("name", ""),
+        "description": data.get("description") or None,
         "price": data.get("price", "0"),
         "available": int(data.get("available", "0")),
         "active": data.get("active", "1") == "1",

@@ -21,6 +21,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
 
@@ -35,6 +36,7 @@ products = Table(
     Column("active", Boolean, nullable=False, server_default=text("true")),
     Column("limit_per_customer", Integer, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("description", Text, nullable=True),
 )
 
 # Only terminal statuses are ever written: an order row is inserted once, final.
@@ -51,6 +53,9 @@ orders = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("request_key", String(32), nullable=True),
+    # the order's details as the order events carry them (schemas.orders), null without them
+    Column("shipping_address", JSONB, nullable=True),
+    Column("payment_method", JSONB, nullable=True),
     CheckConstraint(
         "status IN ('shipped', 'rejected', 'cancelled')", name="orders_status_terminal"
     ),

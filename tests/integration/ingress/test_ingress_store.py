@@ -16,7 +16,11 @@ def test_fallback_reads_the_sinks_rows(stack, db_engine: sa.Engine) -> None:
     with db_engine.begin() as conn:
         conn.execute(
             products.insert().values(
-                product_id=product_id, name="Kettle", price=Decimal("19.99"), active=False
+                product_id=product_id,
+                name="Kettle",
+                price=Decimal("19.99"),
+                active=False,
+                description="1.7 l, stainless steel",
             )
         )
         conn.execute(
@@ -47,6 +51,7 @@ def test_fallback_reads_the_sinks_rows(stack, db_engine: sa.Engine) -> None:
             {
                 "product_id": product_id,
                 "name": "Kettle",
+                "description": "1.7 l, stainless steel",
                 "price": "19.99",
                 "available": 0,
                 "active": False,

@@ -33,6 +33,27 @@ def test_put_product_publishes_an_upsert_keyed_by_product(h: Harness) -> None:
     assert r.json == {"command_id": cmd.command_id, "product_id": "mug-1", "type": "upsert_product"}
 
 
+@pytest.mark.parametrize("description", ["Stoneware, 350 ml.\n" + "x" * 1981, None, ""])
+def test_put_product_carries_its_description(h: Harness, description: str | None) -> None:
+    """Up to 2000 characters; none (or empty) is null: an upsert replaces the product's."""
+    body = {"name": "Mug", "price": "9.50"}
+    if description is not None:
+        body["description"] = description
+    r = h.client.simulate_put("/v1/products/mug-1", json=body, headers=ADMIN_AUTH)
+    assert r.status_code == 202
+    cmd = command(h)
+    assert isinstance(cmd, UpsertProduct)
+    assert cmd.description == (description or None)
+
+
+def test_a_description_over_2000_characters_is_422_naming_it(h: Harness) -> None:
+    body = {"name": "Mug", "price": "9.50", "description": "x" * 2001}
+    r = h.client.simulate_put("/v1/products/mug-1", json=body, headers=ADMIN_AUTH)
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json["errors"]] == ["description"]
+    assert h.publisher.sent == []
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -139,11 +139,22 @@ def test_products_come_from_the_read_model(h: Harness) -> None:
     assert one.json == {
         "product_id": "mug-1",
         "name": "Mug",
+        "description": None,
         "price": "9.50",
         "available": 3,
         "active": True,
         "limit_per_customer": None,
     }
+
+
+def test_a_product_shows_its_description_in_the_list_and_alone(h: Harness) -> None:
+    text = "Stoneware, 350 ml.\nDishwasher safe: ünïcode too."
+    put_product(h, "mug-1", description=text)
+    put_product(h, "cap-2", name="Cap")
+    listed = {p["product_id"]: p for p in h.client.simulate_get("/v1/products").json["items"]}
+    assert listed["mug-1"]["description"] == text
+    assert listed["cap-2"]["description"] is None
+    assert h.client.simulate_get("/v1/products/mug-1").json["description"] == text
 
 
 def test_unknown_product_is_404_and_a_bad_id_is_422(h: Harness) -> None:

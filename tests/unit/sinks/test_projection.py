@@ -3,12 +3,21 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.common import event_id_for
 from schemas.inventory import Discontinue, UpsertProduct
-from schemas.orders import CancelOrder, OrderCancelled, OrderCommitted, OrderItem, OrderRejected
+from schemas.orders import (
+    CancelOrder,
+    OrderCancelled,
+    OrderCommitted,
+    OrderItem,
+    OrderRejected,
+    PaymentReference,
+    ShippingAddress,
+)
 from schemas.topics import TopicNames
 from sinks.projection import plan_batch
 from sinks.records import SinkEvent
@@ -241,3 +250,40 @@ def test_replaying_a_duplicate_plans_nothing_new() -> None:
 def test_ids_not_made_for_a_request_key_are_never_duplicates() -> None:
     plan = plan_batch([committed("o1"), committed("o1-b")], {}, set(), TOPICS)
     assert [o.status for o in plan.orders] == ["shipped", "shipped"]
+
+
+ADDRESS = ShippingAddress(
+    name="Ada Lovelace", line1="12 St James's Square", city="London",
+    postal_code="SW1Y 4LB", country="GB",
+)  # fmt: skip
+PAYMENT = PaymentReference(type="paypal", token="PAYID-M4ABCDEF")
+
+
+def test_the_order_details_are_stored_and_shipped() -> None:
+    event = msgspec.structs.replace(committed(), shipping_address=ADDRESS, payment_method=PAYMENT)
+    plan = plan_batch([event], {}, set(), TOPICS)
+    [row] = plan.orders
+    assert (row.shipping_address, row.payment_method) == (ADDRESS, PAYMENT)
+    stored = json.loads(msgspec.json.encode(row))  # as sinks.store sends it to PostgreSQL
+    assert stored["shipping_address"]["postal_code"] == "SW1Y 4LB"
+    assert stored["payment_method"] == {"type": "paypal", "token": "PAYID-M4ABCDEF"}
+    [shipped] = [json.loads(r.payload) for r in plan.outbox]
+    assert shipped["type"] == "order_shipped"
+    assert shipped["shipping_address"] == msgspec.to_builtins(ADDRESS)
+    assert shipped["payment_method"] == msgspec.to_builtins(PAYMENT)
+
+
+def test_an_order_without_details_ships_with_null() -> None:
+    plan = plan_batch([committed()], {}, set(), TOPICS)
+    assert plan.orders[0].shipping_address is None and plan.orders[0].payment_method is None
+    shipped = json.loads(plan.outbox[0].payload)
+    assert shipped["shipping_address"] is None and shipped["payment_method"] is None
+
+
+def test_a_product_description_is_upserted_and_kept_by_a_discontinue() -> None:
+    upsert = UpsertProduct(
+        command_id="u1", product_id="p1", name="Mug", price=Decimal("9.50"), description="350 ml"
+    )
+    plan = plan_batch([upsert, Discontinue(command_id="d1", product_id="p1")], {}, set(), TOPICS)
+    change = plan.products["p1"]
+    assert (change.active, change.name, change.description) == (False, "Mug", "350 ml")
