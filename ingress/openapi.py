@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from ingress.credentials import LoginRequest, RefreshRequest, RegisterRequest
 from ingress.validation import (
     DEFAULT_PAGE,
     IDEMPOTENCY_KEY,
@@ -113,6 +114,58 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
         product_id={"type": "string"},
         type={"enum": ["upsert_product", "restock", "discontinue"]},
     ),
+    "Customer": _obj(
+        ["customer_id", "email", "name", "created_at"],
+        customer_id={"type": "string"},
+        email={"type": "string"},
+        name={"type": "string"},
+        created_at={"type": "string", "format": "date-time"},
+    ),
+    "TokenResponse": {
+        **_obj(
+            ["access_token", "token_type", "expires_in", "refresh_token"],
+            access_token={"type": "string", "description": "an ES256 JWT (RFC 9068 at+jwt)"},
+            token_type={"const": "Bearer"},
+            expires_in={"type": "integer", "description": "seconds the access token lives"},
+            refresh_token={
+                "type": "string",
+                "description": "opaque; used up by POST /v1/auth/refresh, which returns the next",
+            },
+        ),
+        "description": "The OAuth 2.0 token response (RFC 6749 §5.1)",
+    },
+    "Jwks": _obj(
+        ["keys"],
+        keys={
+            "type": "array",
+            "items": _obj(
+                ["kty", "kid", "alg"],
+                kty={"const": "EC"},
+                crv={"const": "P-256"},
+                x={"type": "string"},
+                y={"type": "string"},
+                kid={"type": "string"},
+                alg={"const": "ES256"},
+                use={"const": "sig"},
+            ),
+        },
+    ),
+    "OrderHistory": _obj(
+        ["items", "next"],
+        items={
+            "type": "array",
+            "items": {
+                "allOf": [
+                    {"$ref": REF.format(name="Order")},
+                    _obj(["created_at"], created_at={"type": "string", "format": "date-time"}),
+                ]
+            },
+        },
+        next={
+            "anyOf": [{"type": "string"}, {"type": "null"}],
+            "description": "pass as ?after= for the next (older) page; null on the last page",
+        },
+    ),
     "Health": _obj(["status"], status={"type": "string"}),
     "Ready": _obj(
         ["status", "checks"],
@@ -123,8 +176,8 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
 
 PROBLEMS = {
     "400": "Malformed JSON",
-    "401": "No or bad credentials",
-    "403": "The admin key is needed",
+    "401": "No or bad credentials (an invalid access token: invalid-token)",
+    "403": "Not allowed with these credentials (the admin key, or a customer's token, is needed)",
     "404": "Not found",
     "409": (
         "Conflict: an order no longer cancellable, or (POST /v1/orders) an order refused at the"
@@ -168,6 +221,7 @@ What to do on each answer:
 
 PLACE_PROBLEMS = {
     "400": "Malformed JSON (malformed-json), or no Idempotency-Key (idempotency-key-missing)",
+    "403": "A customer's token with a body `customer_id` naming another customer",
     "503": (
         "unavailable: Redis was unreachable before anything was sent; nothing was accepted."
         " outcome-unknown: Kafka did not acknowledge every line in time and may still take"
@@ -231,12 +285,142 @@ OPERATION_IDS = {
     ("get", "/readyz"): "readyz",
     ("get", "/metrics"): "metrics",
     ("get", "/v1/openapi.json"): "openapi",
+    ("post", "/v1/auth/register"): "register",
+    ("post", "/v1/auth/login"): "login",
+    ("post", "/v1/auth/refresh"): "refresh",
+    ("post", "/v1/auth/logout"): "logout",
+    ("get", "/v1/auth/me"): "me",
+    ("get", "/.well-known/jwks.json"): "jwks",
+    ("get", "/v1/customers/me/orders"): "myOrders",
+    ("get", "/v1/customers/{customer_id}/orders"): "customerOrders",
 }
+
+# who may call: the storefront (or admin) key, or a customer's access token
+BUYER: list[dict[str, list[str]]] = [{"bearer": []}, {"customerToken": []}]
+CUSTOMER: list[dict[str, list[str]]] = [{"customerToken": []}]
+
+SIGN_IN = {
+    "401": "Wrong email or password: the same answer whether or not the account exists",
+}
+REFRESH = {
+    "401": (
+        "The refresh token is unknown, expired, already used (which ends its session) or of a"
+        " session that was logged out: sign in again"
+    ),
+}
+
+
+def _customers(op: dict[str, Any], security: list[dict[str, list[str]]], who: str) -> None:
+    op["security"] = security
+    op["description"] = (op.get("description", "") + f"\n\n{who}").strip()
+
+
+def _sign_in(settings: Settings) -> dict[str, Any]:
+    """The paths of customers: sign-in, the public keys, the order history."""
+    ttl = f"{settings.access_token_ttl_s // 60} minutes"
+    limit = {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+    }
+    after = {
+        "name": "after",
+        "in": "query",
+        "required": False,
+        "description": "the previous page's `next` (opaque)",
+        "schema": {"type": "string"},
+    }
+    customer_id = {
+        "name": "customer_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:@-]{1,128}$"},
+    }
+    register = _op(
+        "Register a customer",
+        "201",
+        "Customer",
+        "400 409 413 415 422 429 503",
+        body="RegisterRequest",
+    )
+    register["description"] = (
+        "A password is 10 to 128 characters, not a common one and not the email; an email is"
+        " registered once, without regard to case (409)."
+    )
+    login = _op(
+        "Sign in",
+        "200",
+        "TokenResponse",
+        "400 401 413 415 422 429 503",
+        body="LoginRequest",
+        described=SIGN_IN,
+    )
+    login["description"] = (
+        f"An access token for {ttl} (send it as `Authorization: Bearer`), and a refresh token."
+    )
+    refresh = _op(
+        "Exchange a refresh token for new tokens",
+        "200",
+        "TokenResponse",
+        "400 401 413 415 422 429 503",
+        body="RefreshRequest",
+        described=REFRESH,
+    )
+    refresh["description"] = (
+        "The refresh token is used up and a new one returned. Presenting a used one again ends"
+        " the session (every refresh and access token of it)."
+    )
+    logout = _op("Sign out", "204", None, "400 413 415 422 429 503", body="RefreshRequest")
+    logout["description"] = (
+        "Ends the session of the refresh token (and of the access token, when one is sent):"
+        " no more refreshes, and its access tokens are refused at once. 204 for an unknown"
+        " token too."
+    )
+    me = _op("The signed-in customer", "200", "Customer", "401 403 404 429 503")
+    _customers(me, CUSTOMER, "Needs a customer's access token.")
+    mine = _op(
+        "My orders, newest first, a page at a time",
+        "200",
+        "OrderHistory",
+        "401 403 422 429 503",
+        params=[limit, after],
+    )
+    _customers(mine, CUSTOMER, "Needs a customer's access token.")
+    theirs = _op(
+        "A customer's orders, newest first, a page at a time",
+        "200",
+        "OrderHistory",
+        "401 404 422 429 503",
+        params=[customer_id, limit, after],
+    )
+    _customers(
+        theirs, BUYER, "The storefront key, or a customer's token for its own id (else 404)."
+    )
+    jwks = _op("The public keys of access tokens (JWKS, RFC 7517)", "200", "Jwks", "")
+    return {
+        "/v1/auth/register": {"post": register},
+        "/v1/auth/login": {"post": login},
+        "/v1/auth/refresh": {"post": refresh},
+        "/v1/auth/logout": {"post": logout},
+        "/v1/auth/me": {"get": me},
+        "/.well-known/jwks.json": {"get": jwks},
+        "/v1/customers/me/orders": {"get": mine},
+        "/v1/customers/{customer_id}/orders": {"get": theirs},
+    }
 
 
 def build_spec(settings: Settings) -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
-        [OrderRequest, ProductUpsert, RestockRequest], ref_template=REF
+        [
+            OrderRequest,
+            ProductUpsert,
+            RestockRequest,
+            RegisterRequest,
+            LoginRequest,
+            RefreshRequest,
+        ],
+        ref_template=REF,
     )
     components = copy.deepcopy(components)
     components["OrderRequest"]["properties"]["items"]["maxItems"] = settings.max_lines
@@ -283,7 +467,7 @@ def build_spec(settings: Settings) -> dict[str, Any]:
         "Place an order",
         "202",
         "OrderAccepted",
-        f"400 409 413 415 422 {limits}",
+        f"400 403 409 413 415 422 {limits}",
         auth="storefront",
         body="OrderRequest",
         params=[idem],
@@ -438,6 +622,18 @@ def build_spec(settings: Settings) -> dict[str, Any]:
             }
         },
     }
+    for op in (place, paths["/v1/orders/{order_id}"]["get"]):
+        _customers(op, BUYER, "Or a customer's access token: their own orders only (404 else).")
+    _customers(
+        paths["/v1/orders/{order_id}/cancel"]["post"],
+        BUYER,
+        "Or a customer's access token: their own orders only (404 else).",
+    )
+    place["description"] += (
+        "\nUnder a customer's access token the body needs no `customer_id` (the token names"
+        " the buyer); one naming another customer is 403.\n"
+    )
+    paths.update(_sign_in(settings))
     for path, ops in paths.items():
         for method, op in ops.items():
             op.setdefault("operationId", OPERATION_IDS.get((method, path), f"{method}{path}"))
@@ -447,6 +643,18 @@ def build_spec(settings: Settings) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the storefront key (server to server) or the admin key",
+                },
+                "customerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "a customer's access token from POST /v1/auth/login",
+                },
+            },
         },
     }

@@ -37,7 +37,7 @@ def test_openapi_document_describes_every_route_and_status(h: Harness) -> None:
     assert spec["openapi"].startswith("3.1")
     post = spec["paths"]["/v1/orders"]["post"]
     assert set(post["responses"]) == {
-        *("201", "202", "400", "401", "409", "413", "415", "422", "429", "503")
+        *("201", "202", "400", "401", "403", "409", "413", "415", "422", "429", "503")
     }
     order_request = spec["components"]["schemas"]["OrderRequest"]
     assert order_request["additionalProperties"] is False
@@ -53,6 +53,14 @@ def test_openapi_document_describes_every_route_and_status(h: Harness) -> None:
         "/readyz",
         "/metrics",
         "/v1/openapi.json",
+        "/v1/auth/register",
+        "/v1/auth/login",
+        "/v1/auth/refresh",
+        "/v1/auth/logout",
+        "/v1/auth/me",
+        "/.well-known/jwks.json",
+        "/v1/customers/me/orders",
+        "/v1/customers/{customer_id}/orders",
     }
 
 
