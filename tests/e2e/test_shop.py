@@ -93,6 +93,33 @@ def open_shop(browser: WebDriver, url: str) -> None:
     browser.refresh()
 
 
+# Injected by DevTools before the page's own script (CSP does not apply to it): while
+# `lostAnswers` > 0, POST /v1/orders reaches the ingress but its answer is lost (a network
+# error in the page); while `busyAnswers` > 0 it is answered 503 with Retry-After: 1 instead.
+# Every send is recorded in `orderSends` as [Idempotency-Key, ms].
+FLAKY_ORDERS = """
+window.lostAnswers = 0; window.busyAnswers = 0; window.orderSends = [];
+const realFetch = window.fetch.bind(window);
+window.fetch = async (path, init = {}) => {
+  if (path !== "/v1/orders" || init.method !== "POST") return realFetch(path, init);
+  window.orderSends.push([init.headers["Idempotency-Key"], Date.now()]);
+  if (window.lostAnswers > 0) {
+    window.lostAnswers--;
+    await realFetch(path, init);
+    throw new TypeError("Failed to fetch");
+  }
+  if (window.busyAnswers > 0) {
+    window.busyAnswers--;
+    return new Response(JSON.stringify({title: "Service Unavailable", status: 503}), {
+      status: 503,
+      headers: {"Content-Type": "application/problem+json", "Retry-After": "1"},
+    });
+  }
+  return realFetch(path, init);
+};
+"""
+
+
 def in_card(browser: WebDriver, product: str, testid: str) -> WebElement:
     return browser.find_element(
         By.CSS_SELECTOR, f'article[data-product-id="{product}"] [data-testid="{testid}"]'
@@ -214,6 +241,7 @@ def test_a_customer_buys_follows_to_shipped_is_told_when_sold_out_and_cancels(
     stack, browser: WebDriver, http: httpx.Client, api: OrderstreamClient, pg, stocked, reconcile
 ) -> None:
     product = stocked("shop", 2)
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FLAKY_ORDERS})
     open_shop(browser, f"{stack.settings.ingress_url}/shop#products={product}")
     available = lambda: in_card(browser, product, "available").get_attribute("data-available")  # noqa: E731
     assert wait_for(browser, lambda: available() == "2")  # public: before signing in
@@ -227,8 +255,13 @@ def test_a_customer_buys_follows_to_shipped_is_told_when_sold_out_and_cancels(
     assert signed_in_as(browser, email) == customer_id
     assert wait_for(browser, lambda: by_testid(browser, "orders-state").text == "none yet")
 
+    # the first answer is lost and the second is a 503: the page sends the same order again
+    browser.execute_script("window.lostAnswers = 1; window.busyAnswers = 1;")
     in_card(browser, product, "buy").click()
     order = wait_for(browser, lambda: browser.find_element(By.CSS_SELECTOR, "#orders li"))
+    sends = browser.execute_script("return window.orderSends")
+    assert len(sends) == 3 and len({key for key, _ in sends}) == 1, sends  # one key
+    assert sends[2][1] - sends[1][1] >= 1000, sends  # Retry-After honoured
     shipped_id = order.get_attribute("data-order-id")
     assert wait_for(browser, lambda: status_of(order) == "shipped"), status_of(order)
     assert wait_for(browser, lambda: available() == "1")
