@@ -25,6 +25,9 @@ from schemas.topics import (
 )
 from sinks.exceptions import PoisonRecord
 
+# The dead-letter envelope's own format version: not the order records' SCHEMA_VERSION.
+DEAD_LETTER_SCHEMA_VERSION = 1
+
 # Everything the projection acts on. Other inventory commands (restock, release) are
 # consumed and skipped: they change stock, which PostgreSQL does not hold.
 SinkEvent = (
@@ -95,7 +98,7 @@ def dead_letter_envelope(record: ConsumedRecord, reason: str, consumer: str) -> 
     """The dead-letter value: where the record came from, why it failed, and its bytes."""
     envelope: dict[str, object] = {
         "event_id": dead_letter_event_id(record),
-        "schema_version": 1,
+        "schema_version": DEAD_LETTER_SCHEMA_VERSION,
         "source_topic": record.topic,
         "partition": record.partition,
         "offset": record.offset,

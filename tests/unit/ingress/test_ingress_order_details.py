@@ -46,7 +46,7 @@ def errors_of(r: Any) -> list[dict[str, str]]:
     assert r.status_code == 422, r.text
     assert r.headers["Content-Type"] == "application/problem+json"
     assert r.json["type"].endswith(":validation")
-    return r.json["errors"]  # type: ignore[no-any-return]
+    return r.json["errors"]
 
 
 def nothing_written(h: Harness) -> bool:

@@ -40,11 +40,11 @@ ITEMS = (OrderItem(line_no=0, product_id="SKU-1", quantity=2, unit_price=Decimal
 
 
 def committed(topic: str) -> dict[str, Any]:
-    return json.loads((COMMITTED_DIR / file_name(topic)).read_text())  # type: ignore[no-any-return]
+    return json.loads((COMMITTED_DIR / file_name(topic)).read_text())
 
 
 def asyncapi() -> dict[str, Any]:
-    return yaml.safe_load(ASYNCAPI.read_text())  # type: ignore[no-any-return]
+    return yaml.safe_load(ASYNCAPI.read_text())
 
 
 def resolve(document: dict[str, Any], ref: str) -> Any:
