@@ -2,7 +2,7 @@
 (jsonb, as the order events carry them) and products.description.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-02
 """
 

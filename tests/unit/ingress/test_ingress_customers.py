@@ -313,7 +313,7 @@ def test_a_duplicate_email_in_any_case_is_409_and_keeps_one_customer(app: App) -
         ({"email": "ann@example.com", "password": "ann@example.com", "name": "A"}, "password"),
         ({"email": "nope", "password": PASSWORD, "name": "A"}, "email"),
         ({"email": "ann@example.com", "password": PASSWORD, "name": "x" * 101}, "name"),
-        ({"email": "ann@example.com", "password": PASSWORD}, "body"),  # (msgspec: missing name)
+        ({"email": "ann@example.com", "password": PASSWORD}, "name"),  # a missing field is named
     ],
 )
 def test_a_bad_registration_is_422_named_and_writes_nothing(
