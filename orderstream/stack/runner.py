@@ -199,9 +199,7 @@ def status(cfg: StackConfig) -> str:
         lines.append(f"{name:<18} 127.0.0.1:{port:<6} {state}")
     lines.append("")
     lines.extend(kafka_status(cfg))
-    if cfg.stack_env.exists():
-        key = envfile.recorded(cfg.stack_env).get("STOREFRONT_KEY", "")
-        lines.append(f"\nstorefront page: {cfg.ingress_url}/shop#key={key}")
+    lines.append(f"\nstorefront page: {cfg.ingress_url}/shop (buyers register and sign in)")
     lines.append(f"\nenv: {cfg.stack_env}{'' if cfg.stack_env.exists() else ' (missing)'}")
     lines.append(f"logs: {cfg.logs}/")
     lines.append(f"postgres data: {database.cluster_home(cfg.local) / 'data'}/")
