@@ -10,7 +10,7 @@ import sys
 import click
 
 from orderstream.core.settings import Settings
-from orderstream.stack import broker, database, runner
+from orderstream.stack import broker, database, envfile, runner
 from orderstream.stack.config import StackConfig
 
 
@@ -60,8 +60,12 @@ def up(
 @click.option("--redis-url", envvar="REDIS_URL", required=True)
 @click.option("--timeout", default=120.0, show_default=True)
 def init(kafka_bootstrap: str, database_url: str, redis_url: str, timeout: float) -> None:
-    """Wait for the services, create the topics, migrate (compose's one-shot ``init``)."""
+    """Wait for the services, create the topics, migrate (compose's one-shot ``init``); and
+    write the token signing keys ``ORDERSTREAM_JWT_KEYS_FILE`` names when it does not exist."""
     cfg = StackConfig.from_env()
+    keys_file = os.environ.get("ORDERSTREAM_JWT_KEYS_FILE")
+    if keys_file:
+        envfile.jwt_keys_file(cfg.local, {"ORDERSTREAM_JWT_KEYS_FILE": keys_file}, {})
     values = {"KAFKA_BOOTSTRAP": kafka_bootstrap, "DATABASE_URL": database_url}
     runner.init(cfg, _settings(cfg), {**values, "REDIS_URL": redis_url}, timeout)
     click.echo("topics and migrations in place")
