@@ -41,6 +41,7 @@ def test_fallback_reads_the_sinks_rows(stack, db_engine: sa.Engine) -> None:
     try:
         assert store.order(order_id) == {
             "order_id": order_id,
+            "customer_id": "c",  # who may see it (a customer's token: their own only)
             "status": "shipped",
             "reason": None,
             "total": "39.98",
