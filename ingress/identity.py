@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ingress.accounts import AccountStore, Customer
-from ingress.credentials import LoginRequest, RegisterRequest, check_registration
+from ingress.credentials import LoginRequest, RegisterRequest, check_registration, email_problems
 from ingress.errors import (
     EmailTaken,
     InvalidCredentials,
@@ -123,7 +123,13 @@ class Identity:
     async def login(self, body: LoginRequest) -> TokenPair:
         """Tokens for the right password; 401 ``InvalidCredentials`` otherwise, after the
         same work whether or not the email is known."""
-        found = await asyncio.to_thread(self._accounts.credentials, body.email.strip())
+        email = body.email.strip()
+        # an email no registration accepts (a NUL, say) holds no account: not looked up
+        found = (
+            None
+            if email_problems(email)
+            else await asyncio.to_thread(self._accounts.credentials, email)
+        )
         stored = None if found is None else found.password_hash
         if not await self._hasher.verify(stored, body.password) or found is None:
             raise InvalidCredentials()

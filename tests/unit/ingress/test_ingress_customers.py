@@ -334,6 +334,22 @@ def test_wrong_password_and_unknown_email_are_the_same_401(app: App) -> None:
     assert app.accounts.sessions == {}
 
 
+def test_an_email_no_account_can_have_is_a_401_without_asking_the_store(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL refuses a NUL in a query: such an email must not reach it (a 500)."""
+    register(app)
+
+    def asked(email: str) -> None:
+        raise AssertionError(f"the store was asked for {email!r}")
+
+    monkeypatch.setattr(app.accounts, "credentials", asked)
+    for email in ("ann\x00@example.com", "not an email"):
+        r = login(app, email)
+        assert r.status_code == 401, r.json
+        assert r.json["type"].endswith("invalid-credentials")
+
+
 def test_refresh_rotates_and_a_reused_token_ends_the_session(app: App) -> None:
     register(app)
     first = login(app).json
