@@ -10,6 +10,7 @@ of the two holders is not the customer, and we cannot tell which).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from ingress.errors import Unavailable
+from ingress.store import ingress_engine
 from orderstream.core.tables import customer_sessions, customers, refresh_tokens
 
 logger = logging.getLogger(__name__)
@@ -86,20 +88,10 @@ class AccountStore(Protocol):
 class SqlAccounts:
     def __init__(self, database_url: str) -> None:
         self._url = database_url
-        self._engine: sa.Engine | None = None
 
-    @property
-    def engine(self) -> sa.Engine:
-        if self._engine is None:
-            self._engine = sa.create_engine(
-                self._url,
-                pool_size=2,
-                max_overflow=4,
-                pool_pre_ping=True,
-                pool_timeout=2,
-                connect_args={"connect_timeout": 2},
-            )
-        return self._engine
+    @functools.cached_property
+    def engine(self) -> sa.Engine:  # made at first use: the app starts without PostgreSQL
+        return ingress_engine(self._url, max_overflow=4)
 
     def add_customer(self, customer: Customer, password_hash: str) -> bool:
         row = {
