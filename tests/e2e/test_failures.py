@@ -4,12 +4,9 @@ and cancellation while the sink is stopped (PostgreSQL arbitrates committed orde
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -18,20 +15,7 @@ from orderstream.client import OrderstreamClient, Placement
 from orderstream.topicread import read_to_end
 from schemas import topics
 from tests.e2e.records import rows_per_order
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def ctl(*args: str) -> str:
-    """supervisorctl on the local stack (the tests in this module need it)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "orderstream.cli", "stack", "ctl", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return result.stdout + result.stderr
+from tests.e2e.supervised import ctl
 
 
 @pytest.fixture(scope="module")

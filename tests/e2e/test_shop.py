@@ -8,11 +8,8 @@ PostgreSQL and the API hold for that customer."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,8 +24,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from orderstream.client import OrderstreamClient
 from tests.e2e.records import shipped_units
+from tests.e2e.supervised import ctl
 
-REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
 SESSION = "orderstream.session"  # the page's sessionStorage item
 # flags for a sandboxed, offline machine: no background requests to Google's hosts
@@ -64,18 +61,6 @@ def http(stack) -> Iterator[httpx.Client]:
     """The API as a customer's own client would call it (no storefront key)."""
     with httpx.Client(base_url=stack.settings.ingress_url, timeout=30) as client:
         yield client
-
-
-def ctl(*args: str) -> str:
-    """supervisorctl on the local stack."""
-    result = subprocess.run(
-        [sys.executable, "-m", "orderstream.cli", "stack", "ctl", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return result.stdout + result.stderr
 
 
 def new_email() -> str:
