@@ -133,7 +133,7 @@ PRIVATE_INTERNALS: tuple[PrivateInternal, ...] = (
     PrivateInternal(
         "faust.stores.rocksdb:Store",
         "_db_for_partition",
-        "table_partition_get, partition_database: read one partition's rocksdict",
+        "table_partition_get, partition_database: one partition's rocksdict",
     ),
     PrivateInternal(
         "faust.streams", "_current_event", "bound: make an event of a partition current"
@@ -212,6 +212,16 @@ def partition_database(store: Any, partition: int) -> Any | None:
     partition in one mapping (memory)."""
     db_for_partition = getattr(store, "_db_for_partition", None)
     return None if db_for_partition is None else db_for_partition(partition)
+
+
+def forget_persisted_offset(store: Any, partition: int) -> bool:
+    """Delete ``partition``'s persisted changelog offset in a RocksDB store, so that its next
+    restore reads the partition's whole changelog; False for a store without one (memory)."""
+    db = partition_database(store, partition)
+    if db is None:
+        return False
+    db.delete(store.offset_key)
+    return True
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """Table values of the stream processors (internal, msgpack on the changelog).
 
-``stock_by_product`` holds four kinds of record in ONE table, so that one changelog
+``stock_by_product`` holds five kinds of record in ONE table, so that one changelog
 partition is a single ordered log of every write for a product partition (a restore is
 then an exact prefix of that log, see ``ledger``):
 
@@ -8,12 +8,14 @@ then an exact prefix of that log, see ``ledger``):
   key ``L\\x1f{order_id}\\x1f{line_no}``     LineState (one per order line decided)
   key ``C\\x1f{product_id}\\x1f{customer}``  CustomerHolding (units held by a customer)
   key ``W\\x1fpruned\\x1f{partition}``      PruneMark (how far line records were pruned)
+  key ``S\\x1fsource\\x1f{partition}``      SourceMark (how far its sources were applied)
 
 Line records are deleted once older than ``stock_line_retention_s`` (``ledger.prune_lines``);
 the partition's PruneMark then tells a replay of their requests from a never-seen one.
 
 Product ids never contain ``\\x1f``, so the key spaces cannot collide. ``pending_orders``
-holds one ``OrderState`` per order id.
+holds one ``OrderState`` per order id, and one ``SourceMark`` per partition under the same
+key as here.
 """
 
 from __future__ import annotations
@@ -82,7 +84,14 @@ class PruneMark(msgspec.Struct, tag="w", kw_only=True, frozen=True):
     request_offset: int = -1
 
 
-StockRecord = ProductState | LineState | CustomerHolding | PruneMark
+class SourceMark(msgspec.Struct, tag="s", kw_only=True, frozen=True):
+    """One per partition: the offset of the last record of each source topic whose effects
+    the partition holds (``streams.continuity``)."""
+
+    offsets: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+StockRecord = ProductState | LineState | CustomerHolding | PruneMark | SourceMark
 LINE_PREFIX = f"L{SEP}".encode()
 
 
@@ -126,6 +135,13 @@ def line_key(order_id: str, line_no: int) -> bytes:
 
 def prune_mark_key(partition: int) -> bytes:
     return f"W{SEP}pruned{SEP}{partition}".encode()
+
+
+SOURCE_MARK_PREFIX = f"S{SEP}source{SEP}".encode()
+
+
+def source_mark_key(partition: int) -> bytes:
+    return SOURCE_MARK_PREFIX + str(partition).encode()
 
 
 def customer_key(product_id: str, customer_id: str) -> bytes:

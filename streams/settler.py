@@ -19,12 +19,20 @@ from faust.types import EventT
 from schemas import codec
 from schemas import topics as names
 from schemas.orders import OrderExpiryCheck
-from streams import settlement
+from streams import continuity, settlement
 from streams.effects import deliver
 from streams.faustinternals import bound
 from streams.faustutil import DirectTableWriter, Outbox
 from streams.readmodel import ReadModelWriter
-from streams.records import OrderState, decode_order, encode
+from streams.records import (
+    SOURCE_MARK_PREFIX,
+    OrderState,
+    SourceMark,
+    decode_order,
+    decode_stock,
+    encode,
+    source_mark_key,
+)
 from streams.settlement import Effect
 from streams.topics import StreamTopics
 
@@ -67,6 +75,11 @@ class SettleProcessor:
         for event in events:
             by_partition[event.message.partition].append(event)
         for partition, partition_events in by_partition.items():
+            with bound(partition_events[-1]):
+                gaps = continuity.gaps(self._source_mark(partition), partition_events)
+            if gaps:
+                continuity.exit_for_restore(self.table, continuity.TableBehind(gaps))
+        for partition, partition_events in by_partition.items():
             self._process_partition(partition, partition_events)
         await self.outbox.flush()
 
@@ -106,6 +119,9 @@ class SettleProcessor:
                     self._track(index, order, new)
                 effects += produced
             self._write(partition, dirty)
+            # last: restored only with every write it covers (streams.continuity)
+            mark = continuity.advanced(self._source_mark(partition), events)
+            self.writer.put(partition, source_mark_key(partition), encode(mark))
         deliver(effects, self.outbox, self.topics, self.readmodel)
 
     # ------------------------------------------------------------------ expiry
@@ -145,7 +161,9 @@ class SettleProcessor:
             return self.index[partition]
         index = self.index[partition] = PartitionIndex()
         decided = []
-        for _key, raw in self.table.items():
+        for key, raw in self.table.items():
+            if key.startswith(SOURCE_MARK_PREFIX):
+                continue
             order = decode_order(raw)
             if order.partition != partition:
                 continue
@@ -172,6 +190,12 @@ class SettleProcessor:
         elif old is None or old.phase == "pending":
             index.pending.pop(new.order_id, None)
             index.decided.append((new.decided_at or new.first_seen, new.order_id))
+
+    def _source_mark(self, partition: int) -> SourceMark | None:
+        """``partition``'s source mark (``streams.continuity``); an event of it bound."""
+        raw = self.writer.get(source_mark_key(partition))
+        record = decode_stock(raw) if raw is not None else None
+        return record if isinstance(record, SourceMark) else None
 
     def _load(self, order_id: str) -> OrderState | None:
         raw = self.writer.get(order_id.encode())

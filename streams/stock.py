@@ -28,7 +28,7 @@ from schemas import topics as names
 from schemas.common import event_id_for
 from schemas.inventory import ReleaseLine
 from schemas.orders import LineRejected, LineReserved
-from streams import ledger, settlement
+from streams import continuity, ledger, settlement
 from streams.effects import deliver
 from streams.faustinternals import bound
 from streams.faustutil import DirectTableWriter, Outbox
@@ -39,10 +39,12 @@ from streams.records import (
     LineState,
     ProductState,
     PruneMark,
+    SourceMark,
     StockRecord,
     decode_stock,
     encode,
     prune_mark_key,
+    source_mark_key,
 )
 from streams.topics import StreamTopics
 
@@ -76,8 +78,10 @@ class StockCache:
 
     def write(self, partition: int) -> list[ProductState]:
         """Write dirty records: lines, the prune mark, pruned lines (deletions), customers,
-        products. Any prefix of this order is healable (``ledger``); the mark follows the
-        lines it covers and precedes the deletions it explains. Returns the products."""
+        products, the source mark. Any prefix of this order is healable (``ledger``); the
+        prune mark follows the lines it covers and precedes the deletions it explains; the
+        source mark comes last, so it is only restored with every write it covers
+        (``continuity``). Returns the products."""
         put = self.table.put
         products = []
         for key, record in self.dirty.items():
@@ -96,8 +100,16 @@ class StockCache:
             if isinstance(record, ProductState):
                 put(partition, key, encode(record))
                 products.append(record)
+        for key, record in self.dirty.items():
+            if isinstance(record, SourceMark):
+                put(partition, key, encode(record))
         self.dirty.clear()
         return products
+
+
+def _source_mark(cache: StockCache, partition: int) -> SourceMark | None:
+    record = cache.get(source_mark_key(partition))
+    return record if isinstance(record, SourceMark) else None
 
 
 def line_result(line: LineState) -> LineReserved | LineRejected:
@@ -151,13 +163,19 @@ class StockProcessor:
         by_partition: dict[int, list[EventT]] = defaultdict(list)
         for event in events:
             by_partition[event.message.partition].append(event)
+        caches = {}
+        for partition, partition_events in by_partition.items():
+            caches[partition] = cache = StockCache(self.table)
+            with bound(partition_events[-1]):
+                gaps = continuity.gaps(_source_mark(cache, partition), partition_events)
+            if gaps:
+                continuity.exit_for_restore(self.table.table, continuity.TableBehind(gaps))
         now = datetime.now(UTC)
-        for partition_events in by_partition.values():
-            self._process_partition(partition_events, now)
+        for partition, partition_events in by_partition.items():
+            self._process_partition(caches[partition], partition_events, now)
         await self.outbox.flush()
 
-    def _process_partition(self, events: list[EventT], now: datetime) -> None:
-        cache = StockCache(self.table)
+    def _process_partition(self, cache: StockCache, events: list[EventT], now: datetime) -> None:
         results: list[LineState] = []
         admin_commands: list[tuple[str, str]] = []
         partition = events[-1].message.partition
@@ -191,6 +209,8 @@ class StockProcessor:
                 if old:
                     pruned = ledger.prune_lines(cache, old, cutoff, mark_key, seen[1])
                     logger.info("partition %d: %d line records pruned", partition, pruned)
+            source_key = source_mark_key(partition)
+            cache.set(source_key, continuity.advanced(_source_mark(cache, partition), events))
             products = cache.write(partition)
         # A replay after a crash changes no product, but the read-model write the crash cut
         # off may be missing: publish every product the batch touched (absolute values).
