@@ -350,7 +350,8 @@ def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[Ev
     were the larger part of an idle worker's CPU. This copy of faust-streaming 0.15.3's
     method waits without a timeout until the buffer has an event, then up to ``within``
     for it to fill, so a batch is yielded at most ``within`` after its first event and
-    an idle agent sleeps. Acks, the buffer bound and ``current_event`` are as in Faust.
+    an idle agent sleeps. The buffer bound and ``current_event`` are as in Faust; a batch is
+    acked only once the agent asks for the next one (Faust acks it even when the agent raised).
     """
     batches = _take_batches(stream, max_, within)
     stream._active_agens.add(batches)  # as Faust's take_events: closed when the stream stops
@@ -403,12 +404,18 @@ async def _take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[
             await stream.wait_for_stopped(buffer_full, timeout=within)
             if buffer:
                 buffer_consuming = asyncio.get_running_loop().create_future()
+                processed = False
                 try:
                     yield list(events)
+                    processed = True
                 finally:
                     buffer.clear()
-                    for event in events:
-                        await stream.ack(event)
+                    # Faust acks in any case; a batch whose agent raised, or that was closed
+                    # while the agent still held it, stays unacked here, so its offsets are
+                    # never committed and the batch comes again (at least once)
+                    if processed:
+                        for event in events:
+                            await stream.ack(event)
                     events.clear()
                     if not buffer_consuming.done():
                         buffer_consuming.set_result(None)

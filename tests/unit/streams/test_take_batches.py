@@ -51,3 +51,38 @@ def test_an_idle_agent_sleeps_until_an_event_comes() -> None:
     assert run_agent([], max_=3, within=0.005, idle_s=0.2, waits=waits) == []
     # one wait for a first event, ended by the stream stopping, then the one after it
     assert len(waits) <= 2
+
+
+def test_a_batch_whose_agent_raised_is_not_acked() -> None:
+    # acked, its offsets could be committed before its effects were written: lost on restart
+    app = faust.App("test-take-batches-raise", broker="kafka://localhost:1", store="memory://")
+    acked: list[int] = []
+    yielded: list[list[int]] = []
+
+    @app.agent()
+    async def fail_second(stream: Any) -> None:
+        ack = stream.ack
+
+        async def recorded(event: Any) -> Any:
+            acked.append(int(event.value))
+            return await ack(event)
+
+        stream.ack = recorded
+        async for events in take_batches(stream, 2, 0.05):
+            yielded.append([int(e.value) for e in events])
+            if len(yielded) == 2:
+                raise RuntimeError("the agent failed on this batch")
+
+    async def main() -> None:
+        async with fail_second.test_context() as agent:
+            for value in range(4):
+                await agent.put(value)
+                await asyncio.sleep(0.1)  # past the batch wait: one batch per value
+            await asyncio.sleep(0.2)
+
+    try:
+        asyncio.run(main())
+    except RuntimeError:
+        pass
+    assert len(yielded) == 2
+    assert acked == yielded[0]  # the first batch, processed; never the failed one
