@@ -48,10 +48,13 @@ def _stop_on_signals() -> threading.Event:
 
 
 def metrics_options(command: Callable[..., None]) -> Callable[..., None]:
-    """``--metrics-port`` and ``--metrics-host`` (sinks.metrics.serve)."""
+    """``--metrics-port`` and ``--metrics-host`` (sinks.metrics.serve: metrics and health)."""
     command = click.option("--metrics-host", default="127.0.0.1", show_default=True)(command)
     return click.option(
-        "--metrics-port", default=0, show_default=True, help="Serve /metrics here (0: do not)."
+        "--metrics-port",
+        default=0,
+        show_default=True,
+        help="Serve /metrics, /livez and /readyz here (0: do not).",
     )(command)
 
 
@@ -85,10 +88,16 @@ def sink(
 ) -> None:
     """Project order events into PostgreSQL; queue shipped events in the outbox."""
     from sinks.lock import ShardLock
+    from sinks.metrics import SinkCollector, SinkHealth, serve
     from sinks.wiring import libpq_url, lock_name, make_sink_consumer
 
     settings = Settings.from_env()
     stop = _stop_on_signals()
+    probes = SinkHealth(libpq_url(settings.database_url), settings.ready_max_lag)
+    # served before the lock is taken: an instance waiting for it is alive, and not ready
+    registry = (
+        serve(metrics_port, metrics_host, probes.live(), probes.ready()) if metrics_port else None
+    )
     lock = ShardLock(libpq_url(settings.database_url), lock_name(settings, shard, shards))
     if not lock.acquire(stop):
         return
@@ -103,10 +112,9 @@ def sink(
     pg_sink.setup()
     rewritten = pg_sink.rewrite_recent_read_model(settings.topic_prefix, shard, shards)
     logger.info("read model: wrote %d recent statuses again", rewritten)
-    if metrics_port:
-        from sinks.metrics import SinkCollector, serve
-
-        serve(SinkCollector(pg_sink, runner, _replica_lag(settings)), metrics_port, metrics_host)
+    if registry is not None:
+        registry.register(SinkCollector(pg_sink, runner, _replica_lag(settings)))
+    probes.runner = runner
     logger.info("sink consuming with batch size %d", settings.sink_batch_size)
     gctune.tune()
     try:
@@ -139,6 +147,7 @@ def relay(
     metrics_host: str,
 ) -> None:
     """Publish the outbox to Kafka (at least once, in id order)."""
+    from sinks.metrics import RelayCollector, RelayHealth, serve
     from sinks.relay import OutboxListener, OutboxRelay, make_producer, run_relay
     from sinks.wiring import libpq_url, make_engine
 
@@ -147,10 +156,11 @@ def relay(
     engine = make_engine(settings)
     listener = OutboxListener(None if no_listen else libpq_url(settings.database_url))
     outbox_relay = OutboxRelay(engine, lambda: make_producer(settings.kafka_bootstrap), batch_size)
+    probes = RelayHealth(libpq_url(settings.database_url))
     if metrics_port:
-        from sinks.metrics import RelayCollector, serve
-
-        serve(RelayCollector(outbox_relay), metrics_port, metrics_host)
+        serve(metrics_port, metrics_host, probes.live(), probes.ready()).register(
+            RelayCollector(outbox_relay)
+        )
     gctune.tune()
     try:
         run_relay(
@@ -159,6 +169,7 @@ def relay(
             stop,
             poll_interval_s=poll_interval,
             retention_s=retention_hours * 3600,
+            heartbeat=probes.heartbeat,
         )
     finally:
         outbox_relay.close()

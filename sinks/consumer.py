@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from sqlalchemy import Engine
 
+from orderstream.core.health import Heartbeat
 from sinks.backoff import Backoff
 from sinks.postgres import PostgresSink, next_offsets
 from sinks.records import ConsumedRecord
@@ -57,6 +58,7 @@ class SinkConsumer:
         self._backoff = Backoff()
         self._cancellations_topic = cancellations_topic
         self.flush_failures = 0
+        self.heartbeat = Heartbeat()  # every round of the loop, also while backing off (/livez)
         # next offset to write, per (topic, partition), as committed to PostgreSQL (metrics)
         self.written_offsets: dict[tuple[str, int], int] = {}
 
@@ -86,6 +88,7 @@ class SinkConsumer:
         first_at: float | None = None
         catching_up = False
         while not self._stop.is_set():
+            self.heartbeat.beat()
             if self._unpositioned and not self._position():
                 self._wait_retry()
                 continue
@@ -164,6 +167,7 @@ class SinkConsumer:
     def _flush_until_done(self, give_up_on_stop: bool = False) -> None:
         paused = False
         while len(self._sink):
+            self.heartbeat.beat()
             pending = self._sink.buffered()
             try:
                 self._sink.flush()

@@ -1,17 +1,19 @@
-"""The sink's and the relay's Prometheus metrics, each on its own port (``--metrics-port``).
+"""The sink's and the relay's Prometheus metrics and health, each on its own port
+(``--metrics-port``): ``/metrics``, ``/livez`` and ``/readyz`` (``orderstream.core.health``).
 
-Both are threads-and-blocking-I/O programs, so prometheus-client's own HTTP server thread
-serves them; the collectors read counters the loops already keep (no locks on the hot path).
+Both are threads-and-blocking-I/O programs, so an HTTP server thread serves them; the
+collectors read counters the loops already keep (no locks on the hot path).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from orderstream.core import health
 from orderstream.core.replica import ReplicaLag
 from sinks.consumer import SinkConsumer
 from sinks.postgres import PostgresSink
@@ -129,8 +131,64 @@ def replica_lag(sample: Callable[[], list[ReplicaLag]]) -> Iterator[GaugeMetricF
     yield replay
 
 
-def serve(collector: Collector, port: int, host: str = "127.0.0.1") -> None:
-    """Serve ``collector`` at ``http://host:port/metrics`` from a daemon thread."""
+LIVE_WITHIN_S = 60.0  # a loop that has not come round for this long is not alive
+
+
+class SinkHealth:
+    """The sink's probes. Live: waiting for its shard lock, or its loop came round within
+    ``LIVE_WITHIN_S``. Ready: it holds the lock and consumes, PostgreSQL answers, and no
+    partition is more than ``max_lag`` records behind what PostgreSQL holds."""
+
+    def __init__(self, conninfo: str, max_lag: int) -> None:
+        self.runner: SinkConsumer | None = None  # set once the shard lock is held
+        self._database = health.database_reachable(conninfo)
+        self._max_lag = max_lag
+
+    def live(self) -> dict[str, health.Check]:
+        return {"loop": self._loop}
+
+    def ready(self) -> dict[str, health.Check]:
+        return {"shard": self._consuming, "database": self._database, "lag": self._lag}
+
+    def _loop(self) -> tuple[bool, str]:
+        if self.runner is None:
+            return True, "waiting for the shard lock"
+        return self.runner.heartbeat.check(LIVE_WITHIN_S)()
+
+    def _consuming(self) -> tuple[bool, str]:
+        if self.runner is None:
+            return False, "waiting for the shard lock (another instance holds it)"
+        return True, "holds the shard lock and consumes"
+
+    def _lag(self) -> tuple[bool, str]:
+        if self.runner is None:
+            return False, "not consuming"
+        return health.lag_within(self.runner.lag, self._max_lag)()
+
+
+class RelayHealth:
+    """The relay's probes. Live: its loop came round within ``LIVE_WITHIN_S`` (it waits at
+    most its poll interval between rounds). Ready: PostgreSQL answers."""
+
+    def __init__(self, conninfo: str) -> None:
+        self.heartbeat = health.Heartbeat()
+        self._database = health.database_reachable(conninfo)
+
+    def live(self) -> dict[str, health.Check]:
+        return {"loop": self.heartbeat.check(LIVE_WITHIN_S)}
+
+    def ready(self) -> dict[str, health.Check]:
+        return {"database": self._database}
+
+
+def serve(
+    port: int,
+    host: str,
+    live: Mapping[str, health.Check],
+    ready: Mapping[str, health.Check],
+) -> CollectorRegistry:
+    """Serve ``/metrics``, ``/livez`` and ``/readyz`` from a daemon thread; returns the
+    registry (collectors may be registered later, once what they read exists)."""
     registry = CollectorRegistry()
-    registry.register(collector)
-    start_http_server(port, addr=host, registry=registry)
+    health.serve(registry, port, host, live, ready)
+    return registry

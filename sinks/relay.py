@@ -25,6 +25,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from sqlalchemy import Engine, delete, func, select, text
 
+from orderstream.core.health import Heartbeat
 from orderstream.core.tables import OUTBOX_CHANNEL, outbox
 from sinks.backoff import Backoff
 from sinks.uow import UnitOfWork
@@ -185,10 +186,13 @@ def run_relay(
     poll_interval_s: float = 0.5,
     retention_s: float = 7 * 24 * 3600,
     on_round: Callable[[int], None] | None = None,
+    heartbeat: Heartbeat | None = None,
 ) -> None:
     backoff = Backoff(max_s=5.0)
     next_purge = time.monotonic() + 60
     while not stop.is_set():
+        if heartbeat is not None:
+            heartbeat.beat()
         try:
             sent = relay.drain()
         except Exception as error:

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from orderstream.core.readmodel import Keys
 from orderstream.core.redispack import connection_options
 from orderstream.core.settings import Settings
+from streams import health
 from streams.agents import StreamAgents, register_agents
 from streams.faustconsumer import WorkerConsumer
 from streams.faustinternals import AppWithConsumer, OrderedTableManager, require_supported_faust
@@ -110,4 +111,5 @@ def create_app(
     sources = (*app.stream_topics.stock_source.topics, *app.stream_topics.settle_source.topics)
     app.metrics.watch_consumer(app, sources)
     app.metrics.serve(app)
+    health.serve(app, sources, settings.ready_max_lag)
     return app

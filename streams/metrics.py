@@ -10,7 +10,7 @@ process (tests) do not collide.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,6 +22,20 @@ from prometheus_client.registry import Collector
 from streams.faustinternals import committed_offsets
 
 BATCH_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+def lag_of(
+    partitions: Iterable[Any],
+    highwater: Callable[[Any], int | None],
+    committed: Mapping[Any, int | None],
+) -> dict[tuple[str, int], int]:
+    """Records past the committed offset of each partition whose end a fetch has reported."""
+    lag = {}
+    for tp in partitions:
+        high = highwater(tp)
+        if high is not None:
+            lag[(tp.topic, tp.partition)] = max(0, high - (committed.get(tp) or 0))
+    return lag
 
 
 class PartitionCollector(Collector):
@@ -70,11 +84,8 @@ class PartitionCollector(Collector):
         per_topic: dict[str, int] = {}
         for tp in partitions:
             per_topic[tp.topic] = per_topic.get(tp.topic, 0) + 1
-            high = self._highwater(tp)
-            if high is not None:
-                lag.add_metric(
-                    [tp.topic, str(tp.partition)], max(0, high - (committed.get(tp) or 0))
-                )
+        for (topic, partition), behind in lag_of(partitions, self._highwater, committed).items():
+            lag.add_metric([topic, str(partition)], behind)
         for topic, count in sorted(per_topic.items()):
             assigned.add_metric([topic], count)
         for name, on in sorted(self._flags().items()):

@@ -72,6 +72,8 @@ class Settings:
     stock_prune_pass_s: float = 600.0
     # a worker whose agents process nothing this long while records wait stops (0: never)
     worker_stall_s: float = 45.0
+    # /readyz of a worker or the sink: at most this many records behind on any partition
+    ready_max_lag: int = 10_000
 
     # customers (ingress.tokens, ingress.passwords, docs/identity.md): the JWKS file of
     # private signing keys (the first signs, every one verifies), the tokens' claims and

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 
 from orderstream.stack.config import DEFAULT_WORKER_WEB_PORT, StackConfig
@@ -72,6 +75,33 @@ def programs(cfg: StackConfig, env: Mapping[str, str]) -> list[Program]:
             command = [*nice, str(bin_ / "orderstream"), name, "--metrics-port", str(port)]
             found.append(Program(name, command, cfg.root, env, autostart=False, priority=45))
     return found
+
+
+def readiness_urls(cfg: StackConfig) -> dict[str, str]:
+    """Each pipeline program's ``/readyz`` (docs/operations.md, "Health")."""
+    local = "http://127.0.0.1"
+    return {
+        "ingress": f"{cfg.ingress_url}/readyz",
+        **{f"worker-{n}": f"{local}:{cfg.worker_web_port + n}/readyz" for n in range(cfg.workers)},
+        "sink": f"{local}:{cfg.sink_metrics_port}/readyz",
+        "relay": f"{local}:{cfg.relay_metrics_port}/readyz",
+    }
+
+
+def readiness(url: str, timeout_s: float = 2.0) -> tuple[bool, str]:
+    """Whether ``url`` (a ``/readyz``) answers ready, and what it said (the failed checks)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s):
+            return True, "ready"
+    except urllib.error.HTTPError as error:
+        try:
+            checks = json.loads(error.read()).get("checks", {})
+        except ValueError:
+            return False, f"HTTP {error.code}"
+        failed = [f"{name}: {c.get('detail')}" for name, c in checks.items() if not c.get("ok")]
+        return False, "; ".join(failed) or f"HTTP {error.code}"
+    except OSError as error:
+        return False, f"no answer ({error})"
 
 
 def migrate(cfg: StackConfig, env: Mapping[str, str]) -> bool:

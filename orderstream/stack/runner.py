@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 
 from orderstream.core.settings import Settings
 from orderstream.stack import broker, cache, database, envfile, pipeline, processes, supervisor
@@ -104,8 +105,18 @@ def up(
     init(cfg, settings, values, timeout_s)
     envfile.write(cfg.stack_env, values)
     supervisor.start(cfg, [p.name for p in programs])
+    names = {p.name for p in programs}
+    for name, url in pipeline.readiness_urls(cfg).items():
+        if name in names:
+            wait_until(name, partial(require_ready, url), timeout_s)
     logger.info("stack up in %.1fs; %s", time.monotonic() - started, cfg.stack_env)
     return values
+
+
+def require_ready(url: str) -> None:
+    ready, detail = pipeline.readiness(url)
+    if not ready:
+        raise RuntimeError(detail)
 
 
 def init(
@@ -197,6 +208,11 @@ def status(cfg: StackConfig) -> str:
     for name, port in ports.items():
         state = "listening" if port_open(port) else "-"
         lines.append(f"{name:<18} 127.0.0.1:{port:<6} {state}")
+    lines.append("")
+    running = supervisor.daemon_pid(cfg) is not None
+    for name, url in pipeline.readiness_urls(cfg).items():
+        ready, detail = pipeline.readiness(url, timeout_s=1.0) if running else (False, "-")
+        lines.append(f"{name:<18} {'ready' if ready else 'not ready: ' + detail}")
     lines.append("")
     lines.extend(kafka_status(cfg))
     lines.append(f"\nstorefront page: {cfg.ingress_url}/shop (buyers register and sign in)")

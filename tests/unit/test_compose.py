@@ -236,17 +236,17 @@ def test_every_long_running_service_has_a_healthcheck(topology: dict[str, Any]) 
             continue
         test = service.get("healthcheck", {}).get("test")
         assert test and test[0] in ("CMD", "CMD-SHELL") and len(test) > 1, name
-    # each app service asks the port its command serves
+    # each app service asks the readiness of the port its command serves
     ingress = services["ingress"]
     bind = ingress["command"][ingress["command"].index("--bind") + 1]
-    assert health_url(ingress) == f"http://127.0.0.1:{bind.rpartition(':')[2]}/healthz"
+    assert health_url(ingress) == f"http://127.0.0.1:{bind.rpartition(':')[2]}/readyz"
     worker = services["worker"]
     index = int(worker["command"][worker["command"].index("--index") + 1])
-    assert health_url(worker) == f"http://127.0.0.1:{WEB_PORT_BASE + index}/metrics"
+    assert health_url(worker) == f"http://127.0.0.1:{WEB_PORT_BASE + index}/readyz"
     for name in ("sink", "relay"):
         command = services[name]["command"]
         port = command[command.index("--metrics-port") + 1]
-        assert health_url(services[name]) == f"http://127.0.0.1:{port}/metrics", name
+        assert health_url(services[name]) == f"http://127.0.0.1:{port}/readyz", name
 
 
 def program_variables() -> set[str]:

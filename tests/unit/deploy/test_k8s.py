@@ -371,8 +371,8 @@ def test_probes_ask_the_programs_own_endpoints(rendered: list[Obj]) -> None:
     }
     assert paths["orderstream-ingress"] == ("/healthz", "/readyz", "http")
     for name in ("orderstream-sink", "orderstream-relay"):
-        assert paths[name] == ("/metrics", "/metrics", "metrics")
-    assert paths["orderstream-worker"] == ("/metrics", "/metrics", "web")
+        assert paths[name] == ("/livez", "/readyz", "metrics")
+    assert paths["orderstream-worker"] == ("/livez", "/readyz", "web")
     worker = workload_by_name(rendered, "orderstream-worker")
     (port,) = pod_containers(worker)[0]["ports"]
     assert port["containerPort"] == 6066
