@@ -84,7 +84,8 @@ def sink(
     metrics_host: str,
 ) -> None:
     """Project order events into PostgreSQL; queue shipped events in the outbox."""
-    from sinks.lock import ShardLock
+    from sinks.exceptions import LockLost
+    from sinks.lock import EXIT_LOCK_LOST, ShardLock
     from sinks.wiring import libpq_url, lock_name, make_sink_consumer
 
     settings = Settings.from_env()
@@ -99,6 +100,7 @@ def sink(
         stop=stop,
         shard=shard,
         shards=shards,
+        lock=lock,
     )
     pg_sink.setup()
     rewritten = pg_sink.rewrite_recent_read_model(settings.topic_prefix, shard, shards)
@@ -111,6 +113,10 @@ def sink(
     gctune.tune()
     try:
         runner.run()
+    except LockLost:
+        # logged at CRITICAL by the consumer; the supervisor starts the sink again and it
+        # waits on the lock like any second instance
+        raise SystemExit(EXIT_LOCK_LOST) from None
     finally:
         runner.close()
         engine.dispose()
