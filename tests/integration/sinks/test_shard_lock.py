@@ -10,17 +10,26 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sink_helpers import Producer, committed_order, offsets_caught_up, statuses, wait_until
+from sink_helpers import (
+    Producer,
+    committed_order,
+    offsets_caught_up,
+    sink_subprocess,
+    statuses,
+    wait_until,
+)
 
 from orderstream.core.settings import Settings
 from schemas.topics import ORDERS_COMMITTED
 from sinks.consumer import SinkConsumer
 from sinks.exceptions import LockLost
-from sinks.lock import ShardLock
+from sinks.lock import EXIT_LOCK_LOST, ShardLock
 from sinks.wiring import libpq_url, make_sink_consumer
+from sinks.wiring import lock_name as sink_lock_name
 
 
 def new_lock(database_url: str, name: str) -> ShardLock:
@@ -195,3 +204,44 @@ def test_a_sink_that_lost_its_lock_commits_no_further_batch_and_its_successor_wr
         wait_until(lambda: offsets_caught_up(sink_engine, sink_settings), 60, "offsets")
     assert second_errors == []
     assert set(statuses(sink_engine, namespace).values()) == {"shipped"}
+
+
+def lock_holders(engine: sa.Engine, name: str) -> list[int]:
+    """The backends holding the advisory lock ``name`` (a bigint key, in pg_locks)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND objsubid = 1"
+                " AND ((classid::bigint << 32) | objid::bigint) = hashtextextended(:n, 0)"
+            ),
+            {"n": name},
+        )
+        return [r[0] for r in rows]
+
+
+def test_orderstream_sink_exits_72_when_its_lock_connection_is_terminated(
+    sink_settings: Settings,
+    sink_engine: sa.Engine,
+    producer: Producer,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "sink.log"
+    proc = sink_subprocess(sink_settings, log, f"{namespace}sink-exit")
+    try:
+        name = sink_lock_name(sink_settings, 0, 1)
+        (pid,) = wait_until(lambda: lock_holders(sink_engine, name), 60, "the sink's lock")
+        producer.send(ORDERS_COMMITTED, f"{namespace}a", committed_order(f"{namespace}a"))
+        producer.flush()
+        wait_until(lambda: statuses(sink_engine, namespace), 60, "the first order")
+        terminate(sink_engine, pid)
+        producer.send(ORDERS_COMMITTED, f"{namespace}b", committed_order(f"{namespace}b"))
+        producer.flush()
+        assert proc.wait(timeout=60) == EXIT_LOCK_LOST, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert list(statuses(sink_engine, namespace)) == [f"{namespace}a"]
+    assert "CRITICAL" in log.read_text()
