@@ -87,7 +87,8 @@ def sink(
     metrics_host: str,
 ) -> None:
     """Project order events into PostgreSQL; queue shipped events in the outbox."""
-    from sinks.lock import ShardLock
+    from sinks.exceptions import LockLost
+    from sinks.lock import EXIT_LOCK_LOST, ShardLock
     from sinks.metrics import SinkCollector, SinkHealth, serve
     from sinks.wiring import libpq_url, lock_name, make_sink_consumer
 
@@ -108,6 +109,7 @@ def sink(
         stop=stop,
         shard=shard,
         shards=shards,
+        lock=lock,
     )
     pg_sink.setup()
     rewritten = pg_sink.rewrite_recent_read_model(settings.topic_prefix, shard, shards)
@@ -119,6 +121,10 @@ def sink(
     gctune.tune()
     try:
         runner.run()
+    except LockLost:
+        # logged at CRITICAL by the consumer; the supervisor starts the sink again and it
+        # waits on the lock like any second instance
+        raise SystemExit(EXIT_LOCK_LOST) from None
     finally:
         runner.close()
         engine.dispose()

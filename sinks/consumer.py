@@ -3,7 +3,8 @@
 Partitions are assigned statically (``shard`` of ``shards``: partition p when
 p % shards == shard), not by the group protocol: PostgreSQL is the source of truth for
 what was consumed, so no group rebalance is needed, and one PostgreSQL advisory lock
-per shard (``sinks.lock``) keeps a second instance of the same shard waiting. Each
+per shard (``sinks.lock``) keeps a second instance of the same shard waiting; a sink
+that no longer holds it (``LockLost`` from a flush) stops at once and raises. Each
 partition is positioned at its ``consumed_offsets`` row (or the beginning) before it
 is read. Offsets committed to Kafka are only a courtesy for lag monitoring.
 While PostgreSQL is down the partitions stay paused and the flush is retried with
@@ -23,6 +24,7 @@ from sqlalchemy import Engine
 
 from orderstream.core.health import Heartbeat
 from sinks.backoff import Backoff
+from sinks.exceptions import LockLost
 from sinks.postgres import PostgresSink, next_offsets
 from sinks.records import ConsumedRecord
 from sinks.store import load_offsets
@@ -171,6 +173,13 @@ class SinkConsumer:
             pending = self._sink.buffered()
             try:
                 self._sink.flush()
+            except LockLost as lost:
+                logger.critical(
+                    "%s: stopping with %d uncommitted records (not lost)", lost, len(self._sink)
+                )
+                self._sink.discard()
+                self._stop.set()
+                raise
             except Exception as error:
                 self.flush_failures += 1
                 logger.warning(

@@ -21,3 +21,7 @@ class DataProblem(SinkError):
 
 class RelayError(SinkError):
     """The relay could not publish a batch of outbox rows (it is retried)."""
+
+
+class LockLost(SinkError):
+    """This process no longer owns its shard's lock: it must write nothing more (it stops)."""

@@ -2,9 +2,11 @@
 processed again (nothing is removed from the buffer until its transaction committed).
 
 One transaction per batch writes the projection, the outbox rows and the consumed
-offsets. A batch failing for a data reason is retried once, then bisected down to the
-poison record, which is dead-lettered (through the outbox, in the transaction that
-advances its offset). Any other failure propagates: the caller backs off and retries.
+offsets. With a ``ShardLock``, each such transaction first proves that this process
+still owns the shard (``ShardLock.verify``, which raises ``LockLost``). A batch failing
+for a data reason is retried once, then bisected down to the poison record, which is
+dead-lettered (through the outbox, in the transaction that advances its offset). Any
+other failure propagates: the caller backs off and retries (``LockLost`` excepted).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlalchemy import Engine, exc, text
 
 from schemas.topics import DEAD_LETTER, TopicNames
 from sinks.exceptions import PoisonRecord
+from sinks.lock import ShardLock
 from sinks.projection import OutboxRow, order_ids_of, plan_batch, request_keys_of
 from sinks.readmodel import ReadModelWriter
 from sinks.records import (
@@ -50,8 +53,10 @@ class PostgresSink:
         topics: TopicNames,
         consumer: str,
         read_model: ReadModelWriter | None = None,
+        lock: ShardLock | None = None,
     ) -> None:
         self._engine = engine
+        self._lock = lock
         self._topics = topics
         self._consumer = consumer
         self._read_model = read_model
@@ -126,6 +131,7 @@ class PostgresSink:
             if parsed.event is not None:
                 events.append(parsed.event)
         with UnitOfWork(self._engine) as uow:
+            self._verify_lock(uow)
             status, cancels = load_known(uow.connection, order_ids_of(events))
             owners = load_key_owners(uow.connection, request_keys_of(events))
             plan = plan_batch(events, status, cancels, self._topics, key_owners=owners)
@@ -142,11 +148,18 @@ class PostgresSink:
     def _commit_dead(self, record: ConsumedRecord, reason: str) -> None:
         """Dead-letter one record in the transaction that advances past it."""
         with UnitOfWork(self._engine) as uow:
+            self._verify_lock(uow)
             write_outbox(uow.connection, [self._dead_letter_row(record, reason)])
             save_offsets(uow.connection, self._consumer, next_offsets([record]))
             uow.commit()
         self.written += 1
         self.dead_lettered += 1
+
+    def _verify_lock(self, uow: UnitOfWork) -> None:
+        """First in every writing transaction: raises ``LockLost`` (the batch rolls back)
+        unless this process still owns the shard."""
+        if self._lock is not None:
+            self._lock.verify(uow.connection)
 
     def _dead_letter_row(self, record: ConsumedRecord, reason: str) -> OutboxRow:
         logger.error(

@@ -12,6 +12,7 @@ from orderstream.core.readmodel import Keys
 from orderstream.core.settings import Settings
 from schemas.topics import ORDER_CANCELLATIONS
 from sinks.consumer import SinkConsumer
+from sinks.lock import ShardLock
 from sinks.postgres import PostgresSink
 from sinks.readmodel import ReadModelWriter
 from sinks.records import source_topics
@@ -62,8 +63,10 @@ def make_sink_consumer(
     stop: threading.Event | None = None,
     shard: int = 0,
     shards: int = 1,
+    lock: ShardLock | None = None,
 ) -> tuple[SinkConsumer, PostgresSink, Engine]:
-    """The sink for one shard; ``group_id`` is only used to report lag to Kafka."""
+    """The sink for one shard; ``group_id`` is only used to report lag to Kafka. With
+    ``lock`` (acquired), every batch transaction checks that it is still held."""
     engine = make_engine(settings)
     name = consumer_name(settings)
     sink = PostgresSink(
@@ -71,6 +74,7 @@ def make_sink_consumer(
         settings.topics,
         name,
         make_read_model(settings) if with_read_model else None,
+        lock,
     )
     kafka = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
