@@ -5,9 +5,10 @@ Every program that cannot process a record sends an envelope (``schemas.deadlett
 committed) and prints one line per dead letter, deduplicated by ``event_id`` (the relay is
 at least once, and a worker processing a record again dead-letters it under the same id).
 ``show`` prints one envelope. ``replay`` publishes the original key and value bytes to the
-original source topic again, keyed as before, so the default partitioner (murmur2, as the
-ingress and the workers use: ``schemas.partitioning``) puts a keyed record in the
-partition it came from; a record without a key goes back to its own partition.
+original source topic again, with the same key, in the partition the default partitioner
+gives that key (murmur2 as the ingress, the workers and the Java client use it:
+``schemas.partitioning``), which is the partition it came from; a record without a key
+goes back to its own partition.
 
 Replay is idempotent: the ``dead_letter_replays`` table (migration 0005, which says why a
 table) records every replayed ``event_id``; a recorded one is skipped unless ``--force``.
@@ -36,6 +37,7 @@ from kafka import KafkaProducer
 from orderstream.core.settings import Settings
 from orderstream.topicread import read_to_end
 from schemas.deadletter import DeadLetter, dead_letter_event_id
+from schemas.partitioning import partition_for
 from schemas.topics import DEAD_LETTER
 
 
@@ -154,7 +156,10 @@ class DeadLetters:
         with self.engine.begin() as conn:  # committed only once the broker acked the copy
             if conn.execute(sa.text(upsert), {"id": letter.event_id}).first() is None:
                 return "skipped: replayed before (--force to replay again)"
-            partition = None if letter.key is not None else letter.partition
+            partition = letter.partition  # a record without a key: where it was
+            if letter.key is not None:  # where the ingress and the workers put this key
+                count = len(producer.partitions_for(letter.source_topic))
+                partition = partition_for(letter.key, count)
             sent = producer.send(
                 letter.source_topic, key=letter.key, value=letter.value, partition=partition
             ).get(timeout=60)
