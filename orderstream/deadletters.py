@@ -223,7 +223,7 @@ def list_command(
 @deadletters.command()
 @click.argument("event_id")
 def show(event_id: str) -> None:
-    """The whole envelope of one dead letter, and when it was replayed."""
+    """The whole envelope of one dead letter (stdout), and when it was replayed (stderr)."""
     store = DeadLetters(Settings.from_env())
     try:
         letter = store.find([event_id]).get(event_id)
@@ -235,7 +235,8 @@ def show(event_id: str) -> None:
         if replay is not None:
             click.echo(
                 f"replayed at {replay['replayed_at'].isoformat()} to {replay['target_topic']}"
-                f"[{replay['target_partition']}]@{replay['target_offset']}"
+                f"[{replay['target_partition']}]@{replay['target_offset']}",
+                err=True,  # stdout stays the envelope alone, for jq
             )
     finally:
         store.close()
