@@ -5,14 +5,11 @@ A record that cannot be parsed raises ``PoisonRecord``; the sink dead-letters it
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import msgspec
 
-from schemas.common import event_id_for
+from schemas import deadletter
 from schemas.inventory import Discontinue, InventoryCommand, UpsertProduct
 from schemas.orders import CancelOrder, OrderCancelled, OrderCommitted, OrderRejected
 from schemas.topics import (
@@ -24,9 +21,6 @@ from schemas.topics import (
     TopicNames,
 )
 from sinks.exceptions import PoisonRecord
-
-# The dead-letter envelope's own format version: not the order records' SCHEMA_VERSION.
-DEAD_LETTER_SCHEMA_VERSION = 1
 
 # Everything the projection acts on. Other inventory commands (restock, release) are
 # consumed and skipped: they change stock, which PostgreSQL does not hold.
@@ -91,33 +85,21 @@ def parse(record: ConsumedRecord, topics: TopicNames) -> ParsedRecord:
 
 
 def dead_letter_event_id(record: ConsumedRecord) -> str:
-    return event_id_for(record.topic, record.partition, record.offset, "deadletter")
+    return deadletter.dead_letter_event_id(record.topic, record.partition, record.offset)
 
 
 def dead_letter_envelope(record: ConsumedRecord, reason: str, consumer: str) -> bytes:
-    """The dead-letter value: where the record came from, why it failed, and its bytes."""
-    envelope: dict[str, object] = {
-        "event_id": dead_letter_event_id(record),
-        "schema_version": DEAD_LETTER_SCHEMA_VERSION,
-        "source_topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "consumer": consumer,
-        "reason": reason,
-        "failed_at": datetime.now(UTC).isoformat(),
-        "key": _text_or_base64(record.key),
-        "value": _text_or_base64(record.value),
-    }
-    return json.dumps(envelope, sort_keys=True).encode()
-
-
-def _text_or_base64(data: bytes | None) -> dict[str, str] | None:
-    if data is None:
-        return None
-    try:
-        return {"text": data.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {"base64": base64.b64encode(data).decode("ascii")}
+    """The dead-letter value (``schemas.deadletter``): where the record came from, why it
+    failed, and its bytes."""
+    return deadletter.dead_letter_envelope(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        reason=reason,
+        consumer=consumer,
+    )
 
 
 def key_text(key: bytes | None) -> str | None:

@@ -78,6 +78,7 @@ def register_agents(
             pass_every_s=settings.stock_prune_pass_s,
         ),
         line_retention_s=settings.stock_line_retention_s,
+        consumer=f"{app.conf.id}:reserve_stock",
     )
     settler = SettleProcessor(
         app,
@@ -88,6 +89,7 @@ def register_agents(
         readmodel,
         hold_time_s=settings.hold_time_s,
         retention_s=max(DECIDED_RETENTION_S, 10 * settings.hold_time_s),
+        consumer=f"{app.conf.id}:settle_orders",
     )
     stock_progress, settle_progress = Progress(), Progress()
     reservations = topics.output(names.ORDER_RESERVATIONS)

@@ -20,7 +20,7 @@ from schemas import codec
 from schemas import topics as names
 from schemas.orders import OrderExpiryCheck
 from streams import continuity, settlement
-from streams.effects import deliver
+from streams.effects import dead_letter, deliver
 from streams.faustinternals import bound
 from streams.faustutil import DirectTableWriter, Outbox
 from streams.readmodel import ReadModelWriter
@@ -58,8 +58,11 @@ class SettleProcessor:
         *,
         hold_time_s: float,
         retention_s: float,
+        consumer: str = "settle_orders",
     ) -> None:
         self.app = app
+        self.consumer = consumer  # who dead-letters: in the envelope
+        self.dead_letter = topics.output(names.DEAD_LETTER).get_topic_name()
         self.table = table
         self.writer = writer
         self.outbox = outbox
@@ -95,7 +98,7 @@ class SettleProcessor:
                 try:
                     record = codec.reservation_stream_decoder.decode(message.value or b"")
                 except (codec.DecodeError, codec.ValidationError) as exc:
-                    logger.error("undecodable %s@%s: %s", message.topic, message.offset, exc)
+                    dead_letter(self.outbox, self.dead_letter, message, exc, self.consumer)
                     continue
                 if isinstance(record, OrderExpiryCheck):
                     self._write(partition, dirty)

@@ -29,7 +29,7 @@ from schemas.common import event_id_for
 from schemas.inventory import ReleaseLine
 from schemas.orders import LineRejected, LineReserved
 from streams import continuity, ledger, settlement
-from streams.effects import deliver
+from streams.effects import dead_letter, deliver
 from streams.faustinternals import bound
 from streams.faustutil import DirectTableWriter, Outbox
 from streams.pruning import LinePruner
@@ -141,8 +141,10 @@ class StockProcessor:
         readmodel: ReadModelWriter,
         pruner: LinePruner | None = None,
         line_retention_s: float = 0.0,
+        consumer: str = "reserve_stock",
     ) -> None:
         self.table = table
+        self.consumer = consumer  # who dead-letters: in the envelope
         self.outbox = outbox
         self.topics = topics
         self.requests_topic = requests_topic
@@ -197,8 +199,7 @@ class StockProcessor:
                         if not isinstance(command, ReleaseLine):  # (a replay too: it is applied)
                             admin_commands.append((command.product_id, command.command_id))
                 except (codec.DecodeError, codec.ValidationError) as exc:
-                    logger.error("undecodable %s@%s: %s", message.topic, message.offset, exc)
-                    self.outbox.add(self.dead_letter, message.key, message.value)
+                    dead_letter(self.outbox, self.dead_letter, message, exc, self.consumer)
             generation = self.generation()
             if last_request is not None:
                 self.processed_up_to[partition] = (generation, last_request)

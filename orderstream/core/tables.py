@@ -178,3 +178,18 @@ refresh_tokens = Table(
     Column("used_at", DateTime(timezone=True), nullable=True),
     Index("refresh_tokens_session_id", "session_id"),
 )
+
+# Dead letters ``orderstream deadletters replay`` re-published, by envelope event id, and
+# where the copy went (``replayed_as``: the event id the copy's dead letter would have).
+# Migration 0005, which says why a table.
+dead_letter_replays = Table(
+    "dead_letter_replays",
+    metadata,
+    Column("event_id", Text, primary_key=True),
+    Column("replayed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("target_topic", Text, nullable=True),
+    Column("target_partition", Integer, nullable=True),
+    Column("target_offset", BigInteger, nullable=True),
+    Column("replayed_as", Text, nullable=True),
+    Index("dead_letter_replays_replayed_as", "replayed_as"),
+)

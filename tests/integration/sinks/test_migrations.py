@@ -8,7 +8,15 @@ from sink_helpers import scratch_database
 from orderstream.stack.testing import StackHandle
 from sinks.migrate import downgrade, upgrade
 
-TABLES = {"products", "orders", "order_items", "consumed_offsets", "outbox", "cancel_requests"}
+TABLES = {
+    "products",
+    "orders",
+    "order_items",
+    "consumed_offsets",
+    "outbox",
+    "cancel_requests",
+    "dead_letter_replays",
+}
 
 
 def test_upgrade_downgrade_upgrade(stack: StackHandle) -> None:

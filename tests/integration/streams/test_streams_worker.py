@@ -23,8 +23,20 @@ from orderstream.core.readmodel import Keys, decode_product
 from orderstream.topicread import read_to_end
 from schemas import codec
 from schemas import topics as names
+from schemas.deadletter import DeadLetter, dead_letter_event_id
 from schemas.inventory import ReleaseLine
 from streams.records import PruneMark, decode_stock, line_key
+
+
+class _Raw:
+    """A decoder for ``StreamsEnv.read`` that keeps the bytes."""
+
+    @staticmethod
+    def decode(value: bytes) -> bytes:
+        return value
+
+
+_RAW = _Raw()
 
 
 @pytest.fixture
@@ -323,3 +335,40 @@ def test_table_partitions_older_than_their_changelog_are_restored_before_they_de
     for table in ("stock_by_product", "pending_orders"):
         assert f"table partition behind its changelog: {table}" in log
     wait_for(lambda: product_available(env, redis_client, "ST") == 0, 30, "read model")
+
+
+def test_undecodable_records_of_both_agents_are_dead_lettered_as_envelopes(
+    env: StreamsEnv, redis_client: redis.Redis
+) -> None:
+    """reserve_stock and settle_orders send what they cannot decode to orders.deadletter in
+    the shared envelope (schemas.deadletter), and go on deciding what follows."""
+    env.start_worker()
+    env.upsert("A", 5)
+    env.flush()
+    wait_for(lambda: product_available(env, redis_client, "A") is not None, 120, "catalog")
+    requests = env.settings.topics(names.ORDER_REQUESTS)
+    reservations = env.settings.topics(names.ORDER_RESERVATIONS)
+    sent = {
+        requests: env.producer.send(requests, key=b"A", value=b"\xffnot json").get(30),
+        reservations: env.producer.send(reservations, key=b"o-junk", value=b"{}").get(30),
+    }
+    env.order("after", [("A", 1)])
+    env.flush()
+
+    def letters() -> dict[str, DeadLetter]:
+        found = env.read(names.DEAD_LETTER, _RAW)
+        return {d.source_topic: d for d in map(DeadLetter.parse, found)}
+
+    wait_for(lambda: len(letters()) >= 2, 60, "two dead letters")
+    wait_all_decided(env, 1, 60, "after the poison records")
+    found = letters()
+    assert set(found) == {requests, reservations}
+    for topic, metadata in sent.items():
+        letter = found[topic]
+        assert (letter.partition, letter.offset) == (metadata.partition, metadata.offset)
+        assert letter.event_id == dead_letter_event_id(topic, metadata.partition, metadata.offset)
+        assert letter.reason.startswith("cannot decode: ")
+    assert found[requests].consumer == f"{env.app_id}:reserve_stock"
+    assert found[reservations].consumer == f"{env.app_id}:settle_orders"
+    assert (found[requests].key, found[requests].value) == (b"A", b"\xffnot json")
+    assert (found[reservations].key, found[reservations].value) == (b"o-junk", b"{}")
