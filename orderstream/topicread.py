@@ -29,3 +29,14 @@ def read_to_end(bootstrap: str, topic: str, timeout_s: float = 120.0) -> Iterato
                 yield from (r for r in records if r.offset < end[tp])
     finally:
         consumer.close()
+
+
+def log_starts(bootstrap: str, topic: str) -> dict[int, int]:
+    """Each partition's first offset still held: above 0 once retention deleted records."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        starts = consumer.beginning_offsets(partitions) if partitions else {}
+        return {tp.partition: offset for tp, offset in starts.items()}
+    finally:
+        consumer.close()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from pathlib import Path
 
-from schemas.topics import DEFAULT_PARTITIONS, TopicNames
+from schemas.topics import DEAD_LETTER, DEFAULT_PARTITIONS, ORDERS_SHIPPED, TopicNames
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK_ENV = REPO_ROOT / ".local" / "stack.env"
@@ -74,6 +74,11 @@ class Settings:
     worker_stall_s: float = 45.0
     # /readyz of a worker or the sink: at most this many records behind on any partition
     ready_max_lag: int = 10_000
+    # retention of the topics whose history is read later: orders.shipped (downstream
+    # consumers catching up, reconcile's shipped-event check) and the dead letters
+    # (inspected and replayed); the other topics keep the broker's (24 h here)
+    shipped_retention_hours: float = 7 * 24.0
+    dead_letter_retention_hours: float = 30 * 24.0
 
     # customers (ingress.tokens, ingress.passwords, docs/identity.md): the JWKS file of
     # private signing keys (the first signs, every one verifies), the tokens' claims and
@@ -103,6 +108,14 @@ class Settings:
     @property
     def topics(self) -> TopicNames:
         return TopicNames(self.topic_prefix)
+
+    @property
+    def retention_ms(self) -> dict[str, int]:
+        """``retention.ms`` of the topics that keep their own (full names), for ``stack init``."""
+        return {
+            self.topics(ORDERS_SHIPPED): int(self.shipped_retention_hours * 3_600_000),
+            self.topics(DEAD_LETTER): int(self.dead_letter_retention_hours * 3_600_000),
+        }
 
     @property
     def max_total(self) -> Decimal:

@@ -12,11 +12,11 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownBrokerIdError
 
 from orderstream.stack.config import StackConfig
@@ -284,9 +284,11 @@ def ensure_topics(
     replication_factor: int = 1,
     min_insync_replicas: int = 1,
     timeout_s: float = 60.0,
+    retention_ms: Mapping[str, int] | None = None,
 ) -> list[str]:
     """Create missing topics with that many partitions and copies; returns the ones created.
-    Idempotent: an existing topic is left as it is (a warning names what differs).
+    Idempotent: an existing topic keeps its partitions and copies (a warning names what
+    differs); the topics of ``retention_ms`` (full name: ms) get that retention, new or not.
 
     A cluster that has just started may name a controller its metadata does not list yet
     (``UnknownBrokerIdError``): retriable errors are retried with a new client until
@@ -296,7 +298,12 @@ def ensure_topics(
     while True:
         try:
             return _ensure_topics(
-                bootstrap, wanted, partitions, replication_factor, min_insync_replicas
+                bootstrap,
+                wanted,
+                partitions,
+                replication_factor,
+                min_insync_replicas,
+                retention_ms or {},
             )
         except KafkaError as exc:
             retriable = exc.retriable or isinstance(exc, UnknownBrokerIdError)
@@ -312,15 +319,22 @@ def _ensure_topics(
     partitions: int,
     replication_factor: int,
     min_insync_replicas: int,
+    retention_ms: Mapping[str, int],
 ) -> list[str]:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="stack-topics")
-    config = {"min.insync.replicas": str(min_insync_replicas)}
+    base = {"min.insync.replicas": str(min_insync_replicas)}
+
+    def config(name: str) -> dict[str, str]:
+        kept = retention_ms.get(name)
+        return base if kept is None else {**base, "retention.ms": str(kept)}
+
     try:
         existing = set(admin.list_topics())
         missing = [n for n in wanted if n not in existing]
         if missing:
             new = [
-                NewTopic(n, partitions, replication_factor, topic_configs=config) for n in missing
+                NewTopic(n, partitions, replication_factor, topic_configs=config(n))
+                for n in missing
             ]
             try:
                 admin.create_topics(new, timeout_ms=30000)
@@ -339,9 +353,36 @@ def _ensure_topics(
                     partitions,
                     replication_factor,
                 )
+        _keep_retention(
+            admin, {n: ms for n, ms in retention_ms.items() if n in wanted and n in existing}
+        )
         return missing
     finally:
         admin.close()
+
+
+def _keep_retention(admin: KafkaAdminClient, retention_ms: Mapping[str, int]) -> None:
+    """Set ``retention.ms`` of existing topics where it differs from the settings (a
+    changed setting applies at the next ``stack init``); only that key is written (an
+    incremental alter)."""
+    if not retention_ms:
+        return
+    described = admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name) for name in retention_ms]
+    ).get("topic", {})
+    stale = {
+        name: kept
+        for name, kept in retention_ms.items()
+        if described.get(name, {}).get("retention.ms", {}).get("value") != str(kept)
+    }
+    if stale:
+        admin.alter_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, name, {"retention.ms": str(kept)})
+                for name, kept in stale.items()
+            ]
+        )
+        logger.info("topics: retention set on %s", ", ".join(sorted(stale)))
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,7 @@ def init(
         settings.partitions,
         settings.replication_factor,
         settings.min_insync_replicas,
+        retention_ms=settings.retention_ms,
     )
     logger.info("topics: %d wanted, created %s", len(topics), created or "none")
     pipeline.migrate(cfg, values)

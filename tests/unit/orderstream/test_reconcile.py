@@ -114,3 +114,44 @@ def test_an_order_its_client_was_not_told_of_is_a_violation() -> None:
     found = check_request_keys(orders, {"k": "a"})
     assert invariants(found) == ["7 truthful answers"]
     assert "answered with order a" in found[0].detail
+
+
+def test_shipped_events_one_per_shipped_order_and_none_for_the_others() -> None:
+    from orderstream.reconcile import ShippedLog, check_shipped_events
+
+    orders = {
+        "a": order("shipped"),
+        "b": order("shipped"),
+        "c": order("rejected"),
+        "d": order("shipped"),
+    }
+    log = ShippedLog({"a": {"e1"}, "b": {"e2", "e3"}, "c": {"e4"}}, {}, partitions=8)
+    found, expired = check_shipped_events(orders, log)
+    assert sorted((v.subject, v.detail) for v in found) == [
+        ("b", "2 distinct shipped events, want 1"),
+        ("c", "1 distinct shipped events, want 0"),
+        ("d", "0 distinct shipped events, want 1"),
+    ]
+    assert expired == 0
+
+
+def test_a_shipped_event_retention_deleted_is_counted_not_reported() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from orderstream.reconcile import EXPIRY_MARGIN_MS, ShippedLog, check_shipped_events
+    from schemas.partitioning import partition_for
+
+    cutoff = datetime(2026, 12, 1, tzinfo=UTC)
+    old = {**order("shipped"), "updated_at": cutoff - timedelta(days=2)}
+    new = {**order("shipped"), "updated_at": cutoff + timedelta(hours=1)}
+    orders = {"old": old, "new": new, "old-dup": dict(old)}
+    expired_before = {
+        partition_for(o.encode(), 8): int(cutoff.timestamp() * 1000) for o in ("old", "new")
+    }
+    log = ShippedLog({"old-dup": {"x", "y"}}, expired_before, partitions=8)
+    found, expired = check_shipped_events(orders, log)
+    # "old" shipped before its partition's first record held: not checkable; "new" was
+    # shipped after it, so its missing event is a violation; duplicates are always one
+    assert sorted(v.subject for v in found) == ["new", "old-dup"]
+    assert expired == 1
+    assert EXPIRY_MARGIN_MS > 0
