@@ -203,7 +203,6 @@ def get_app() -> falcon.asgi.App:
 
     config = IngressConfig.from_env()
     s = config.settings
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     publisher = KafkaPublisher(s.kafka_bootstrap, linger_ms=config.kafka_linger_ms)
     # the fallback and history reads may be a little stale: the replica when there is one
     fallback = SqlStore(s.read_database_url)

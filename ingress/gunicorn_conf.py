@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from ingress.config import IngressConfig
+from orderstream.core import logs
 
 _ROOT = Path(__file__).resolve().parent.parent
 _CONFIG = IngressConfig.from_env()
@@ -33,6 +34,8 @@ backlog = 4096
 accesslog = None
 errorlog = "-"
 loglevel = "info"
+# the programs' one logging setup (JSON lines or text, the levels): orderstream.core.logs
+logconfig_dict = logs.config(_CONFIG.settings, "ingress", own=("gunicorn.error",))
 preload_app = False  # the Kafka producer and Redis pools are created in each worker
 
 

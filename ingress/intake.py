@@ -33,6 +33,7 @@ from ingress.idempotency import Claim, IdempotencyStore, fingerprint
 from ingress.orderdetails import address_record, payment_record
 from ingress.publisher import Message, Publisher, PublishError
 from ingress.validation import OrderRequest
+from orderstream.core.logs import context
 from orderstream.core.readmodel import ReadModel, status_args
 from schemas import codec, topics
 from schemas.common import event_id_for, utcnow
@@ -111,7 +112,11 @@ class OrderIntake:
         except Exception:
             # The order is in Kafka: it is accepted. A retry finds the claim in flight and
             # gets the same order.
-            logger.exception("could not store the idempotent response of %s", order_id)
+            logger.exception(
+                "could not store the idempotent response of %s",
+                order_id,
+                extra=context(order_id=order_id),
+            )
         return Response(202, body, location)
 
     async def _admit(
@@ -194,8 +199,13 @@ class OrderIntake:
             order_id,
             exc.acked,
             exc.total,
+            extra=context(order_id=order_id),
         )
         try:
             await self._redis.eval(*self._readmodel.forget_accepted(order_id).eval_args())
         except Exception:
-            logger.exception("order %s: could not take back its accepted status", order_id)
+            logger.exception(
+                "order %s: could not take back its accepted status",
+                order_id,
+                extra=context(order_id=order_id),
+            )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
-import logging
+import os
 
 import click
 
 from orderstream import __version__
+from orderstream.core import logs
+from orderstream.core.settings import Settings
 
 # name -> "module:click_command"; each component owns its command.
 SUBCOMMANDS = {
@@ -39,15 +41,22 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup)
 @click.version_option(__version__, prog_name="orderstream")
-@click.option("--log-level", default="INFO", show_default=True)
-def cli(log_level: str) -> None:
+@click.option("--log-level", default=None, help="the root level (default: ORDERSTREAM_LOG_LEVEL)")
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "text"]),
+    default=None,
+    help="JSON lines or text (default: ORDERSTREAM_LOG_FORMAT, else text)",
+)
+@click.pass_context
+def cli(ctx: click.Context, log_level: str | None, log_format: str | None) -> None:
     """orderstream: a streaming order pipeline for flash sales."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if logging.getLogger().level > logging.DEBUG:
-        # kafka-python logs every connection and fetch at INFO
-        logging.getLogger("kafka").setLevel(logging.WARNING)
+    # in the environment too: a command that reads its settings again (the worker hands
+    # them to Faust) and the processes it starts log the same way
+    for name, value in (("LOG_LEVEL", log_level), ("LOG_FORMAT", log_format)):
+        if value is not None:
+            os.environ[f"ORDERSTREAM_{name}"] = value
+    logs.configure(Settings.from_env(), ctx.invoked_subcommand or "orderstream")
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from collections import defaultdict
 
 from sqlalchemy import Engine, exc, text
 
+from orderstream.core.logs import context
 from schemas.topics import DEAD_LETTER, TopicNames
 from sinks.exceptions import PoisonRecord
 from sinks.lock import ShardLock
@@ -163,7 +164,12 @@ class PostgresSink:
 
     def _dead_letter_row(self, record: ConsumedRecord, reason: str) -> OutboxRow:
         logger.error(
-            "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
+            "dead-lettering %s[%d]@%d: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            reason,
+            extra=context(topic=record.topic, partition=record.partition, offset=record.offset),
         )
         return OutboxRow(
             event_id=dead_letter_event_id(record),

@@ -21,6 +21,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
+from orderstream.core.logs import context
 from schemas import codec
 from schemas.common import event_id_for, utcnow
 from schemas.inventory import Discontinue, ReleaseLine, UpsertProduct
@@ -209,6 +210,7 @@ def _on_committed(event: OrderCommitted, batch: _Batch) -> None:
             "order %s: its Idempotency-Key already has order %s; rejecting it, releasing its lines",
             event.order_id,
             batch.owners[key or ""],
+            extra=context(order_id=event.order_id, event_id=event.event_id),
         )
         status[event.order_id] = "rejected"
         plan.orders.append(
@@ -242,7 +244,11 @@ def _on_committed(event: OrderCommitted, batch: _Batch) -> None:
     if decision == "ship":
         plan.outbox.append(shipped_row(event, topics, at))
     else:
-        logger.info("order %s cancelled before shipping; releasing its lines", event.order_id)
+        logger.info(
+            "order %s cancelled before shipping; releasing its lines",
+            event.order_id,
+            extra=context(order_id=event.order_id, event_id=event.event_id),
+        )
         plan.outbox.append(cancelled_row(event, topics, at))
         plan.outbox.extend(release_rows(event, topics, at))
 
@@ -266,7 +272,11 @@ def _on_final(
         batch.plan.read_model.append(StatusUpdate(order_id, final, fields))
     else:
         logger.warning(
-            "order %s is already %s in PostgreSQL; ignoring %s", order_id, current, final
+            "order %s is already %s in PostgreSQL; ignoring %s",
+            order_id,
+            current,
+            final,
+            extra=context(order_id=order_id),
         )
 
 
@@ -279,7 +289,11 @@ def _on_cancel_request(
             cancels.add(event.order_id)
             plan.cancel_requests.append(event.order_id)
     elif decision == "too_late":
-        logger.info("cancel of order %s ignored: already shipped", event.order_id)
+        logger.info(
+            "cancel of order %s ignored: already shipped",
+            event.order_id,
+            extra=context(order_id=event.order_id, event_id=event.event_id),
+        )
 
 
 def order_fields(

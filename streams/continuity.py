@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 from faust.types import EventT
 
+from orderstream.core.logs import context
 from streams.exceptions import StreamsError
 from streams.faustinternals import forget_persisted_offset
 from streams.records import SourceMark
@@ -88,8 +89,12 @@ def exit_for_restore(table: Any, behind: TableBehind) -> NoReturn:
     table), and exit now."""
     for partition in sorted({gap.partition for gap in behind.gaps}):
         forget_persisted_offset(table.data, partition)
+    first = behind.gaps[0]
     logger.critical(
-        "table partition behind its changelog: %s, %s; exiting to restore it", table.name, behind
+        "table partition behind its changelog: %s, %s; exiting to restore it",
+        table.name,
+        behind,
+        extra=context(topic=first.topic, partition=first.partition, offset=first.first),
     )
     logging.shutdown()
     os._exit(EXIT_TABLE_BEHIND)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from orderstream.core.logs import context
 from schemas import codec
 from schemas.deadletter import dead_letter_envelope
 from streams.faustutil import Outbox
@@ -36,7 +37,12 @@ def dead_letter(
     ``message`` is the Faust message (topic, partition, offset, key, value)."""
     reason = f"cannot decode: {error}"
     logger.error(
-        "dead-lettering %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason
+        "dead-lettering %s[%d]@%d: %s",
+        message.topic,
+        message.partition,
+        message.offset,
+        reason,
+        extra=context(topic=message.topic, partition=message.partition, offset=message.offset),
     )
     envelope = dead_letter_envelope(
         topic=message.topic,

@@ -36,6 +36,7 @@ from typing import Protocol
 
 import msgspec
 
+from orderstream.core.logs import context
 from schemas.inventory import InventoryCommand, ReleaseLine
 from schemas.orders import OrderLineRequested
 from streams.decisions import apply_command, decide_reservation, release_hold, take_units
@@ -80,7 +81,11 @@ def on_request(
         return line
     if mark_key is not None and offset <= _mark(state.get(mark_key)):
         logger.info(
-            "request %s/%s at %d was pruned: skipped", request.order_id, request.line_no, offset
+            "request %s/%s at %d was pruned: skipped",
+            request.order_id,
+            request.line_no,
+            offset,
+            extra=context(order_id=request.order_id, line_no=request.line_no, offset=offset),
         )
         return None
     pkey = product_key(request.product_id)
@@ -150,11 +155,27 @@ def _heal_hold(state: StockState, line: LineState, offset: int) -> None:
         state.set(
             ckey, replace(holding, held=holding.held + line.quantity, applied_requests=offset)
         )
-        logger.warning("healed customer holding for %s/%s", line.order_id, line.line_no)
+        logger.warning(
+            "healed customer holding for %s/%s",
+            line.order_id,
+            line.line_no,
+            extra=context(order_id=line.order_id, line_no=line.line_no, offset=offset),
+        )
     product = _product(state.get(pkey))
     if product is not None and product.applied_requests < offset:
         state.set(pkey, replace(take_units(product, line.quantity), applied_requests=offset))
-        logger.warning("healed product %s for %s/%s", line.product_id, line.order_id, line.line_no)
+        logger.warning(
+            "healed product %s for %s/%s",
+            line.product_id,
+            line.order_id,
+            line.line_no,
+            extra=context(
+                order_id=line.order_id,
+                line_no=line.line_no,
+                product_id=line.product_id,
+                offset=offset,
+            ),
+        )
 
 
 def prune_lines(

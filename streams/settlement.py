@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from orderstream.core.logs import context
 from schemas import topics
 from schemas.common import Record, event_id_for
 from schemas.inventory import ReleaseLine
@@ -81,7 +82,10 @@ def settle(
     else:
         if order is None and record.decided_at.timestamp() < now - retention_s:
             logger.warning(
-                "stale %s for pruned order %s ignored", record.__class__.__name__, record.order_id
+                "stale %s for pruned order %s ignored",
+                record.__class__.__name__,
+                record.order_id,
+                extra=context(order_id=record.order_id, topic=source, offset=offset),
             )
             return None, []
         new, effects = _line(order, record, partition, now)

@@ -13,7 +13,7 @@ import click
 import faust
 import mode.loop
 
-from orderstream.core import gctune
+from orderstream.core import gctune, logs
 from orderstream.core.settings import Settings
 from streams.app import create_app
 
@@ -26,8 +26,7 @@ logger = logging.getLogger(__name__)
 @click.option(
     "--web-host", default="127.0.0.1", show_default=True, help="web server (/metrics) address"
 )
-@click.option("--loglevel", default="info", show_default=True)
-def worker(index: int, web_port: int | None, web_host: str, loglevel: str) -> None:
+def worker(index: int, web_port: int | None, web_host: str) -> None:
     """Run one stock-decision worker (reserve_stock + settle_orders)."""
     mode.loop.use("uvloop")  # before the app or any loop exists
     settings = Settings.from_env()
@@ -41,7 +40,14 @@ def worker(index: int, web_port: int | None, web_host: str, loglevel: str) -> No
         settings.topic_prefix,
         settings.partitions,
     )
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    # the programs' one logging setup (orderstream.core.logs; the global --log-level and
+    # --log-format, else the settings), applied by Faust's worker in place of its own
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level,
+        quiet=True,
+        logging_config=logs.config(settings, f"worker-{index}"),
+    )
     # Faust's terminal spinner (on when loglevel >= WARN) sets the ROOT logger to DEBUG
     # so it can spin on every record: then every aiokafka ``log.debug`` per sent message
     # is formatted and filtered (docs/decisions/0021).

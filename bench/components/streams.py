@@ -145,8 +145,6 @@ class Bench:
                 "0",
                 "--web-port",
                 port,
-                "--loglevel",
-                "warning",
             ]
         )
         proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)

@@ -72,6 +72,11 @@ class Settings:
     stock_prune_pass_s: float = 600.0
     # a worker whose agents process nothing this long while records wait stops (0: never)
     worker_stall_s: float = 45.0
+    # logging, for every program (orderstream.core.logs): "json" lines or "text", the root
+    # level, and per-logger levels ("kafka=ERROR,aiokafka=WARNING")
+    log_format: str = "text"
+    log_level: str = "INFO"
+    log_levels: str = ""
     # /readyz of a worker or the sink: at most this many records behind on any partition
     ready_max_lag: int = 10_000
     # retention of the topics whose history is read later: orders.shipped (downstream

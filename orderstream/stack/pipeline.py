@@ -38,7 +38,14 @@ def programs(cfg: StackConfig, env: Mapping[str, str]) -> list[Program]:
     programs only: supervisord's ``update`` restarts a program only when its own entry
     changed."""
     env = {k: v for k, v in env.items() if k not in STACK_ONLY}
-    env = {**env, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(cfg.root)}
+    # the stack's programs log JSON lines (``ORDERSTREAM_LOG_FORMAT=text make up``: text)
+    log_format = os.environ.get("ORDERSTREAM_LOG_FORMAT", "json")
+    env = {
+        **env,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(cfg.root),
+        "ORDERSTREAM_LOG_FORMAT": log_format,
+    }
     bin_ = cfg.venv_bin
     # the pipeline's processes, behind the ingress for the CPU when asked (coreutils nice)
     nice = ["nice", "-n", str(cfg.pipeline_nice)] if cfg.pipeline_nice > 0 else []
