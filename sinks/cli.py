@@ -116,7 +116,7 @@ def sink(
     logger.info("read model: wrote %d recent statuses again", rewritten)
     if registry is not None:
         registry.register(SinkCollector(pg_sink, runner, _replica_lag(settings)))
-    probes.runner = runner
+    probes.runner, probes.sink = runner, pg_sink
     logger.info("sink consuming with batch size %d", settings.sink_batch_size)
     gctune.tune()
     try:

@@ -4,7 +4,8 @@ Partitions are assigned statically (``shard`` of ``shards``: partition p when
 p % shards == shard), not by the group protocol: PostgreSQL is the source of truth for
 what was consumed, so no group rebalance is needed, and one PostgreSQL advisory lock
 per shard (``sinks.lock``) keeps a second instance of the same shard waiting; a sink
-that no longer holds it (``LockLost`` from a flush) stops at once and raises. Each
+that no longer holds it (``LockLost`` from a flush, or from the check an idle sink makes
+every ``LOCK_CHECK_S``) stops at once and raises. Each
 partition is positioned at its ``consumed_offsets`` row (or the beginning) before it
 is read. Offsets committed to Kafka are only a courtesy for lag monitoring.
 While PostgreSQL is down the partitions stay paused and the flush is retried with
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 #: How much longer than its batch timeout a batch may wait for unread cancellations.
 CANCEL_CATCH_UP_S = 1.0
 CATCH_UP_POLL_MS = 10
+LOCK_CHECK_S = 5.0  # an idle sink asks this often whether its shard lock is still held
 
 
 class SinkConsumer:
@@ -60,6 +62,7 @@ class SinkConsumer:
         self._backoff = Backoff()
         self._cancellations_topic = cancellations_topic
         self.flush_failures = 0
+        self._lock_checked_at = time.monotonic()
         self.heartbeat = Heartbeat()  # every round of the loop, also while backing off (/livez)
         # next offset to write, per (topic, partition), as committed to PostgreSQL (metrics)
         self.written_offsets: dict[tuple[str, int], int] = {}
@@ -91,6 +94,7 @@ class SinkConsumer:
         catching_up = False
         while not self._stop.is_set():
             self.heartbeat.beat()
+            self._check_lock_when_idle()
             if self._unpositioned and not self._position():
                 self._wait_retry()
                 continue
@@ -166,6 +170,23 @@ class SinkConsumer:
         except Exception as error:
             logger.debug("consumer close: %s", error)
 
+    def _check_lock_when_idle(self) -> None:
+        """Every ``LOCK_CHECK_S`` without a batch, ask whether the shard is still ours, so
+        that a sink whose lock went with a PostgreSQL restart stops now, not at its next
+        batch; any other failure is the next batch's to meet."""
+        now = time.monotonic()
+        if now - self._lock_checked_at < LOCK_CHECK_S:
+            return
+        self._lock_checked_at = now
+        try:
+            self._sink.check_lock()
+        except LockLost as lost:
+            logger.critical("%s: stopping (nothing uncommitted)", lost)
+            self._stop.set()
+            raise
+        except Exception as error:
+            logger.debug("lock check skipped: %s", _first_line(error))
+
     def _flush_until_done(self, give_up_on_stop: bool = False) -> None:
         paused = False
         while len(self._sink):
@@ -197,6 +218,7 @@ class SinkConsumer:
                 self._wait_retry()
                 continue
             self._backoff.reset()
+            self._lock_checked_at = time.monotonic()  # the batch's transaction checked it
             written = next_offsets(pending)
             self.written_offsets.update(written)
             self._commit_to_kafka(written)

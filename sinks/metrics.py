@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from orderstream.core import health
 from orderstream.core.replica import ReplicaLag
 from sinks.consumer import SinkConsumer
+from sinks.exceptions import LockLost
 from sinks.postgres import PostgresSink
 from sinks.relay import OutboxRelay
 
@@ -140,7 +141,8 @@ class SinkHealth:
     partition is more than ``max_lag`` records behind what PostgreSQL holds."""
 
     def __init__(self, conninfo: str, max_lag: int) -> None:
-        self.runner: SinkConsumer | None = None  # set once the shard lock is held
+        self.runner: SinkConsumer | None = None  # both set once the shard lock is held
+        self.sink: PostgresSink | None = None
         self._database = health.database_reachable(conninfo)
         self._max_lag = max_lag
 
@@ -156,8 +158,12 @@ class SinkHealth:
         return self.runner.heartbeat.check(LIVE_WITHIN_S)()
 
     def _consuming(self) -> tuple[bool, str]:
-        if self.runner is None:
+        if self.runner is None or self.sink is None:
             return False, "waiting for the shard lock (another instance holds it)"
+        try:
+            self.sink.check_lock()
+        except LockLost as lost:
+            return False, str(lost)
         return True, "holds the shard lock and consumes"
 
     def _lag(self) -> tuple[bool, str]:

@@ -156,6 +156,13 @@ class PostgresSink:
         self.written += 1
         self.dead_lettered += 1
 
+    def check_lock(self) -> None:
+        """Raise ``LockLost`` unless this process still owns the shard (an idle sink asks
+        between batches, so that a lost lock stops it before its next batch comes)."""
+        if self._lock is not None:
+            with UnitOfWork(self._engine) as uow:
+                self._verify_lock(uow)
+
     def _verify_lock(self, uow: UnitOfWork) -> None:
         """First in every writing transaction: raises ``LockLost`` (the batch rolls back)
         unless this process still owns the shard."""
