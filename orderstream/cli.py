@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "relay": "sinks.cli:relay",
     "migrate": "sinks.cli:migrate",
     "reconcile": "orderstream.reconcile:reconcile",
+    "readmodel": "orderstream.rebuild:readmodel",
     "demo": "orderstream.demo:demo",
     "bench": "bench.cli:bench",
     "schemas": "orderstream.schemas_cli:schemas",
