@@ -8,9 +8,11 @@ it, so that taking an Idempotency-Key and showing the order ``accepted`` are one
 
 Writers are the pipeline (ingress writes ``accepted``, the settler ``committed`` /
 ``rejected`` / ``cancelled``, the sink ``shipped`` / ``cancelled``, the stock agent
-product availability). Readers are the ingress' GET endpoints. Nothing here can change
-stock. Status writes only move forward (by rank), so late or replayed writes are
-harmless, and every change is published on the order's channel for long-polling.
+product availability), and ``orderstream readmodel rebuild`` (``orderstream.rebuild``:
+products and final orders from the durable record, through ``SET_PRODUCT_LUA`` and
+``REBUILD_STATUS_LUA``, never over a newer value). Readers are the ingress' GET endpoints.
+Nothing here can change stock. Status writes only move forward (by rank), so late or
+replayed writes are harmless, and every change is published on the order's channel for long-polling.
 
 Keys (``ns`` is the namespace, empty in production, per-run in tests):
   {ns}os:order:{order_id}      hash: status, rank, reason, customer_id, items, total, updated_at
