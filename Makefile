@@ -67,12 +67,16 @@ bench:
 	@$(OS) bench $(BENCH_ARGS)
 
 # Against the running stack (`make up` first): a short flash sale, then the invariants.
-.PHONY: demo reconcile
+.PHONY: demo reconcile readmodel-rebuild
 demo:
 	@$(OS) demo $(DEMO_ARGS)
 
 reconcile:
 	@$(OS) reconcile
+
+# Write the Redis read model again from PostgreSQL and the stock table (safe while it runs)
+readmodel-rebuild:
+	@$(OS) readmodel rebuild $(REBUILD_ARGS)
 
 # The long chaos run against the running stack (`make up` first): minutes of retrying order
 # load while every program is killed and paused; docs/operations/chaos.md. The short form

@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "migrate": "sinks.cli:migrate",
     "reconcile": "orderstream.reconcile:reconcile",
     "deadletters": "orderstream.deadletters:deadletters",
+    "readmodel": "orderstream.rebuild:readmodel",
     "demo": "orderstream.demo:demo",
     "bench": "bench.cli:bench",
     "schemas": "orderstream.schemas_cli:schemas",

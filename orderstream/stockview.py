@@ -25,28 +25,39 @@ def stock_changelog_topic(settings: Settings) -> str:
     return changelog_topic(settings, STOCK_TABLE)
 
 
-def stock_snapshot(
+def product_states(
     bootstrap: str, topic: str, product_ids: list[str] | None = None
-) -> dict[str, StockSnapshot]:
-    """Latest state per product, read from the changelog to its current end."""
+) -> dict[str, ProductState]:
+    """Latest product record per product (with its version, ``applied_commands`` /
+    ``applied_requests``), read from the changelog to its current end; tombstones left out."""
     wanted = {p.encode() for p in product_ids} if product_ids is not None else None
     latest: dict[bytes, bytes | None] = {}
     for record in read_to_end(bootstrap, topic):
         key = record.key
         if key is not None and is_product_key(key) and (wanted is None or key in wanted):
             latest[key] = record.value
-    snapshot = {}
+    states = {}
     for key, value in latest.items():
         if value is None:  # tombstone
             continue
         state = decode_stock(value)
         if isinstance(state, ProductState):
-            snapshot[key.decode()] = StockSnapshot(
-                product_id=state.product_id,
-                available=state.available,
-                added=state.added,
-                reserved=state.reserved,
-                released=state.released,
-                active=state.active,
-            )
-    return snapshot
+            states[key.decode()] = state
+    return states
+
+
+def stock_snapshot(
+    bootstrap: str, topic: str, product_ids: list[str] | None = None
+) -> dict[str, StockSnapshot]:
+    """Latest state per product, read from the changelog to its current end."""
+    return {
+        product_id: StockSnapshot(
+            product_id=state.product_id,
+            available=state.available,
+            added=state.added,
+            reserved=state.reserved,
+            released=state.released,
+            active=state.active,
+        )
+        for product_id, state in product_states(bootstrap, topic, product_ids).items()
+    }

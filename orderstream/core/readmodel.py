@@ -8,9 +8,11 @@ it, so that taking an Idempotency-Key and showing the order ``accepted`` are one
 
 Writers are the pipeline (ingress writes ``accepted``, the settler ``committed`` /
 ``rejected`` / ``cancelled``, the sink ``shipped`` / ``cancelled``, the stock agent
-product availability). Readers are the ingress' GET endpoints. Nothing here can change
-stock. Status writes only move forward (by rank), so late or replayed writes are
-harmless, and every change is published on the order's channel for long-polling.
+product availability), and ``orderstream readmodel rebuild`` (``orderstream.rebuild``:
+products and final orders from the durable record, through ``SET_PRODUCT_LUA`` and
+``REBUILD_STATUS_LUA``, never over a newer value). Readers are the ingress' GET endpoints.
+Nothing here can change stock. Status writes only move forward (by rank), so late or
+replayed writes are harmless, and every change is published on the order's channel for long-polling.
 
 Keys (``ns`` is the namespace, empty in production, per-run in tests):
   {ns}os:order:{order_id}      hash: status, rank, reason, customer_id, items, total, updated_at
@@ -113,11 +115,32 @@ redis.call('HSET', KEYS[1], 'v_commands', ARGV[1], 'v_requests', ARGV[2], unpack
 return 1
 """
 
+# KEYS[1] order hash, KEYS[2] channel; ARGV as SET_STATUS_LUA's (``status_args``). The
+# rebuild's write of an order from PostgreSQL (``orderstream.rebuild``), which holds final
+# orders only, each written once and never changed. Like SET_STATUS_LUA it never moves a status
+# back: a lower rank than the hash's is dropped. At the final rank the durable record is the
+# truth, so a different final status (drift) is replaced and the fields are written again; no
+# live writer has anything newer than a final order. Publishes only when the status changed.
+# Returns 1 when the hash's status was written (missing, behind or wrong), else 0.
+REBUILD_STATUS_LUA = """
+local cur = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
+local rank = tonumber(ARGV[2])
+if rank < cur or (rank == cur and rank < FINAL_RANK) then return 0 end
+local changed = redis.call('HGET', KEYS[1], 'status') ~= ARGV[1]
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'rank', ARGV[2])
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+if not changed then return 0 end
+redis.call('PUBLISH', KEYS[2], ARGV[1])
+return 1
+""".replace("FINAL_RANK", str(max(STATUS_RANK.values())))
+
 # The pipeline's writers send a batch's statuses and products as these, many per call: one
 # command per chunk instead of one per order or product (docs/decisions/0006). A call blocks
 # Redis while it runs, hence the chunks.
 SET_STATUSES_LUA = _many(SET_STATUS_LUA, 2)
 SET_PRODUCTS_LUA = _many(SET_PRODUCT_LUA, 1)
+REBUILD_STATUSES_LUA = _many(REBUILD_STATUS_LUA, 2)
 BATCH_CHUNK = 256
 
 
