@@ -79,3 +79,6 @@ def test_without_postgresql_the_sink_and_relay_are_alive_but_not_ready(
         ctl("start", "postgres")
     for name, url in writers.items():
         eventually(f"{name} ready again", lambda u=url: probe(u)[0] == 200, timeout_s=120)
+        # a program restarted (the sink, its lock gone with PostgreSQL's restart) can be
+        # ready before the supervisor counts it RUNNING; the next test wants it RUNNING
+        eventually(f"{name} RUNNING", lambda n=name: "RUNNING" in ctl("status", n))
