@@ -138,11 +138,8 @@ class Rebuilder:
     def __init__(self, settings: Settings, page: int = 1000) -> None:
         self.settings = settings
         self.page = page
-        self.engine = sa.create_engine(settings.read_database_url)
-        self.primary = (
-            sa.create_engine(settings.database_url)
-            if settings.read_database_url != settings.database_url
-            else self.engine
+        self.engine, self.primary = replica.read_and_primary(
+            settings.read_database_url, settings.database_url
         )
         self.redis = redis.Redis.from_url(settings.redis_url)
         self.keys = Keys(settings.topic_prefix)

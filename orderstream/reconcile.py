@@ -51,11 +51,8 @@ class Reconciler:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # scans read the replica when there is one, once it has replayed the primary's writes
-        self.engine = sa.create_engine(settings.read_database_url)
-        self.primary = (
-            sa.create_engine(settings.database_url)
-            if settings.read_database_url != settings.database_url
-            else self.engine
+        self.engine, self.primary = replica.read_and_primary(
+            settings.read_database_url, settings.database_url
         )
         self.redis = redis.Redis.from_url(settings.redis_url)
         self.keys = Keys(settings.topic_prefix)

@@ -23,6 +23,13 @@ class ReplicaLag:
     replay_lag_s: float | None  # the time it took to replay the last write (0 when idle)
 
 
+def read_and_primary(read_url: str, primary_url: str) -> tuple[sa.Engine, sa.Engine]:
+    """Engines for stale-tolerant scans (the replica when there is one) and for the primary;
+    one engine for both when they are the same database."""
+    read = sa.create_engine(read_url)
+    return read, (sa.create_engine(primary_url) if primary_url != read_url else read)
+
+
 def lag(primary: sa.Engine) -> list[ReplicaLag]:
     """One row per connected standby (none without a replica). Its columns are NULL for a
     role without ``pg_monitor``: None here."""
