@@ -141,7 +141,12 @@ class Repairer:
             self.redis.register_script(call.script or "")(
                 keys=call.keys, args=call.args, client=pipe
             )
-            pipe.execute()
+            written = pipe.execute()[-1]
+            if written != 1:  # the script refused it: say so rather than claim a repair
+                outcomes.append(
+                    NeedsOperator(order_id, f"Redis did not take status {row['status']}")
+                )
+                continue
             outcomes.append(
                 Repair("read-model status of order", order_id, drifted[order_id], row["status"])
             )
