@@ -7,7 +7,8 @@ the public ``orders.shipped`` topic (an order shipped before the first record re
 left in its partition is counted, not checked). Every violation is printed; the
 command exits non-zero when there is any. Run it at rest (no orders in flight): the
 conservation checks compare counters that only agree once the pipeline has drained.
-It only reports: this command repairs nothing.
+Without ``--repair`` it only reports and changes nothing; with it, what can be fixed safely
+from the durable record is fixed and each repair printed (``orderstream.repair``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import sqlalchemy as sa
 from orderstream.core import replica
 from orderstream.core.readmodel import Keys, decode_order, decode_product
 from orderstream.core.settings import Settings
+from orderstream.repair import Outcome, Repair, Repairer
 from orderstream.stockview import StockSnapshot, stock_changelog_topic, stock_snapshot
 from orderstream.topicread import log_starts, read_to_end
 from schemas import topics
@@ -57,6 +59,11 @@ class Reconciler:
         self.redis = redis.Redis.from_url(settings.redis_url)
         self.keys = Keys(settings.topic_prefix)
         self.expired = 0  # shipped orders the last check could not check: their events expired
+        # what the last check read, for ``repair``
+        self._orders_seen: dict[str, dict[str, Any]] = {}
+        self._stock_seen: dict[str, StockSnapshot] = {}
+        self._unshipped: list[str] = []  # shipped orders whose event orders.shipped lacks
+        self._scope: list[str] | None = None
 
     def __enter__(self) -> Reconciler:
         return self
@@ -132,9 +139,24 @@ class Reconciler:
         violations += check_stock(orders, stock, scope)
         violations += self._check_read_model(orders, stock)
         violations += check_request_keys(orders, self._answered(orders))
-        found, self.expired = check_shipped_events(orders, self._shipped_events(set(orders)))
+        shipped_log = self._shipped_events(set(orders))
+        found, self.expired = check_shipped_events(orders, shipped_log)
         violations += found
+        self._orders_seen, self._stock_seen, self._scope = orders, stock, scope
+        self._unshipped = missing_shipped_events(orders, shipped_log)
         return violations
+
+    def repair(self) -> list[Outcome]:
+        """Repair what the last ``check`` found and can be fixed safely (``orderstream.repair``):
+        the read model from PostgreSQL and the stock table, missing shipped events through the
+        outbox; what cannot be is returned as needing an operator. Writes the primary."""
+        repairer = Repairer(self.settings, self.primary, self.redis, self.keys)
+        outcomes: list[Outcome] = []
+        outcomes += repairer.order_statuses(self._orders_seen)
+        outcomes += repairer.product_availability(self._stock_seen)
+        outcomes += repairer.shipped_events(self._unshipped)
+        outcomes += repairer.stuck(self._scope, self._orders_seen)
+        return outcomes
 
     def _answered(self, orders: dict[str, dict[str, Any]]) -> dict[str, str]:
         """request key -> the order id its Idempotency-Key's claim names (what its client was,
@@ -202,19 +224,35 @@ def check_shipped_events(
         want = 1 if order["status"] == "shipped" else 0
         if seen == want:
             continue
-        if want == 1 and seen == 0:
-            partition = partition_for(order_id.encode(), log.partitions)
-            cutoff = log.expired_before.get(partition)
-            shipped_at = order.get("updated_at")
-            if cutoff is not None and (
-                shipped_at is None or shipped_at.timestamp() * 1000 < cutoff + EXPIRY_MARGIN_MS
-            ):
-                expired += 1
-                continue
+        if want == 1 and seen == 0 and _event_expired(order_id, order, log):
+            expired += 1
+            continue
         found.append(
             Violation("4 no duplicates", order_id, f"{seen} distinct shipped events, want {want}")
         )
     return found, expired
+
+
+def missing_shipped_events(orders: dict[str, dict[str, Any]], log: ShippedLog) -> list[str]:
+    """Shipped orders with no event on orders.shipped, in a partition that still holds the
+    time they shipped (an order whose event retention deleted is not missing)."""
+    return sorted(
+        order_id
+        for order_id, order in orders.items()
+        if order["status"] == "shipped"
+        and not log.events.get(order_id)
+        and not _event_expired(order_id, order, log)
+    )
+
+
+def _event_expired(order_id: str, order: dict[str, Any], log: ShippedLog) -> bool:
+    """Whether the order shipped before the first record its partition still holds (with
+    ``EXPIRY_MARGIN_MS`` for the clocks of PostgreSQL and the relay)."""
+    cutoff = log.expired_before.get(partition_for(order_id.encode(), log.partitions))
+    shipped_at = order.get("updated_at")
+    return cutoff is not None and (
+        shipped_at is None or shipped_at.timestamp() * 1000 < cutoff + EXPIRY_MARGIN_MS
+    )
 
 
 def check_orders(orders: dict[str, dict[str, Any]]) -> list[Violation]:
@@ -320,15 +358,32 @@ def check_stock(
 
 @click.command()
 @click.option("--product", "product_ids", multiple=True, help="limit to these products")
-def reconcile(product_ids: tuple[str, ...]) -> None:
-    """Check invariants 1-5 and 7 of DESIGN.md; print every violation; exit 1 on any."""
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="fix what can be fixed safely (the read model, missing shipped events) and print"
+    " each repair; run at rest",
+)
+def reconcile(product_ids: tuple[str, ...], repair: bool) -> None:
+    """Check invariants 1-5 and 7 of DESIGN.md; print every violation; exit 1 on any.
+
+    With --repair, then repair what can be repaired and print each repair; the exit status
+    is still the check's (run it again to see what is left)."""
+    outcomes: list[Outcome] = []
     with Reconciler(Settings.from_env()) as reconciler:
         violations = reconciler.check(list(product_ids) or None)
         expired = reconciler.expired
+        if repair:
+            outcomes = reconciler.repair()
     for violation in violations:
         click.echo(str(violation))
     if expired:
         click.echo(f"{expired} shipped order(s) older than orders.shipped's retention: not checked")
     click.echo(f"{len(violations)} violation(s)")
+    if repair:
+        for outcome in outcomes:
+            click.echo(str(outcome))
+        repaired = sum(1 for o in outcomes if isinstance(o, Repair))
+        click.echo(f"{repaired} repair(s)")
     if violations:
         raise SystemExit(1)
