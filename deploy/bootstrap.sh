@@ -51,11 +51,11 @@ if [[ ! -x .venv/bin/python ]]; then
   "$PYTHON" -m venv .venv
 fi
 if [[ ! -f $stamp || setup.cfg -nt $stamp || pyproject.toml -nt $stamp ]]; then
-  echo "bootstrap: pip install -e '.[dev,bench,stack]' (log: .venv/pip.log)"
+  echo "bootstrap: pip install -e '.[dev,bench,stack,traces]' (log: .venv/pip.log)"
   .venv/bin/python -m pip install -q --upgrade pip >.venv/pip.log 2>&1
   # compat mode: the repo root goes on sys.path, so packages added later (streams, sinks, ...)
   # import without re-installing.
-  if ! .venv/bin/python -m pip install -e '.[dev,bench,stack]' --config-settings editable_mode=compat \
+  if ! .venv/bin/python -m pip install -e '.[dev,bench,stack,traces]' --config-settings editable_mode=compat \
       >>.venv/pip.log 2>&1; then
     tail -30 .venv/pip.log >&2
     exit 1

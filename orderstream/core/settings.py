@@ -77,6 +77,9 @@ class Settings:
     log_format: str = "text"
     log_level: str = "INFO"
     log_levels: str = ""
+    # OpenTelemetry traces (orderstream.core.tracing): "off", "otlp" (OTEL_EXPORTER_OTLP_*
+    # say where) or "console"
+    tracing: str = "off"
     # /readyz of a worker or the sink: at most this many records behind on any partition
     ready_max_lag: int = 10_000
     # retention of the topics whose history is read later: orders.shipped (downstream

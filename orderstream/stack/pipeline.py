@@ -45,6 +45,7 @@ def programs(cfg: StackConfig, env: Mapping[str, str]) -> list[Program]:
         "PYTHONUNBUFFERED": "1",
         "PYTHONPATH": str(cfg.root),
         "ORDERSTREAM_LOG_FORMAT": log_format,
+        **tracing_env(os.environ),
     }
     bin_ = cfg.venv_bin
     # the pipeline's processes, behind the ingress for the CPU when asked (coreutils nice)
@@ -82,6 +83,15 @@ def programs(cfg: StackConfig, env: Mapping[str, str]) -> list[Program]:
             command = [*nice, str(bin_ / "orderstream"), name, "--metrics-port", str(port)]
             found.append(Program(name, command, cfg.root, env, autostart=False, priority=45))
     return found
+
+
+def tracing_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """``ORDERSTREAM_TRACING`` and OpenTelemetry's own ``OTEL_*`` variables, as ``make up``
+    was given them: ``ORDERSTREAM_TRACING=otlp OTEL_EXPORTER_OTLP_ENDPOINT=... make up``
+    restarts the programs traced, a plain ``make up`` untraced (orderstream.core.tracing)."""
+    if environ.get("ORDERSTREAM_TRACING", "off") == "off":
+        return {}
+    return {k: v for k, v in environ.items() if k == "ORDERSTREAM_TRACING" or k.startswith("OTEL_")}
 
 
 def readiness_urls(cfg: StackConfig) -> dict[str, str]:
