@@ -37,6 +37,7 @@ from ingress.ratelimit import RateLimiter, RedisRateLimiter
 from ingress.readside import Fallback, NoFallback, OrderReader, ProductReader, StatusWaiter
 from ingress.shop import ShopResource
 from ingress.tokens import SigningKeys, TokenAuthority
+from orderstream.core import tracing
 from orderstream.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -196,13 +197,15 @@ def connect_redis(config: IngressConfig) -> Any:
     return BatchedRedis(client, wire=wire)
 
 
-def get_app() -> falcon.asgi.App:
-    """Real collaborators from the environment (``.local/stack.env`` + variables), read once."""
+def get_app() -> Any:
+    """Real collaborators from the environment (``.local/stack.env`` + variables), read once:
+    the ``falcon.asgi.App``, behind the trace middleware when traces are on."""
     from ingress.accounts import SqlAccounts
     from ingress.store import SqlStore
 
     config = IngressConfig.from_env()
     s = config.settings
+    tracing.configure(s, "ingress")
     publisher = KafkaPublisher(s.kafka_bootstrap, linger_ms=config.kafka_linger_ms)
     # the fallback and history reads may be a little stale: the replica when there is one
     fallback = SqlStore(s.read_database_url)
@@ -210,7 +213,7 @@ def get_app() -> falcon.asgi.App:
     keys = SigningKeys.from_file(s.jwt_keys_file) if s.jwt_keys_file else None
     if keys is None:
         logger.warning("ORDERSTREAM_JWT_KEYS_FILE is not set: customers cannot sign in")
-    return create_app(
+    app = create_app(
         config,
         publisher,
         connect_redis(config),
@@ -219,3 +222,4 @@ def get_app() -> falcon.asgi.App:
         accounts=SqlAccounts(s.database_url),  # writes: the primary
         signing_keys=keys,
     )
+    return tracing.instrument_asgi(app)

@@ -9,7 +9,7 @@ from typing import Any
 from orderstream.core.logs import context
 from schemas import codec
 from schemas.deadletter import dead_letter_envelope
-from streams.faustutil import Outbox
+from streams.faustutil import Headers, Outbox
 from streams.readmodel import ReadModelWriter
 from streams.settlement import Effect, Emit
 from streams.topics import StreamTopics
@@ -18,13 +18,18 @@ logger = logging.getLogger(__name__)
 
 
 def deliver(
-    effects: Iterable[Effect], outbox: Outbox, topics: StreamTopics, readmodel: ReadModelWriter
+    effects: Iterable[Effect],
+    outbox: Outbox,
+    topics: StreamTopics,
+    readmodel: ReadModelWriter,
+    headers: Headers | None = None,
 ) -> None:
-    """Queue every ``Emit`` on the outbox and every status update on the read model."""
+    """Queue every ``Emit`` on the outbox, with ``headers`` (the trace's context, when
+    traced), and every status update on the read model."""
     for effect in effects:
         if isinstance(effect, Emit):
             topic = topics.output(effect.topic).get_topic_name()
-            outbox.add(topic, effect.key.encode(), codec.encode(effect.value))
+            outbox.add(topic, effect.key.encode(), codec.encode(effect.value), headers=headers)
         else:
             readmodel.enqueue_status(effect.order_id, effect.status, effect.fields)
 

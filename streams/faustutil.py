@@ -28,6 +28,9 @@ from streams.faustinternals import aiokafka_producer, partition_database, table_
 
 logger = logging.getLogger(__name__)
 
+Headers = list[tuple[str, bytes]]
+_Record = tuple[bytes | None, bytes | None, Headers | None]  # key, value, headers
+
 
 class Outbox:
     """What one agent batch produces, sent as one aiokafka batch per (topic, partition).
@@ -56,15 +59,21 @@ class Outbox:
         self._on_delivered = on_delivered  # (topic, records) once a batch is acked: metrics
         self._topics = frozenset(topics)
         self._tracked: set[str] = set()
-        self._records: dict[tuple[str, int | None], list[tuple[bytes | None, bytes | None]]] = {}
+        self._records: dict[tuple[str, int | None], list[_Record]] = {}
         self._on_sent: dict[tuple[str, int], Callable[[int], None]] = {}
         self._partitions: dict[str, list[int]] = {}
         self._partitioner = Murmur2Partitioner()
 
     def add(
-        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        headers: Headers | None = None,
     ) -> None:
-        self._records.setdefault((topic, partition), []).append((key, value))
+        """Queue a record; ``headers``: a trace's context (``orderstream.core.tracing``)."""
+        self._records.setdefault((topic, partition), []).append((key, value, headers))
 
     def on_sent(self, topic: str, partition: int, callback: Callable[[int], None]) -> None:
         """Call ``callback(offset of the last record)`` once the partition's records are acked."""
@@ -79,7 +88,7 @@ class Outbox:
         topics = {topic for topic, _ in records}
         if not topics <= self._tracked:
             await self._track(producer, topics | self._topics)
-        grouped: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        grouped: dict[tuple[str, int], list[_Record]] = {}
         for (topic, partition), items in records.items():
             if partition is not None:
                 grouped.setdefault((topic, partition), []).extend(items)
@@ -87,17 +96,17 @@ class Outbox:
             partitions = self._partitions.get(topic)
             if partitions is None:
                 partitions = self._partitions[topic] = sorted(await producer.partitions_for(topic))
-            for key, value in items:
-                chosen = self._partitioner(key, partitions, partitions)
-                grouped.setdefault((topic, chosen), []).append((key, value))
+            for item in items:
+                chosen = self._partitioner(item[0], partitions, partitions)
+                grouped.setdefault((topic, chosen), []).append(item)
         for (topic, partition), items in grouped.items():
             callback = on_sent.get((topic, partition))
             batch, count = producer.create_batch(), 0
-            for key, value in items:
-                if batch.append(timestamp=None, key=key, value=value) is None:
+            for key, value, headers in items:
+                if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
                     await self._submit(producer, batch, topic, partition, count, callback)
                     batch, count = producer.create_batch(), 0
-                    if batch.append(timestamp=None, key=key, value=value) is None:
+                    if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
                         raise ValueError(f"a record for {topic} exceeds the producer batch size")
                 count += 1
             await self._submit(producer, batch, topic, partition, count, callback)

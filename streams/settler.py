@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 import faust
 from faust.types import EventT
 
+from orderstream.core import tracing
 from schemas import codec
 from schemas import topics as names
 from schemas.orders import OrderExpiryCheck
 from streams import continuity, settlement
 from streams.effects import dead_letter, deliver
 from streams.faustinternals import bound
-from streams.faustutil import DirectTableWriter, Outbox
+from streams.faustutil import DirectTableWriter, Headers, Outbox
 from streams.readmodel import ReadModelWriter
 from streams.records import (
     SOURCE_MARK_PREFIX,
@@ -89,7 +90,7 @@ class SettleProcessor:
     def _process_partition(self, partition: int, events: list[EventT]) -> None:
         cache: dict[str, OrderState | None] = {}
         dirty: dict[str, OrderState] = {}
-        effects: list[Effect] = []
+        effects: list[tuple[list[Effect], Headers | None]] = []  # with the trace to pass on
         index = self.index[partition]
         now = time.time()
         with bound(events[-1]):
@@ -103,29 +104,38 @@ class SettleProcessor:
                 if isinstance(record, OrderExpiryCheck):
                     self._write(partition, dirty)
                     cache.clear()
-                    effects += self._tick(partition, message.topic, message.offset, now)
+                    effects.append(
+                        (self._tick(partition, message.topic, message.offset, now), None)
+                    )
                     continue
                 if record.order_id not in cache:
                     cache[record.order_id] = self._load(record.order_id)
                 order = cache[record.order_id]
-                new, produced = settlement.settle(
-                    order,
-                    record,
-                    source=message.topic,
-                    offset=message.offset,
-                    partition=partition,
-                    now=now,
-                    retention_s=self.retention_s,
-                )
+                with tracing.step(
+                    "settle_orders",
+                    message.headers,
+                    order_id=record.order_id,
+                    line_no=getattr(record, "line_no", None),
+                ) as span:
+                    new, produced = settlement.settle(
+                        order,
+                        record,
+                        source=message.topic,
+                        offset=message.offset,
+                        partition=partition,
+                        now=now,
+                        retention_s=self.retention_s,
+                    )
                 if new is not None and new is not order:
                     cache[record.order_id] = dirty[record.order_id] = new
                     self._track(index, order, new)
-                effects += produced
+                effects.append((produced, tracing.headers_of(span)))
             self._write(partition, dirty)
             # last: restored only with every write it covers (streams.continuity)
             mark = continuity.advanced(self._source_mark(partition), events)
             self.writer.put(partition, source_mark_key(partition), encode(mark))
-        deliver(effects, self.outbox, self.topics, self.readmodel)
+        for produced, headers in effects:
+            deliver(produced, self.outbox, self.topics, self.readmodel, headers)
 
     # ------------------------------------------------------------------ expiry
     def _tick(self, partition: int, topic: str, offset: int, now: float) -> list[Effect]:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from faust.types import EventT
 
+from orderstream.core import tracing
 from schemas import codec
 from schemas import topics as names
 from schemas.common import event_id_for
@@ -31,7 +32,7 @@ from schemas.orders import LineRejected, LineReserved
 from streams import continuity, ledger, settlement
 from streams.effects import dead_letter, deliver
 from streams.faustinternals import bound
-from streams.faustutil import DirectTableWriter, Outbox
+from streams.faustutil import DirectTableWriter, Headers, Outbox
 from streams.pruning import LinePruner
 from streams.readmodel import ReadModelWriter
 from streams.records import (
@@ -178,7 +179,7 @@ class StockProcessor:
         await self.outbox.flush()
 
     def _process_partition(self, cache: StockCache, events: list[EventT], now: datetime) -> None:
-        results: list[LineState] = []
+        results: list[tuple[LineState, Headers | None]] = []  # with the trace to pass on
         admin_commands: list[tuple[str, str]] = []
         partition = events[-1].message.partition
         mark_key = prune_mark_key(partition)
@@ -190,9 +191,16 @@ class StockProcessor:
                     if message.topic == self.requests_topic:
                         last_request = message.offset
                         request = codec.order_request_decoder.decode(message.value or b"")
-                        line = ledger.on_request(cache, request, message.offset, now, mark_key)
+                        with tracing.step(
+                            "reserve_stock",
+                            message.headers,
+                            order_id=request.order_id,
+                            line_no=request.line_no,
+                            product_id=request.product_id,
+                        ) as span:
+                            line = ledger.on_request(cache, request, message.offset, now, mark_key)
                         if line is not None:
-                            results.append(line)
+                            results.append((line, tracing.headers_of(span)))
                     else:
                         command = codec.inventory_command_decoder.decode(message.value or b"")
                         ledger.on_command(cache, command, message.offset)
@@ -220,19 +228,22 @@ class StockProcessor:
             record = cache.get(key)
             if isinstance(record, ProductState) and record.product_id not in written:
                 products.append(record)
-        for line in results:
+        for line, headers in results:
             if line.line_count == 1:
-                self._settle_in_place(line)
+                self._settle_in_place(line, headers)
             else:
                 self.outbox.add(
-                    self.reservations, line.order_id.encode(), codec.encode(line_result(line))
+                    self.reservations,
+                    line.order_id.encode(),
+                    codec.encode(line_result(line)),
+                    headers=headers,
                 )
         for product in products:
             self.readmodel.enqueue_product(product)
         for product_id, command_id in admin_commands:
             self.readmodel.enqueue_applied(product_id, command_id)
 
-    def _settle_in_place(self, line: LineState) -> None:
+    def _settle_in_place(self, line: LineState, headers: Headers | None) -> None:
         """Decide a single-line order from its line record, as ``settle_orders`` would."""
         effects = settlement.settle_single_line(line_result(line))
-        deliver(effects, self.outbox, self.topics, self.readmodel)
+        deliver(effects, self.outbox, self.topics, self.readmodel, headers)

@@ -13,7 +13,7 @@ import click
 import faust
 import mode.loop
 
-from orderstream.core import gctune, logs
+from orderstream.core import gctune, logs, tracing
 from orderstream.core.settings import Settings
 from streams.app import create_app
 
@@ -32,6 +32,7 @@ def worker(index: int, web_port: int | None, web_host: str) -> None:
     settings = Settings.from_env()
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # Faust creates only <N>/
     app = create_app(settings, worker_index=index, web_port=web_port, web_host=web_host)
+    tracing.configure(settings, "worker")
     logger.info(
         "worker %s: app %s, broker %s, prefix %r, partitions %s",
         index,

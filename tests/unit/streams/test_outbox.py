@@ -13,6 +13,8 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+from aiokafka.producer.message_accumulator import BatchBuilder
+
 from streams.faustutil import Outbox
 
 
@@ -28,21 +30,28 @@ class _Client:
 
 
 class _Batch:
-    def __init__(self) -> None:
-        self.records: list[tuple[bytes | None, bytes | None]] = []
+    """aiokafka's own batch builder, which checks what it is given as the producer's does."""
 
-    def append(self, *, timestamp: None, key: bytes | None, value: bytes | None) -> object:
-        self.records.append((key, value))
-        return object()
+    def __init__(self) -> None:
+        self.builder = BatchBuilder(16384, 0)
+        self.records: list[tuple[bytes | None, bytes | None, Any]] = []
+
+    def append(
+        self, *, timestamp: None, key: bytes | None, value: bytes | None, headers: Any
+    ) -> Any:
+        self.records.append((key, value, headers))
+        return self.builder.append(timestamp=timestamp, key=key, value=value, headers=headers)
 
 
 class _Producer:
     def __init__(self) -> None:
         self.client = _Client()
         self.sent: list[tuple[str, int, bool]] = []  # (topic, partition, tracked when sent)
+        self.batches: list[_Batch] = []
 
     def create_batch(self) -> _Batch:
-        return _Batch()
+        self.batches.append(_Batch())
+        return self.batches[-1]
 
     async def partitions_for(self, topic: str) -> set[int]:
         return {0, 1}
@@ -85,3 +94,14 @@ async def test_the_first_flush_tracks_every_topic_the_worker_writes_and_later_on
     await outbox.flush()
     assert producer.client.tracked[-1] == "deadletter"
     assert producer.sent[-1] == ("deadletter", 0, True)
+
+
+async def test_records_reach_the_batch_with_their_headers_or_none() -> None:
+    producer = _Producer()
+    outbox = _outbox(producer)
+    traceparent = [("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]
+    outbox.add("committed", b"traced", b"v", partition=0, headers=traceparent)
+    outbox.add("committed", b"untraced", b"v", partition=0)
+    await outbox.flush()
+    (batch,) = producer.batches
+    assert batch.records == [(b"traced", b"v", traceparent), (b"untraced", b"v", None)]
