@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import click
 
-from orderstream.core import gctune
+from orderstream.core import gctune, tracing
 from orderstream.core.replica import ReplicaLag
 from orderstream.core.settings import Settings
 
@@ -93,6 +93,7 @@ def sink(
     from sinks.wiring import libpq_url, lock_name, make_sink_consumer
 
     settings = Settings.from_env()
+    tracing.configure(settings, "sink")
     stop = _stop_on_signals()
     probes = SinkHealth(libpq_url(settings.database_url), settings.ready_max_lag)
     # served before the lock is taken: an instance waiting for it is alive, and not ready
@@ -158,6 +159,7 @@ def relay(
     from sinks.wiring import libpq_url, make_engine
 
     settings = Settings.from_env()
+    tracing.configure(settings, "relay")
     stop = _stop_on_signals()
     engine = make_engine(settings)
     listener = OutboxListener(None if no_listen else libpq_url(settings.database_url))

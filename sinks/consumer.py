@@ -110,7 +110,9 @@ class SinkConsumer:
             polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=room)
             for records in polled.values():
                 for r in records:
-                    self._sink.add(ConsumedRecord(r.topic, r.partition, r.offset, r.key, r.value))
+                    self._sink.add(
+                        ConsumedRecord(r.topic, r.partition, r.offset, r.key, r.value, r.headers)
+                    )
             if len(self._sink) and first_at is None:
                 first_at = time.monotonic()
             now = time.monotonic()

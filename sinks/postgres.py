@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, exc, text
 
+from orderstream.core import tracing
 from orderstream.core.logs import context
 from schemas.topics import DEAD_LETTER, TopicNames
 from sinks.exceptions import PoisonRecord
@@ -39,6 +43,9 @@ from sinks.store import (
     write_plan,
 )
 from sinks.uow import UnitOfWork
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +130,7 @@ class PostgresSink:
     def _commit(self, batch: list[ConsumedRecord]) -> None:
         events: list[SinkEvent] = []
         dead: list[OutboxRow] = []
+        traced: dict[str, Span] = {}  # order id -> this batch's span of its traced record
         for record in batch:
             try:
                 parsed = parse(record, self._topics)
@@ -131,15 +139,25 @@ class PostgresSink:
                 continue
             if parsed.event is not None:
                 events.append(parsed.event)
-        with UnitOfWork(self._engine) as uow:
-            self._verify_lock(uow)
-            status, cancels = load_known(uow.connection, order_ids_of(events))
-            owners = load_key_owners(uow.connection, request_keys_of(events))
-            plan = plan_batch(events, status, cancels, self._topics, key_owners=owners)
-            write_plan(uow.connection, plan)
-            write_outbox(uow.connection, dead)
-            save_offsets(uow.connection, self._consumer, next_offsets(batch))
-            uow.commit()
+                order_id = getattr(parsed.event, "order_id", None)
+                span = tracing.start("sink", record.headers, order_id=order_id, topic=record.topic)
+                if span is not None and order_id is not None:
+                    traced[order_id] = span
+        try:
+            with UnitOfWork(self._engine) as uow:
+                self._verify_lock(uow)
+                status, cancels = load_known(uow.connection, order_ids_of(events))
+                owners = load_key_owners(uow.connection, request_keys_of(events))
+                plan = plan_batch(events, status, cancels, self._topics, key_owners=owners)
+                if traced:
+                    plan.outbox = with_traces(plan.outbox, traced)
+                write_plan(uow.connection, plan)
+                write_outbox(uow.connection, dead)
+                save_offsets(uow.connection, self._consumer, next_offsets(batch))
+                uow.commit()
+        finally:
+            for span in traced.values():
+                span.end()
         self.written += len(batch)
         self.batches += 1
         self.dead_lettered += len(dead)
@@ -184,6 +202,17 @@ class PostgresSink:
             key=key_text(record.key),
             payload=dead_letter_envelope(record, reason, self._consumer).decode("utf-8"),
         )
+
+
+def with_traces(rows: list[OutboxRow], traced: Mapping[str, Span]) -> list[OutboxRow]:
+    """The rows an order's event makes (keyed by its order id: shipped, cancelled, rejected)
+    carry the trace of the record that made them, for the relay to continue."""
+    return [
+        replace(row, trace=tracing.traceparent_of(traced[row.key]))
+        if row.key is not None and row.key in traced
+        else row
+        for row in rows
+    ]
 
 
 def next_offsets(batch: list[ConsumedRecord]) -> dict[tuple[str, int], int]:

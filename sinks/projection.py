@@ -77,6 +77,7 @@ class OutboxRow:
     topic: str
     key: str | None
     payload: str
+    trace: str | None = None  # the W3C traceparent the relay continues (orderstream.core.tracing)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ A record that cannot be parsed raises ``PoisonRecord``; the sink dead-letters it
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -44,6 +45,7 @@ class ConsumedRecord:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: Sequence[tuple[str, bytes]] | None = None  # a trace's context, when traced
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from sqlalchemy import Engine, delete, func, select, text
 
+from orderstream.core import tracing
 from orderstream.core.health import Heartbeat
 from orderstream.core.tables import OUTBOX_CHANNEL, outbox
 from sinks.backoff import Backoff
@@ -80,18 +81,31 @@ class OutboxRelay:
         self._send_timeout_s = send_timeout_s
         self.stats = RelayStats()
 
-    def publish(self, rows: Sequence[tuple[str, str | None, str]]) -> None:
-        """Send (topic, key, payload) rows and wait for every ack; on a Kafka error the
-        producer is replaced before the error is raised."""
+    def publish(self, rows: Sequence[tuple[str, str | None, str, str | None]]) -> None:
+        """Send (topic, key, payload, trace) rows and wait for every ack; on a Kafka error
+        the producer is replaced before the error is raised. A row with a trace is sent in
+        a span continuing it, whose context its headers carry (``orderstream.core.tracing``)."""
+        spans = []
         try:
-            futures = [
-                self._producer.send(
-                    topic,
-                    key=None if key is None else key.encode("utf-8"),
-                    value=payload.encode("utf-8"),
+            futures = []
+            for topic, key, payload, trace in rows:
+                span = tracing.start(
+                    f"send {topic}",
+                    tracing.traceparent_headers(trace),
+                    kind="PRODUCER",
+                    order_id=key,
+                    **{"messaging.destination.name": topic},
                 )
-                for topic, key, payload in rows
-            ]
+                if span is not None:
+                    spans.append(span)
+                futures.append(
+                    self._producer.send(
+                        topic,
+                        key=None if key is None else key.encode("utf-8"),
+                        value=payload.encode("utf-8"),
+                        headers=tracing.headers_of(span),
+                    )
+                )
             self._producer.flush(timeout=self._send_timeout_s)
             for future in futures:
                 future.get(timeout=self._send_timeout_s)  # raises if not acknowledged
@@ -100,6 +114,9 @@ class OutboxRelay:
             logger.warning("not every outbox row was acknowledged; replacing the producer")
             self._replace_producer()
             raise
+        finally:
+            for span in spans:
+                span.end()
 
     def _replace_producer(self) -> None:
         try:
@@ -115,7 +132,7 @@ class OutboxRelay:
         """Publish one batch of unsent rows; the number published (0: nothing to do)."""
         with UnitOfWork(self._engine) as uow:
             rows = uow.connection.execute(
-                select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload)
+                select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.trace)
                 .where(outbox.c.sent_at.is_(None))
                 .order_by(outbox.c.id)
                 .limit(self._batch_size)
@@ -123,7 +140,7 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            self.publish([(row.topic, row.key, row.payload) for row in rows])
+            self.publish([(row.topic, row.key, row.payload, row.trace) for row in rows])
             uow.connection.execute(_MARK_SENT, {"ids": [row.id for row in rows]})
             uow.commit()
         self.stats.sent += len(rows)

@@ -90,9 +90,9 @@ _INSERT_CANCELS = text(
 )
 _INSERT_OUTBOX = text(
     """
-    INSERT INTO outbox (event_id, topic, key, payload)
+    INSERT INTO outbox (event_id, topic, key, payload, trace)
     SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS x(event_id text, topic text,
-        key text, payload text)
+        key text, payload text, trace text)
     ON CONFLICT (event_id) DO NOTHING
     """
 )

@@ -117,6 +117,8 @@ outbox = Table(
     Column("payload", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("sent_at", DateTime(timezone=True), nullable=True),
+    # the W3C traceparent its event carries on, when traced (orderstream.core.tracing)
+    Column("trace", String(55), nullable=True),
     Index("outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
 )
 

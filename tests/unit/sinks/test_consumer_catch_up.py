@@ -64,7 +64,12 @@ class ScriptedConsumer:
         for tp, offset in step.records:
             out.setdefault(tp, []).append(
                 SimpleNamespace(
-                    topic=tp.topic, partition=tp.partition, offset=offset, key=b"o1", value=b"{}"
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=offset,
+                    key=b"o1",
+                    value=b"{}",
+                    headers=[],
                 )
             )
             self._positions[tp] = offset + 1

@@ -29,7 +29,9 @@ class OneRecordConsumer:
         self.polls += 1
         if self.polls > 1:
             return {}
-        record = SimpleNamespace(topic=TP.topic, partition=0, offset=7, key=b"o1", value=b"{}")
+        record = SimpleNamespace(
+            topic=TP.topic, partition=0, offset=7, key=b"o1", value=b"{}", headers=[]
+        )
         return {TP: [record]}
 
     def assignment(self) -> set[TopicPartition]:

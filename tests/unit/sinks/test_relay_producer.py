@@ -28,7 +28,7 @@ class Producer:
         self.sent: list[tuple[str, bytes | None, bytes]] = []
         self.closed = False
 
-    def send(self, topic: str, key: bytes | None, value: bytes) -> Future:
+    def send(self, topic: str, key: bytes | None, value: bytes, headers: object = None) -> Future:
         self.sent.append((topic, key, value))
         return Future(acked=not self.wedged)
 
@@ -50,7 +50,7 @@ def relay_over(*producers: Producer) -> tuple[OutboxRelay, list[Producer]]:
     return OutboxRelay(engine=None, new_producer=new_producer), made  # type: ignore[arg-type]
 
 
-ROWS = [("orders.shipped", "o1", '{"order_id": "o1"}'), ("orders.shipped", None, "{}")]
+ROWS = [("orders.shipped", "o1", '{"order_id": "o1"}', None), ("orders.shipped", None, "{}", None)]
 
 
 def test_a_round_not_acknowledged_fails_and_the_next_round_has_a_new_producer() -> None:
