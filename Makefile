@@ -62,9 +62,13 @@ lint: venv
 ci:
 	@.ci/run
 
-.PHONY: bench
+.PHONY: bench bench-idle
 bench:
 	@$(OS) bench $(BENCH_ARGS)
+
+# What the running stack costs with no traffic, per program (`make up` first).
+bench-idle:
+	@$(VENV)/bin/python -m bench.idle $(BENCH_ARGS)
 
 # Against the running stack (`make up` first): a short flash sale, then the invariants.
 .PHONY: demo reconcile readmodel-rebuild
