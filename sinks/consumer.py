@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from orderstream.core.health import Heartbeat
 from sinks.backoff import Backoff
 from sinks.exceptions import LockLost
+from sinks.fetchpace import FetchPace
 from sinks.postgres import PostgresSink, next_offsets
 from sinks.records import ConsumedRecord
 from sinks.store import load_offsets
@@ -50,8 +51,10 @@ class SinkConsumer:
         batch_timeout_s: float,
         stop: threading.Event | None = None,
         cancellations_topic: str | None = None,
+        pace: FetchPace | None = None,
     ) -> None:
         self._consumer = consumer
+        self._pace = pace  # None: the consumer's fetch options stay as built
         self._sink = sink
         self._engine = engine
         self._name = consumer_name
@@ -108,6 +111,8 @@ class SinkConsumer:
                 )
             )
             polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=room)
+            if self._pace is not None:
+                self._pace.after_poll(self._consumer, sum(map(len, polled.values())))
             for records in polled.values():
                 for r in records:
                     self._sink.add(

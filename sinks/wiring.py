@@ -12,6 +12,7 @@ from orderstream.core.readmodel import Keys
 from orderstream.core.settings import Settings
 from schemas.topics import ORDER_CANCELLATIONS
 from sinks.consumer import SinkConsumer
+from sinks.fetchpace import FetchPace
 from sinks.lock import ShardLock
 from sinks.postgres import PostgresSink
 from sinks.readmodel import ReadModelWriter
@@ -104,6 +105,7 @@ def make_sink_consumer(
         settings.sink_batch_timeout_s,
         stop,
         cancellations_topic=settings.topics(ORDER_CANCELLATIONS),
+        pace=FetchPace(FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES),
     )
     runner.assign(source_topics(settings.topics), shard, shards)
     return runner, sink, engine

@@ -1,4 +1,5 @@
-"""The workers' Faust consumer: prompt fetches, and delivery without a task per message.
+"""The workers' Faust consumer: prompt fetches paced to the load, and delivery without a
+task per message.
 
 The parts that reach into faust-streaming (the fetch options, the fetch loop) are
 ``streams.faustinternals.HookedConsumer``; this module decides what they are set to.
@@ -13,12 +14,16 @@ from typing import Any, cast
 
 from faust.types import Message
 
-from streams.faustinternals import HookedConsumer
+from streams.faustinternals import HookedConsumer, set_fetch_options
 
 #: A fetch request returns once FETCH_MIN_BYTES are ready or after FETCH_MAX_WAIT_MS
 #: (Faust hard-codes 1500 ms and aiokafka's default is 1 byte).
 FETCH_MAX_WAIT_MS = 20
 FETCH_MIN_BYTES = 16 * 1024
+
+#: An idle worker's fetch request returns at its first record, or after IDLE_FETCH_MAX_WAIT_MS.
+IDLE_FETCH_MAX_WAIT_MS = 500
+IDLE_FETCH_MIN_BYTES = 1
 
 #: How often a fetcher waiting for room in the stream buffers looks again.
 ROOM_POLL_S = 0.001
@@ -47,10 +52,35 @@ class WorkerConsumer(HookedConsumer):
     ``wait_first`` only when that step blocks or the flow is already suspended. On a
     Faust agent that only forwards its input (``python -m bench.components.streams --only
     floor``) the fetcher's per-message cost dominated (docs/decisions/0009-faust-consumer.md).
+
+    **Paced to the load.** Those short waits cost an idle worker ~50 empty fetches a second
+    (and the broker as many to answer). So when a fetch round delivered nothing (Faust's
+    fetch loop waits up to a second for records) the next requests wait up to
+    ``IDLE_FETCH_MAX_WAIT_MS`` for one byte: the broker answers as soon as a record
+    arrives, so the first order after a quiet spell waits no longer than before. Nothing is
+    buffered when a round delivered nothing, so every partition is in that long request and
+    none waits behind it. The first round that delivers sets the short waits back
+    (docs/decisions/0024-idle-fetches.md).
     """
 
     fetch_max_wait_ms = FETCH_MAX_WAIT_MS
     fetch_min_bytes = FETCH_MIN_BYTES
+    delivered = 0  # messages handed to the conductor so far
+    _delivered_before = 0  # ... when the last fetch round began
+    _idle_fetches = False
+
+    def pace_fetches(self) -> None:
+        """Long idle fetches after a round that delivered nothing, short ones after one that did."""
+        idle = self.delivered == self._delivered_before
+        self._delivered_before = self.delivered
+        if idle == self._idle_fetches:
+            return
+        if idle:
+            options = (IDLE_FETCH_MAX_WAIT_MS, IDLE_FETCH_MIN_BYTES)
+        else:
+            options = (FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES)
+        if set_fetch_options(self, *options):
+            self._idle_fetches = idle
 
     async def room_in_buffers(self) -> None:
         """Return once every stream buffer is at most half full.
@@ -69,12 +99,16 @@ class WorkerConsumer(HookedConsumer):
         while any(queue.qsize() > queue.maxsize // 2 for queue in queues):  # noqa: ASYNC110
             await asyncio.sleep(ROOM_POLL_S)
 
-    before_fetch = room_in_buffers  # awaited before every fetch (HookedConsumer)
+    async def before_fetch(self) -> None:
+        """Awaited before every fetch round (HookedConsumer)."""
+        await self.room_in_buffers()
+        self.pace_fetches()
 
     async def deliver(
         self, callback: Callable[[Message], Awaitable[Any]], message: Message
     ) -> None:
         """``callback(message)``: inline while it does not block, else as Faust does."""
+        self.delivered += 1
         delivery = callback(message)
         if not self.suspend_flow.is_set():
             rest = step_inline(cast(Coroutine[Any, Any, Any], delivery))

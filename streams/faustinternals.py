@@ -76,6 +76,7 @@ class CopiedUpstream:
 
 _CONSUMER = "faust.transport.consumer:Consumer"
 _AIOKAFKA_CONSUMER = "aiokafka.consumer.consumer:AIOKafkaConsumer"
+_AIOKAFKA_FETCHER = "aiokafka.consumer.fetcher:Fetcher"
 
 PRIVATE_INTERNALS: tuple[PrivateInternal, ...] = (
     PrivateInternal(
@@ -118,6 +119,38 @@ PRIVATE_INTERNALS: tuple[PrivateInternal, ...] = (
         "fetches gather bytes: set after construction, read when the consumer starts",
         assigned_in="__init__",
         read_in="start",
+    ),
+    PrivateInternal(
+        "faust.transport.consumer:ThreadDelegateConsumer",
+        "_thread",
+        "the consumer thread, to reach the aiokafka fetcher (set_fetch_options)",
+        assigned_in="__init__",
+    ),
+    PrivateInternal(
+        "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread",
+        "_consumer",
+        "the thread's aiokafka consumer, to reach its fetcher (set_fetch_options)",
+        assigned_in="on_start",
+    ),
+    PrivateInternal(
+        _AIOKAFKA_CONSUMER,
+        "_fetcher",
+        "the fetcher whose fetch options an idle worker lengthens (set_fetch_options)",
+        assigned_in="start",
+    ),
+    PrivateInternal(
+        _AIOKAFKA_FETCHER,
+        "_fetch_max_wait_ms",
+        "paced fetches: changed while running, read for every fetch request",
+        assigned_in="__init__",
+        read_in="_get_actions_per_node",
+    ),
+    PrivateInternal(
+        _AIOKAFKA_FETCHER,
+        "_fetch_min_bytes",
+        "paced fetches: changed while running, read for every fetch request",
+        assigned_in="__init__",
+        read_in="_get_actions_per_node",
     ),
     PrivateInternal(
         "faust.app.base:App",
@@ -258,6 +291,17 @@ class _FetchOptionsConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         if options.fetch_min_bytes is not None:
             consumer._fetch_min_bytes = options.fetch_min_bytes
         return consumer
+
+
+def set_fetch_options(consumer: Any, max_wait_ms: int, min_bytes: int) -> bool:
+    """Have the aiokafka fetcher behind a started Faust consumer build its next fetch
+    requests with these options (it reads them for every request); False before it started."""
+    aiokafka_consumer = getattr(getattr(consumer, "_thread", None), "_consumer", None)
+    fetcher = getattr(aiokafka_consumer, "_fetcher", None)
+    if fetcher is None:
+        return False
+    fetcher._fetch_max_wait_ms, fetcher._fetch_min_bytes = max_wait_ms, min_bytes
+    return True
 
 
 #: Faust's fetch loop yields to the event loop after this many messages.

@@ -15,7 +15,14 @@ import pytest
 
 from orderstream.core.settings import Settings
 from streams.app import create_app
-from streams.faustconsumer import FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES, WorkerConsumer, step_inline
+from streams.faustconsumer import (
+    FETCH_MAX_WAIT_MS,
+    FETCH_MIN_BYTES,
+    IDLE_FETCH_MAX_WAIT_MS,
+    IDLE_FETCH_MIN_BYTES,
+    WorkerConsumer,
+    step_inline,
+)
 
 
 async def test_a_delivery_that_does_not_block_runs_to_the_end_inline() -> None:
@@ -91,7 +98,7 @@ def _consumer(suspended: bool) -> Any:
         for coro in coros[1:]:
             coro.close()
 
-    return SimpleNamespace(suspend_flow=flow, wait_first=wait_first, waits=waits)
+    return SimpleNamespace(suspend_flow=flow, wait_first=wait_first, waits=waits, delivered=0)
 
 
 async def test_deliver_uses_faust_wait_only_when_the_delivery_blocks() -> None:
@@ -147,3 +154,41 @@ async def test_the_workers_aiokafka_consumer_is_built_with_prompt_fetch_options(
         assert consumer._fetch_min_bytes == FETCH_MIN_BYTES
     finally:
         await consumer.stop()
+
+
+def test_a_fetch_round_that_delivered_nothing_makes_the_next_fetches_long_polls() -> None:
+    fetcher = SimpleNamespace(
+        _fetch_max_wait_ms=FETCH_MAX_WAIT_MS, _fetch_min_bytes=FETCH_MIN_BYTES
+    )
+    consumer = SimpleNamespace(
+        _thread=SimpleNamespace(_consumer=SimpleNamespace(_fetcher=fetcher)),
+        delivered=0,
+        _delivered_before=0,
+        _idle_fetches=False,
+    )
+
+    def round_delivering(messages: int) -> tuple[int, int]:
+        consumer.delivered += messages
+        WorkerConsumer.pace_fetches(consumer)  # type: ignore[arg-type]
+        return fetcher._fetch_max_wait_ms, fetcher._fetch_min_bytes
+
+    busy, idle = (
+        (FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES),
+        (IDLE_FETCH_MAX_WAIT_MS, IDLE_FETCH_MIN_BYTES),
+    )
+    assert round_delivering(0) == idle
+    assert round_delivering(0) == idle
+    assert round_delivering(3) == busy  # the first record after a quiet spell
+    assert round_delivering(500) == busy
+    assert round_delivering(0) == idle
+
+
+def test_pacing_waits_for_a_started_fetcher() -> None:
+    consumer = SimpleNamespace(
+        _thread=SimpleNamespace(_consumer=None),
+        delivered=0,
+        _delivered_before=0,
+        _idle_fetches=False,
+    )
+    WorkerConsumer.pace_fetches(consumer)  # type: ignore[arg-type]
+    assert consumer._idle_fetches is False  # not started: set once it is
