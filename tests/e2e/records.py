@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter
 
 import sqlalchemy as sa
+from kafka import KafkaConsumer
 
 
 def shipped_units(pg: sa.Engine, product_id: str) -> int:
@@ -36,3 +38,22 @@ def rows_per_order(pg: sa.Engine, order_ids: list[str], timeout: float = 30.0) -
         if set(rows) >= set(order_ids) or time.monotonic() > deadline:
             return rows
         time.sleep(0.2)
+
+
+def consumer_at_end(topic: str, bootstrap: str, group_prefix: str) -> KafkaConsumer:
+    """A new consumer group on ``topic``, positioned at its end before the test sends anything
+    (a downstream system that joins now)."""
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"{group_prefix}-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+    )
+    deadline = time.monotonic() + 60
+    while not consumer.assignment():
+        assert time.monotonic() < deadline, f"the {group_prefix} consumer got no partitions"
+        consumer.poll(timeout_ms=200)
+    for tp in consumer.assignment():
+        consumer.position(tp)  # resolves "latest" now, before any order is placed
+    return consumer

@@ -20,6 +20,7 @@ from orderstream.client import OrderstreamClient
 from schemas import topics
 from schemas.common import SCHEMA_VERSION
 from schemas.export import COMMITTED_DIR, file_name
+from tests.e2e.records import consumer_at_end
 
 OPTIONAL_ADDRESS_FIELDS = ("line2", "region", "phone")
 SHIPPED_SCHEMA = json.loads((COMMITTED_DIR / file_name(topics.ORDERS_SHIPPED)).read_text())
@@ -58,19 +59,9 @@ def as_shipped(sent: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture
 def warehouse(stack) -> Iterator[KafkaConsumer]:
     """A downstream consumer group on ``orders.shipped``, positioned at the topic's end."""
-    consumer = KafkaConsumer(
-        stack.settings.topics(topics.ORDERS_SHIPPED),
-        bootstrap_servers=stack.settings.kafka_bootstrap,
-        group_id=f"warehouse-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="latest",
-        enable_auto_commit=False,
+    consumer = consumer_at_end(
+        stack.settings.topics(topics.ORDERS_SHIPPED), stack.settings.kafka_bootstrap, "warehouse"
     )
-    deadline = time.monotonic() + 60
-    while not consumer.assignment():
-        assert time.monotonic() < deadline, "the warehouse consumer got no partitions"
-        consumer.poll(timeout_ms=200)
-    for tp in consumer.assignment():
-        consumer.position(tp)  # resolves "latest" now, before any order is placed
     yield consumer
     consumer.close()
 

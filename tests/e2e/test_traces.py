@@ -16,7 +16,6 @@ import os
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +30,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from orderstream.client import OrderstreamClient
 from schemas import topics
 from tests.chaos.stackctl import LocalStack
+from tests.e2e.records import consumer_at_end
 
 
 @dataclass(frozen=True)
@@ -130,19 +130,9 @@ def receiver(stack) -> Iterator[OtlpReceiver]:
 
 @pytest.fixture
 def shipped_reader(stack) -> Iterator[KafkaConsumer]:
-    consumer = KafkaConsumer(
-        stack.settings.topics(topics.ORDERS_SHIPPED),
-        bootstrap_servers=stack.settings.kafka_bootstrap,
-        group_id=f"traced-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="latest",
-        enable_auto_commit=False,
+    consumer = consumer_at_end(
+        stack.settings.topics(topics.ORDERS_SHIPPED), stack.settings.kafka_bootstrap, "traced"
     )
-    deadline = time.monotonic() + 60
-    while not consumer.assignment():
-        assert time.monotonic() < deadline, "the consumer got no partitions"
-        consumer.poll(timeout_ms=200)
-    for tp in consumer.assignment():
-        consumer.position(tp)
     yield consumer
     consumer.close()
 
