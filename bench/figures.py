@@ -142,6 +142,9 @@ def latency_ms(outcome: OrderOutcome) -> float:
     return ((outcome.t_final or 0.0) - outcome.t_start) * 1000
 
 
+LOADGEN_COMPONENT = "loadgen"  # the client's own CPU, not the system's
+
+
 def compute_figures(
     outcomes: Sequence[OrderOutcome],
     durable: DurableRecord,
@@ -179,6 +182,9 @@ def compute_figures(
     }
     for component, seconds in sorted((cpu_seconds or {}).items()):
         figures[f"cpu_s_{component}"] = round(seconds, 2)
+    system_cpu = sum(s for c, s in (cpu_seconds or {}).items() if c != LOADGEN_COMPONENT)
+    if cpu_seconds and correct:
+        figures["cpu_ms_per_order"] = round(system_cpu * 1000 / len(correct), 3)
     return figures
 
 

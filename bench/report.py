@@ -48,12 +48,38 @@ OPEN_FIGURES = (
     "wrong",
     "unanswered",
 )
+STAGE_FIGURES = (
+    "cpu_ms_per_order",
+    "decided_p50_ms",
+    "decided_p99_ms",
+    "shipped_event_p50_ms",
+    "shipped_event_p99_ms",
+)
 LIMIT_LABELS = {
     "kafka_produce_msgs_per_s": "Kafka produce (ProducerPerformance, 200 B, acks=all), msgs/s",
     "kafka_consume_msgs_per_s": "Kafka consume (ConsumerPerformance), msgs/s",
     "postgres_copy_rows_per_s": "PostgreSQL COPY into a logged table, rows/s",
     "falcon_bare_req_per_s": "bare Falcon endpoint under gunicorn, req/s",
 }
+
+
+def stage_lines(by_system: dict[str, dict[str, Any]]) -> list[str]:
+    """CPU per order and, where the system has topics to read, latency per pipeline stage."""
+    rows = [
+        (system, figures)
+        for system, figures in by_system.items()
+        if "skipped" not in figures and any(f in figures for f in STAGE_FIGURES)
+    ]
+    if not rows:
+        return []
+    title = "CPU per decided order (every component but the load generator), latency per stage:"
+    out = ["", title, ""]
+    out.append("| system | " + " | ".join(STAGE_FIGURES) + " |")
+    out.append("|---" * (len(STAGE_FIGURES) + 1) + "|")
+    for system, figures in rows:
+        cells = " | ".join(_fmt(figures.get(f)) for f in STAGE_FIGURES)
+        out.append(f"| {system} | {cells} |")
+    return out
 
 
 @dataclass
@@ -132,6 +158,7 @@ def markdown(summary: Mapping[str, Any]) -> str:
                     out.append(
                         f"| {system} | " + " | ".join(_fmt(figures.get(c)) for c in cols) + " |"
                     )
+        out += stage_lines(by_system)
         out += [
             "",
             f"![throughput](throughput_{scenario}.png) ![latency](latency_{scenario}.png)",
@@ -169,8 +196,12 @@ def markdown(summary: Mapping[str, Any]) -> str:
         "answered `rejected` in the POST itself, never accepted (orderstream's sold-out gate: "
         "409 with a reason), counted in `decided`, not in `failed`; `refused_stock_left` (in "
         "summary.json) = refusals naming a product that still had the units asked at the end; "
-        "`wrong` = final answers the database contradicts. The machine is shared: figures are "
-        "noisy.",
+        "`wrong` = final answers the database contradicts; `cpu_ms_per_order` = CPU of every "
+        "component but the load generator during the load, per decided order; "
+        "`decided_p50_ms`/`decided_p99_ms` = from an order's start to its decision "
+        "(orderstream: the timestamp of its record on `orders.committed` or `orders.rejected`, "
+        "or its POST answer when refused at the door) and `shipped_event_*` to its record on "
+        "`orders.shipped`. The machine is shared: figures are noisy.",
         "",
     ]
     return "\n".join(out)

@@ -174,6 +174,11 @@ def evaluate(
     figures.update(compute_figures(outcomes, durable, scenario.stock, cpu))
     if load is not None and load.rate is not None:
         figures.update(open_loop_figures(outcomes))
+    if system.stages is not None:
+        try:
+            figures.update(system.stages(outcomes))
+        except Exception as exc:  # best effort, like the limits: the run's figures stand
+            logger.warning("%s: latency per stage: %s", system.target.name, exc)
     latencies = [latency_ms(o) for o in outcomes if o.answered]
     series = throughput_series(outcomes, durable)
     return ScenarioRun(figures, series, latencies, failure_kinds(outcomes), reason_counts(outcomes))

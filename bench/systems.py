@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,6 +16,7 @@ from bench.baselines.config import BaselineSettings
 from bench.baselines.store import create_engine, create_schema
 from bench.cpu import ComponentSampler
 from bench.exceptions import SystemUnavailable
+from bench.figures import OrderOutcome
 from bench.loadgen import Target
 from bench.processes import (
     ManagedProcess,
@@ -24,6 +26,7 @@ from bench.processes import (
     url_answers,
     wait_until_answers,
 )
+from bench.stages import pipeline_stages
 from orderstream.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -47,6 +50,8 @@ class RunningSystem:
     database_url: str
     sampler: ComponentSampler
     wait_for_catalog: bool  # products become sellable asynchronously (orderstream)
+    # latency per pipeline stage from the system's own topics (orderstream), else None
+    stages: Callable[[Sequence[OrderOutcome]], dict[str, float]] | None = None
 
 
 def _port(url: str, default: int) -> int:
@@ -82,6 +87,7 @@ def orderstream(settings: Settings) -> Iterator[RunningSystem]:
         database_url=settings.database_url,
         sampler=ComponentSampler(ports=ports, scan_command_lines=True),
         wait_for_catalog=True,
+        stages=partial(pipeline_stages, settings.kafka_bootstrap),
     )
 
 
