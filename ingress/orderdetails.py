@@ -66,9 +66,11 @@ PaymentToken = Annotated[
 ASSIGNED_COUNTRIES: frozenset[str] = frozenset(c.alpha_2 for c in pycountry.countries)
 CARD_DATA = "card data is not accepted: send the payment provider's token or reference"
 
-# groups of digits with one space or dash between them ("4111 1111-1111 1111")
-_DIGIT_RUN = re.compile(r"[0-9]+(?:[ -][0-9]+)*")
-_SEPARATOR = re.compile(r"[ -]")
+# groups of digits with up to three separators between them: white space, dashes, dots,
+# underscores or slashes ("4111 1111-1111 1111", "4111.1111.1111.1111", "4111 - 1111 - ...")
+_SEPARATOR_CHARS = r"[\s._/-]{1,3}"
+_DIGIT_RUN = re.compile(rf"[0-9]+(?:{_SEPARATOR_CHARS}[0-9]+)*")
+_SEPARATOR = re.compile(_SEPARATOR_CHARS)
 CARD_DIGITS = (13, 19)
 
 
@@ -103,7 +105,8 @@ def luhn_valid(digits: str) -> bool:
 
 def looks_like_card_number(text: str) -> bool:
     """True when ``text`` holds, anywhere, 13 to 19 Luhn-valid digits written as one group or
-    as consecutive groups with a space or a dash between them: a card number, also one
+    as consecutive groups with one to three separators (white space, ``-``, ``.``, ``_``, ``/``)
+    between them: a card number, also one
     followed by more groups ("4111 1111 1111 1111 123"). Digits glued to a card number with
     no separator make a longer number, which is not one."""
     low, high = CARD_DIGITS
