@@ -81,11 +81,14 @@ def open_shop(browser: WebDriver, url: str) -> None:
 # Injected by DevTools before the page's own script (CSP does not apply to it): while
 # `lostAnswers` > 0, POST /v1/orders reaches the ingress but its answer is lost (a network
 # error in the page); while `busyAnswers` > 0 it is answered 503 with Retry-After: 1 instead.
-# Every send is recorded in `orderSends` as [Idempotency-Key, ms].
+# Every send is recorded in `orderSends` as [Idempotency-Key, ms], and the Authorization of
+# every request the page makes in `authorizations`.
 FLAKY_ORDERS = """
 window.lostAnswers = 0; window.busyAnswers = 0; window.orderSends = [];
+window.authorizations = [];
 const realFetch = window.fetch.bind(window);
 window.fetch = async (path, init = {}) => {
+  window.authorizations.push((init.headers || {})["Authorization"] || "");
   if (path !== "/v1/orders" || init.method !== "POST") return realFetch(path, init);
   window.orderSends.push([init.headers["Idempotency-Key"], Date.now()]);
   if (window.lostAnswers > 0) {
@@ -289,6 +292,12 @@ def test_a_customer_buys_follows_to_shipped_is_told_when_sold_out_and_cancels(
     assert wait_for(browser, lambda: status_of(pending) == "cancelled", 60), status_of(pending)
     assert wait_for(browser, lambda: available() == "1")
     assert not pending.find_element(By.CSS_SELECTOR, '[data-testid="cancel"]').is_displayed()
+
+    # the page held the customer's tokens, never the storefront key
+    authorizations = browser.execute_script("return window.authorizations")
+    assert authorizations and all(a.startswith("Bearer ") for a in authorizations if a)
+    seen = " ".join(authorizations) + browser.page_source + str(stored_session(browser))
+    assert stack.settings.storefront_key not in seen
 
     # black box: the orders are this customer's, in PostgreSQL and through the API
     with pg.connect() as conn:

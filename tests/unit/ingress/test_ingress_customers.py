@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import fakeredis
+import jwt
 import msgspec
 import pytest
 from falcon import testing
@@ -296,6 +297,25 @@ def test_register_then_login_then_me(app: App) -> None:
     auth = {"Authorization": f"Bearer {tokens.json['access_token']}"}
     assert app.client.simulate_get("/v1/auth/me", headers=auth).json == created.json
     assert app.client.simulate_get("/v1/auth/me", headers=STORE).status_code == 403
+
+
+def test_an_access_token_verifies_against_the_published_jwks_alone(app: App) -> None:
+    register(app)
+    token = login(app).json["access_token"]
+    published = app.client.simulate_get("/.well-known/jwks.json").json
+    assert published["keys"] and all("d" not in k for k in published["keys"])
+    kid = jwt.get_unverified_header(token)["kid"]
+    (jwk,) = [k for k in published["keys"] if k["kid"] == kid]
+    claims = jwt.decode(
+        token, jwt.PyJWK(jwk).key, algorithms=["ES256"],
+        audience=app.settings.jwt_audience, issuer=app.settings.jwt_issuer,
+    )  # fmt: skip
+    assert (
+        claims["sub"]
+        == app.client.simulate_get(
+            "/v1/auth/me", headers={"Authorization": f"Bearer {token}"}
+        ).json["customer_id"]
+    )
 
 
 def test_a_duplicate_email_in_any_case_is_409_and_keeps_one_customer(app: App) -> None:
