@@ -62,9 +62,14 @@ lint: venv
 ci:
 	@.ci/run
 
-.PHONY: bench bench-idle
+.PHONY: bench bench-idle loadtest
 bench:
 	@$(OS) bench $(BENCH_ARGS)
+
+# Locust buyers against the running stack (`make up` first): 1000 by default;
+# LOADTEST_ARGS="--users 200 --duration 30" for others. Reports in bench/results/loadtest/.
+loadtest:
+	@$(VENV)/bin/python -m bench.loadtest $(LOADTEST_ARGS)
 
 # What the running stack costs with no traffic, per program (`make up` first).
 bench-idle:
