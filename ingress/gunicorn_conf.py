@@ -31,7 +31,8 @@ keepalive = 75
 timeout = 90  # > max long-poll wait
 graceful_timeout = 20
 backlog = 4096
-accesslog = None
+accesslog = None  # GUNICORN_CMD_ARGS=--access-logfile=- turns access lines on
+logger_class = "ingress.gunicorn_logger.Logger"  # atoms only when an access log is asked for
 errorlog = "-"
 loglevel = "info"
 # the programs' one logging setup (JSON lines or text, the levels): orderstream.core.logs
