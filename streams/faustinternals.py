@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import faust
 from faust.streams import _current_event
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
+from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, EventT, Message
 
@@ -90,6 +92,18 @@ PRIVATE_INTERNALS: tuple[PrivateInternal, ...] = (
     PrivateInternal(_CONSUMER, "_n_acked", "HookedConsumer's fetch loop (commit_every)"),
     PrivateInternal(_CONSUMER, "_add_gap", "HookedConsumer's fetch loop (offset gaps)"),
     PrivateInternal(_CONSUMER, "_drain_messages", "overridden by HookedConsumer: inline delivery"),
+    PrivateInternal(
+        _CONSUMER,
+        "_new_offset",
+        "overridden by HookedConsumer: never commit past a message in flight",
+    ),
+    PrivateInternal(
+        _CONSUMER,
+        "_acked",
+        "new_offset_before_in_flight: offsets past the head kept out of _new_offset",
+        assigned_in="__init__",
+        read_in="_new_offset",
+    ),
     PrivateInternal(
         "mode.services:Service",
         "_stopped",
@@ -308,17 +322,78 @@ def set_fetch_options(consumer: Any, max_wait_ms: int, min_bytes: int) -> bool:
 YIELD_EVERY = 100
 
 
+def new_offset_before_in_flight(
+    consumer: Any, tp: TP, head: int | None, upstream: Callable[[Any, TP], int | None]
+) -> int | None:
+    """Faust's ``Consumer._new_offset(tp)`` that never commits past ``head``, the lowest
+    offset delivered to a stream and not acked (None: nothing in flight).
+
+    Faust commits the first consecutive run of acked offsets, and its head-gap check lets a
+    run start one past the committed offset: a single message still in flight at the head
+    (or a batch whose agent raised, which ``take_batches`` does not ack) was committed over,
+    and lost to the next restart (faust-streaming issue #606). Offsets acked at or past
+    ``head`` are kept out of ``upstream``'s reach and put back, so they are committed once
+    ``head`` is acked.
+    """
+    if head is None:
+        return upstream(consumer, tp)
+    acked: list[int] = consumer._acked[tp]
+    later = [offset for offset in acked if offset >= head]
+    if not later:
+        return upstream(consumer, tp)
+    acked[:] = [offset for offset in acked if offset < head]
+    try:
+        return upstream(consumer, tp)
+    finally:
+        acked.extend(later)
+        acked.sort()
+
+
 class HookedConsumer(aiokafka_driver.Consumer):
     """Faust's aiokafka consumer with what a subclass may change: the aiokafka consumer's
     fetch options (None: as Faust builds it), ``before_fetch`` (awaited before every
     fetch; by default nothing) and ``deliver`` (hands one message to the conductor; by
-    default as Faust does)."""
+    default as Faust does).
+
+    It also never commits past a message in flight (``new_offset_before_in_flight``): every
+    message delivered from a topic with acks is kept, in order, until it is acked.
+    """
 
     fetch_max_wait_ms: ClassVar[int | None] = None
     fetch_min_bytes: ClassVar[int | None] = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # per partition, the messages delivered and not yet seen acked, oldest first
+        self._in_flight: defaultdict[TP, deque[Message]] = defaultdict(deque)
+
     def _new_consumer_thread(self) -> Any:
         return _FetchOptionsConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def in_flight_head(self, tp: TP) -> int | None:
+        """The lowest offset of ``tp`` delivered and not acked; acked ones are dropped."""
+        in_flight = self._in_flight.get(tp)
+        if not in_flight:
+            return None
+        while in_flight and in_flight[0].acked:
+            in_flight.popleft()
+        return in_flight[0].offset if in_flight else None
+
+    def _new_offset(self, tp: TP) -> int | None:
+        return new_offset_before_in_flight(
+            self, tp, self.in_flight_head(tp), faust_consumer.Consumer._new_offset
+        )
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:
+            self._in_flight.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
+
+    async def perform_seek(self) -> None:
+        """Back to the committed offsets (after every rebalance's recovery): what was in
+        flight is fetched and delivered again, and tracked then."""
+        self._in_flight.clear()
+        await super().perform_seek()
 
     async def before_fetch(self) -> None:
         return None
@@ -330,8 +405,9 @@ class HookedConsumer(aiokafka_driver.Consumer):
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - Faust's loop
         # faust-streaming 0.15.3 Consumer._drain_messages, with ``before_fetch`` before each
-        # fetch and ``deliver`` in place of ``wait_first`` (and its unused diagnostics flag
-        # left out). Covered by every integration test that runs a worker.
+        # fetch, each message of a topic with acks kept in flight until acked, and
+        # ``deliver`` in place of ``wait_first`` (and its unused diagnostics flag left out).
+        # Covered by every integration test that runs a worker.
         callback = self.callback
         getmany = self.getmany
         consumer_should_stop = self._stopped.is_set
@@ -365,6 +441,8 @@ class HookedConsumer(aiokafka_driver.Consumer):
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
+                    if acks_enabled_for(message.topic):
+                        self._in_flight[tp].append(message)
                     await self.deliver(callback, message)
                     set_read_offset(tp, offset)
         except self.consumer_stopped_errors:
