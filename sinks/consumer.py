@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 CANCEL_CATCH_UP_S = 1.0
 CATCH_UP_POLL_MS = 10
 LOCK_CHECK_S = 5.0  # an idle sink asks this often whether its shard lock is still held
+#: How long a poll with no batch open may block. It returns at the first record, so this only
+#: bounds how often an idle sink wakes to check its lock and its stop flag.
+IDLE_POLL_MS = 1000
 
 
 class SinkConsumer:
@@ -103,7 +106,7 @@ class SinkConsumer:
                 continue
             room = max(1, self._batch_size - len(self._sink))
             timeout_ms = (
-                int(self._batch_timeout_s * 1000)
+                IDLE_POLL_MS
                 if first_at is None
                 else max(
                     CATCH_UP_POLL_MS if catching_up else 0,

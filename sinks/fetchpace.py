@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from kafka import KafkaConsumer
 
-IDLE_FETCH_MAX_WAIT_MS = 500
+IDLE_FETCH_MAX_WAIT_MS = 2000
 IDLE_FETCH_MIN_BYTES = 1
 
 

@@ -22,7 +22,7 @@ FETCH_MAX_WAIT_MS = 20
 FETCH_MIN_BYTES = 16 * 1024
 
 #: An idle worker's fetch request returns at its first record, or after IDLE_FETCH_MAX_WAIT_MS.
-IDLE_FETCH_MAX_WAIT_MS = 500
+IDLE_FETCH_MAX_WAIT_MS = 2000
 IDLE_FETCH_MIN_BYTES = 1
 
 #: How often a fetcher waiting for room in the stream buffers looks again.

@@ -1,4 +1,4 @@
-"""The sink's batching rule for cancellations, driven by a scripted consumer.
+"""The sink's batching rules, driven by a scripted consumer.
 
 A batch holding an ``OrderCommitted`` is not written while a cancellations partition
 may hold a cancel the sink has not read: either its position is behind its high
@@ -19,7 +19,7 @@ import pytest
 from kafka import TopicPartition
 
 from sinks import consumer as consumer_module
-from sinks.consumer import SinkConsumer
+from sinks.consumer import IDLE_POLL_MS, SinkConsumer
 from sinks.records import ConsumedRecord
 
 COMMITTED = TopicPartition("orders.committed", 0)
@@ -52,8 +52,10 @@ class ScriptedConsumer:
         self._script = deque(script)
         self._positions = {COMMITTED: 0, CANCELS: 0}
         self._highwater: dict[TopicPartition, int | None] = {COMMITTED: None, CANCELS: None}
+        self.timeouts: list[int] = []  # of every poll
 
     def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]:
+        self.timeouts.append(timeout_ms)
         # every scripted step is what has arrived when the poll's wait ends
         self.clock.now += max(timeout_ms, 1) / 1000
         if not self._script:
@@ -120,13 +122,16 @@ class RecordingSink:
         self._buffer.clear()
 
 
-def first_batch(monkeypatch: pytest.MonkeyPatch, script: list[Polled]) -> list[tuple[str, int]]:
+def run_to_first_batch(
+    monkeypatch: pytest.MonkeyPatch, script: list[Polled]
+) -> tuple[RecordingSink, ScriptedConsumer]:
     clock = Clock()
     monkeypatch.setattr(consumer_module, "time", clock)
     stop = threading.Event()
     sink = RecordingSink(stop)
+    kafka = ScriptedConsumer(script, clock)
     consumer = SinkConsumer(
-        ScriptedConsumer(script, clock),  # type: ignore[arg-type]
+        kafka,  # type: ignore[arg-type]
         sink,  # type: ignore[arg-type]
         engine=None,  # type: ignore[arg-type]
         consumer_name="test",
@@ -136,7 +141,29 @@ def first_batch(monkeypatch: pytest.MonkeyPatch, script: list[Polled]) -> list[t
         cancellations_topic=CANCELS.topic,
     )
     consumer.run()
-    return sink.batches[0]
+    return sink, kafka
+
+
+def first_batch(monkeypatch: pytest.MonkeyPatch, script: list[Polled]) -> list[tuple[str, int]]:
+    return run_to_first_batch(monkeypatch, script)[0].batches[0]
+
+
+def test_an_idle_sink_blocks_in_its_poll_and_an_open_batch_waits_only_its_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # with no batch open a poll returns at the first record, so it may block long; once a
+    # record opens a batch, the next poll waits no longer than the batch has left (50 ms)
+    script = [
+        Polled([], {}),
+        Polled([], {}),
+        Polled([(COMMITTED, 0)], {COMMITTED: 1, CANCELS: 0}),
+    ]
+    sink, kafka = run_to_first_batch(monkeypatch, script)
+    assert sink.batches == [[("orders.committed", 0)]]
+    idle, batching = kafka.timeouts[:3], kafka.timeouts[3:]
+    assert idle == [IDLE_POLL_MS] * 3
+    assert batching and all(timeout <= 50 for timeout in batching), batching
+    assert IDLE_POLL_MS >= 500
 
 
 def test_a_commit_waits_for_a_cancellations_partition_no_fetch_has_reported(
