@@ -38,8 +38,8 @@ logger = logging.getLogger(__name__)
 CANCEL_CATCH_UP_S = 1.0
 CATCH_UP_POLL_MS = 10
 LOCK_CHECK_S = 5.0  # an idle sink asks this often whether its shard lock is still held
-#: How long a poll with no batch open may block. It returns at the first record, so this only
-#: bounds how often an idle sink wakes to check its lock and its stop flag.
+#: How long a poll with no batch open may block once the fetches long-poll. It returns at the
+#: first record, so this only bounds how often an idle sink wakes for its lock and stop flag.
 IDLE_POLL_MS = 1000
 
 
@@ -105,14 +105,7 @@ class SinkConsumer:
                 self._wait_retry()
                 continue
             room = max(1, self._batch_size - len(self._sink))
-            timeout_ms = (
-                IDLE_POLL_MS
-                if first_at is None
-                else max(
-                    CATCH_UP_POLL_MS if catching_up else 0,
-                    int((first_at + self._batch_timeout_s - time.monotonic()) * 1000),
-                )
-            )
+            timeout_ms = self._poll_timeout_ms(first_at, catching_up)
             polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=room)
             if self._pace is not None:
                 self._pace.after_poll(self._consumer, sum(map(len, polled.values())))
@@ -139,6 +132,17 @@ class SinkConsumer:
                 self._flush_until_done()
                 first_at = None
         self._flush_until_done(give_up_on_stop=True)
+
+    def _poll_timeout_ms(self, first_at: float | None, catching_up: bool) -> int:
+        """With a batch open, what the batch has left. With none, a poll returns at its first
+        record, so it may block: ``IDLE_POLL_MS`` once the fetches long-poll, the batch
+        timeout while they are short (so that one empty poll, not a second of them, ends them)."""
+        if first_at is not None:
+            left_ms = int((first_at + self._batch_timeout_s - time.monotonic()) * 1000)
+            return max(CATCH_UP_POLL_MS if catching_up else 0, left_ms)
+        if self._pace is not None and not self._pace.idle:
+            return int(self._batch_timeout_s * 1000)
+        return IDLE_POLL_MS
 
     def _cancellations_unread(self) -> bool:
         """True while a cancellations partition holds records this sink has not read.

@@ -25,6 +25,11 @@ FETCH_MIN_BYTES = 16 * 1024
 IDLE_FETCH_MAX_WAIT_MS = 2000
 IDLE_FETCH_MIN_BYTES = 1
 
+#: How long a fetch round waits for records with the short fetches, and with the long polls.
+#: A round that delivers returns at once; an empty one ends the short fetches.
+BUSY_FETCH_ROUND_S = 0.1
+IDLE_FETCH_ROUND_S = 1.0
+
 #: How often a fetcher waiting for room in the stream buffers looks again.
 ROOM_POLL_S = 0.001
 
@@ -59,7 +64,9 @@ class WorkerConsumer(HookedConsumer):
     ``IDLE_FETCH_MAX_WAIT_MS`` for one byte: the broker answers as soon as a record
     arrives, so the first order after a quiet spell waits no longer than before. Nothing is
     buffered when a round delivered nothing, so every partition is in that long request and
-    none waits behind it. The first round that delivers sets the short waits back
+    none waits behind it. The first round that delivers sets the short waits back. A round
+    with the short waits lasts at most ``BUSY_FETCH_ROUND_S``, not Faust's second: an empty
+    second of them was ~50 empty fetches after every burst, the expiry ticks' included
     (docs/decisions/0024-idle-fetches.md).
     """
 
@@ -68,6 +75,10 @@ class WorkerConsumer(HookedConsumer):
     delivered = 0  # messages handed to the conductor so far
     _delivered_before = 0  # ... when the last fetch round began
     _idle_fetches = False
+
+    def fetch_round_s(self) -> float:
+        """A short round while the fetches are short, Faust's second while they long-poll."""
+        return IDLE_FETCH_ROUND_S if self._idle_fetches else BUSY_FETCH_ROUND_S
 
     def pace_fetches(self) -> None:
         """Long idle fetches after a round that delivered nothing, short ones after one that did."""

@@ -352,8 +352,9 @@ def new_offset_before_in_flight(
 class HookedConsumer(aiokafka_driver.Consumer):
     """Faust's aiokafka consumer with what a subclass may change: the aiokafka consumer's
     fetch options (None: as Faust builds it), ``before_fetch`` (awaited before every
-    fetch; by default nothing) and ``deliver`` (hands one message to the conductor; by
-    default as Faust does).
+    fetch; by default nothing), ``fetch_round_s`` (how long one fetch round waits for
+    records; Faust's 1 s by default) and ``deliver`` (hands one message to the conductor;
+    by default as Faust does).
 
     It also never commits past a message in flight (``new_offset_before_in_flight``): every
     message delivered from a topic with acks is kept, in order, until it is acked.
@@ -398,6 +399,9 @@ class HookedConsumer(aiokafka_driver.Consumer):
     async def before_fetch(self) -> None:
         return None
 
+    def fetch_round_s(self) -> float:
+        return 1.0
+
     async def deliver(
         self, callback: Callable[[Message], Awaitable[Any]], message: Message
     ) -> None:
@@ -405,8 +409,9 @@ class HookedConsumer(aiokafka_driver.Consumer):
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - Faust's loop
         # faust-streaming 0.15.3 Consumer._drain_messages, with ``before_fetch`` before each
-        # fetch, each message of a topic with acks kept in flight until acked, and
-        # ``deliver`` in place of ``wait_first`` (and its unused diagnostics flag left out).
+        # fetch, ``fetch_round_s`` in place of its 1 s, each message of a topic with acks
+        # kept in flight until acked, and ``deliver`` in place of ``wait_first`` (and its
+        # unused diagnostics flag left out).
         # Covered by every integration test that runs a worker.
         callback = self.callback
         getmany = self.getmany
@@ -421,7 +426,7 @@ class HookedConsumer(aiokafka_driver.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 await self.before_fetch()
-                ait = getmany(timeout=1.0)
+                ait = getmany(timeout=self.fetch_round_s())
                 # Faust: getmany may be called in a loop that never releases the event loop
                 await self.sleep(0)
                 if self.should_stop:

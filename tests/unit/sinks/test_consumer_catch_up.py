@@ -20,6 +20,7 @@ from kafka import TopicPartition
 
 from sinks import consumer as consumer_module
 from sinks.consumer import IDLE_POLL_MS, SinkConsumer
+from sinks.fetchpace import FetchPace
 from sinks.records import ConsumedRecord
 
 COMMITTED = TopicPartition("orders.committed", 0)
@@ -53,6 +54,7 @@ class ScriptedConsumer:
         self._positions = {COMMITTED: 0, CANCELS: 0}
         self._highwater: dict[TopicPartition, int | None] = {COMMITTED: None, CANCELS: None}
         self.timeouts: list[int] = []  # of every poll
+        self._fetcher = SimpleNamespace(config={})  # what FetchPace sets
 
     def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]:
         self.timeouts.append(timeout_ms)
@@ -123,7 +125,7 @@ class RecordingSink:
 
 
 def run_to_first_batch(
-    monkeypatch: pytest.MonkeyPatch, script: list[Polled]
+    monkeypatch: pytest.MonkeyPatch, script: list[Polled], pace: FetchPace | None = None
 ) -> tuple[RecordingSink, ScriptedConsumer]:
     clock = Clock()
     monkeypatch.setattr(consumer_module, "time", clock)
@@ -139,6 +141,7 @@ def run_to_first_batch(
         batch_timeout_s=0.05,
         stop=stop,
         cancellations_topic=CANCELS.topic,
+        pace=pace,
     )
     consumer.run()
     return sink, kafka
@@ -164,6 +167,21 @@ def test_an_idle_sink_blocks_in_its_poll_and_an_open_batch_waits_only_its_time(
     assert idle == [IDLE_POLL_MS] * 3
     assert batching and all(timeout <= 50 for timeout in batching), batching
     assert IDLE_POLL_MS >= 500
+
+
+def test_a_poll_with_short_fetches_is_short_so_one_empty_poll_ends_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pace = FetchPace(busy_max_wait_ms=40, busy_min_bytes=32 * 1024)  # starts busy
+    script = [
+        Polled([], {}),  # empty: the fetches long-poll from here
+        Polled([], {}),
+        Polled([(COMMITTED, 0)], {COMMITTED: 1, CANCELS: 0}),
+    ]
+    sink, kafka = run_to_first_batch(monkeypatch, script, pace)
+    assert sink.batches == [[("orders.committed", 0)]]
+    assert kafka.timeouts[:3] == [50, IDLE_POLL_MS, IDLE_POLL_MS]
+    assert kafka.timeouts[3:] and all(timeout <= 50 for timeout in kafka.timeouts[3:])
 
 
 def test_a_commit_waits_for_a_cancellations_partition_no_fetch_has_reported(

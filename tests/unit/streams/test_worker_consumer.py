@@ -16,10 +16,12 @@ import pytest
 from orderstream.core.settings import Settings
 from streams.app import create_app
 from streams.faustconsumer import (
+    BUSY_FETCH_ROUND_S,
     FETCH_MAX_WAIT_MS,
     FETCH_MIN_BYTES,
     IDLE_FETCH_MAX_WAIT_MS,
     IDLE_FETCH_MIN_BYTES,
+    IDLE_FETCH_ROUND_S,
     WorkerConsumer,
     step_inline,
 )
@@ -167,15 +169,18 @@ def test_a_fetch_round_that_delivered_nothing_makes_the_next_fetches_long_polls(
         _idle_fetches=False,
     )
 
-    def round_delivering(messages: int) -> tuple[int, int]:
+    def round_delivering(messages: int) -> tuple[int, int, float]:
         consumer.delivered += messages
         WorkerConsumer.pace_fetches(consumer)  # type: ignore[arg-type]
-        return fetcher._fetch_max_wait_ms, fetcher._fetch_min_bytes
+        round_s = WorkerConsumer.fetch_round_s(consumer)  # type: ignore[arg-type]
+        return fetcher._fetch_max_wait_ms, fetcher._fetch_min_bytes, round_s
 
+    # short fetches come with short rounds, so one empty round ends them
     busy, idle = (
-        (FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES),
-        (IDLE_FETCH_MAX_WAIT_MS, IDLE_FETCH_MIN_BYTES),
+        (FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES, BUSY_FETCH_ROUND_S),
+        (IDLE_FETCH_MAX_WAIT_MS, IDLE_FETCH_MIN_BYTES, IDLE_FETCH_ROUND_S),
     )
+    assert BUSY_FETCH_ROUND_S < IDLE_FETCH_ROUND_S
     assert round_delivering(0) == idle
     assert round_delivering(0) == idle
     assert round_delivering(3) == busy  # the first record after a quiet spell
