@@ -136,9 +136,9 @@ def sink(
 @click.option("--batch-size", default=1000, show_default=True)
 @click.option(
     "--poll-interval",
-    default=0.5,
+    default=2.0,
     show_default=True,
-    help="Seconds between polls without a NOTIFY.",
+    help="Seconds between polls without a NOTIFY (a NOTIFY wakes the relay at once).",
 )
 @click.option(
     "--retention-hours", default=168.0, show_default=True, help="Keep sent outbox rows this long."

@@ -200,7 +200,7 @@ def run_relay(
     relay: OutboxRelay,
     listener: OutboxListener,
     stop: threading.Event,
-    poll_interval_s: float = 0.5,
+    poll_interval_s: float = 2.0,
     retention_s: float = 7 * 24 * 3600,
     on_round: Callable[[int], None] | None = None,
     heartbeat: Heartbeat | None = None,
