@@ -155,7 +155,9 @@ async def lose_node(local: LocalStack, program: str, down_s: float) -> NodeDown:
     tree = await asyncio.to_thread(local.fault_pids, program, pid, pause=False)
     send(tree, signal.SIGKILL)
     killed = time.monotonic()
-    await asyncio.to_thread(local.ctl, "stop", program)
+    # supervisord may have restarted it already; a node stopped while starting can take its
+    # whole stopwaitsecs (60 s) before supervisord kills it, so wait longer than that
+    await asyncio.to_thread(local.ctl, "stop", program, timeout=120.0)
     await asyncio.sleep(max(0.0, killed + down_s - time.monotonic()))
     await asyncio.to_thread(local.ctl, "start", program, timeout=180.0)
     restarted = time.monotonic()
