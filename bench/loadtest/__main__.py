@@ -2,10 +2,12 @@
 
 Stocks a catalog through the admin API, then runs Locust headless (``locustfile.py``: look at
 a product, buy it, check the order with ``?wait``) with ``--users`` buyers for the ramp plus
-``--duration`` seconds. Writes Locust's own HTML report and CSVs, a plot over time, and
-``summary.json``/``report.md``: success, average and p99 against the goals, orders per
-second, and the stack's CPU per order over the steady window (from ``/proc``, per program,
-with Locust's own CPU apart). Never run from tests as a measure: it measures.
+``--duration`` seconds, after a warm-up of the same load (``--warmup``, on a catalog of its
+own, reported apart) so that a freshly started JVM is not what is measured. Writes Locust's
+own HTML report and CSVs, a plot over time, and ``summary.json``/``report.md``: success,
+average and p99 against the goals, orders per second, and the stack's CPU per order over the
+steady window (from ``/proc``, per program, with Locust's own CPU apart). Never run from tests
+as a measure: it measures.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--duration", type=float, default=60.0, help="seconds of load after the ramp (60)"
     )
+    parser.add_argument(
+        "--warmup", type=float, default=30.0,
+        help="seconds of the same load after its ramp, on a catalog of its own, before the "
+        "measured run; reported apart, never judged; 0 for none (30)",
+    )  # fmt: skip
     parser.add_argument("--products", type=int, default=100, help="products in the catalog")
     parser.add_argument("--stock", type=int, default=100_000, help="units of each product")
     parser.add_argument("--think", default="1,2", help="think time between buys, low,high s")
@@ -66,12 +73,11 @@ def stock_catalog(target: Target, products: int, units: int) -> list[str]:
     return list(stock)
 
 
-def locust_command(args: argparse.Namespace, host: str, ramp_s: float) -> list[str]:
-    out: Path = args.out
+def locust_command(args: argparse.Namespace, host: str, run_s: float, out: Path) -> list[str]:
     return [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "--users", str(args.users), "--spawn-rate", str(args.spawn_rate),
-        "--run-time", f"{round(ramp_s + args.duration)}s", "--stop-timeout", "10",
+        "--run-time", f"{round(run_s)}s", "--stop-timeout", "10",
         "--host", host, "--csv", str(out / "locust"), "--csv-full-history",
         "--html", str(out / "locust.html"), "--only-summary", "--loglevel", "WARNING",
     ]  # fmt: skip
@@ -97,13 +103,28 @@ def main(argv: list[str] | None = None) -> int:
     ramp_s = args.users / args.spawn_rate
     env = {
         **os.environ,
-        "LOADTEST_PRODUCTS": ",".join(products),
         "LOADTEST_STOREFRONT_KEY": settings.storefront_key,
         "LOADTEST_WAIT_S": str(args.wait),
         "LOADTEST_THINK": args.think,
     }
+    warmup = None
+    if args.warmup > 0:
+        warm_out = args.out / "warmup"
+        warm_out.mkdir(exist_ok=True)
+        warm_products = stock_catalog(target, args.products, args.stock)
+        print(f"warm-up: {args.users} buyers over {ramp_s:.0f} s, then {args.warmup:.0f} s")
+        subprocess.run(
+            locust_command(args, url, ramp_s + args.warmup, warm_out),
+            env={**env, "LOADTEST_PRODUCTS": ",".join(warm_products)},
+            timeout=ramp_s + args.warmup + 120,
+            check=False,
+        )
+        warmup = read_stats(warm_out / "locust_stats.csv")
     print(f"{args.users} buyers over {ramp_s:.0f} s, then {args.duration:.0f} s of load")
-    locust = subprocess.Popen(locust_command(args, url, ramp_s), env=env)
+    locust = subprocess.Popen(
+        locust_command(args, url, ramp_s + args.duration, args.out),
+        env={**env, "LOADTEST_PRODUCTS": ",".join(products)},
+    )
     try:
         process = psutil.Process(locust.pid)
         # the steady window: from 5 s after the ramp to 5 s before the end
@@ -119,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = read_stats(args.out / "locust_stats.csv")
     history = read_history(args.out / "locust_stats_history.csv")
     options = vars(args) | {"out": str(args.out), "product_ids": products}
-    summary = summarise(stats, history, window, options)
+    summary = summarise(stats, history, window, options, warmup)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_history(history, args.out / "loadtest.png")
     (args.out / "report.md").write_text(render_report(summary))

@@ -98,8 +98,10 @@ def summarise(
     history: list[Row],
     window: LoadtestWindow,
     options: Mapping[str, Any],
+    warmup: Mapping[str, Row] | None = None,
 ) -> dict[str, Any]:
-    """Every figure of the run: per request kind, the whole, the goals and CPU per order."""
+    """Every figure of the run: per request kind, the whole, the goals and CPU per order.
+    ``warmup`` is the warm-up run's ``locust_stats.csv``: reported, never judged."""
     overall = request_figures(stats[AGGREGATED])
     seconds = window.t1 - window.t0
     orders = count_at(history, ORDERS, window.t1) - count_at(history, ORDERS, window.t0)
@@ -127,6 +129,7 @@ def summarise(
             "stack_cores": round(stack_cpu / seconds, 2) if seconds > 0 else math.nan,
             "locust_core_share": round(cpu.get(LOCUST, 0.0) / seconds, 2) if seconds else math.nan,
         },
+        "warmup": request_figures(warmup[AGGREGATED]) if warmup else None,
     }
 
 
@@ -146,6 +149,7 @@ def render_report(summary: Mapping[str, Any]) -> str:
         f"`GET /v1/orders/{{id}}?wait={options['wait']:g}`; {options['products']} products of "
         f"{options['stock']} units; {options['duration']:g} s after the ramp.",
         "",
+        *_warmup_lines(options, summary.get("warmup")),
         "| goal | figure | value | met |",
         "|---|---|---|---|",
     ]
@@ -172,6 +176,21 @@ def render_report(summary: Mapping[str, Any]) -> str:
         "",
     ]  # fmt: skip
     return "\n".join(out)
+
+
+def _warmup_lines(options: Mapping[str, Any], warmup: Mapping[str, float] | None) -> list[str]:
+    if not options.get("warmup"):
+        return ["No warm-up ran: the figures include the stack's cold start.", ""]
+    line = (
+        f"Measured after a warm-up of the same buyers for {options['warmup']:g} s after their "
+        "ramp, on a catalog of its own, so that Kafka's JIT and the programs' caches are warm, "
+        "as on a stack that has served before. The warm-up is not judged"
+    )
+    if warmup:
+        line += (f": {_fmt(warmup['requests'])} requests, {_fmt(warmup['success_pct'])} % "
+                 f"success, average {_fmt(warmup['average_ms'])} ms, p99 "
+                 f"{_fmt(warmup['p99_ms'])} ms")  # fmt: skip
+    return [line + ".", ""]
 
 
 def plot_history(history: list[Row], path: Path) -> None:

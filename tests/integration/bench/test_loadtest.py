@@ -19,7 +19,8 @@ def test_a_small_load_test_orders_for_real_and_writes_its_reports(
     out = tmp_path / "loadtest"
     command = [
         sys.executable, "-m", "bench.loadtest", "--users", "4", "--spawn-rate", "4",
-        "--duration", "12", "--products", "3", "--stock", "1000", "--think", "0.2,0.4",
+        "--duration", "12", "--warmup", "3", "--products", "3", "--stock", "1000",
+        "--think", "0.2,0.4",
         "--out", str(out),
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
@@ -34,6 +35,7 @@ def test_a_small_load_test_orders_for_real_and_writes_its_reports(
     assert posts["requests"] - 4 <= gets <= posts["requests"]  # the end may cut a buyer's GET
     assert set(summary["goals"]) == {"success", "average", "p99"}
     assert summary["window"]["orders"] > 0
+    assert summary["warmup"]["requests"] > 0  # ran on its own catalog, counted apart
 
     products = summary["options"]["product_ids"]
     query = sa.text(

@@ -99,3 +99,28 @@ def test_no_requests_meets_no_goal_and_the_report_still_renders(tmp_path: Path) 
     assert not summary["goals"]["success"]["met"]
     assert math.isnan(summary["window"]["stack_cpu_ms_per_order"])
     assert "| success >= 99.9 | success_pct | n/a | no |" in render_report(summary)
+
+
+def test_a_warm_up_is_reported_apart_and_never_judged(tmp_path: Path) -> None:
+    (tmp_path / "warmup").mkdir()
+    measured = read_stats(stats_csv(tmp_path, 10_000, 0, 80.0, 300))
+    warm = read_stats(stats_csv(tmp_path / "warmup", 5_000, 40, 900.0, 2_000))
+    history = read_history(history_csv(tmp_path, {100: 0}))
+    options = {**OPTIONS, "warmup": 30.0}
+    summary = summarise(measured, history, LoadtestWindow(100, 110, {}, {}), options, warm)
+
+    assert all(goal["met"] for goal in summary["goals"].values())
+    assert summary["warmup"]["requests"] == 5_000 and summary["warmup"]["p99_ms"] == 2_000
+    report = render_report(summary)
+    assert "warm-up of the same buyers for 30 s" in report
+    assert "5,000.0 requests, 99.2 % success, average 900.0 ms, p99 2,000.0 ms" in report
+
+
+def test_a_run_without_a_warm_up_says_it_includes_the_cold_start(tmp_path: Path) -> None:
+    stats = read_stats(stats_csv(tmp_path, 10_000, 0, 80.0, 300))
+    history = read_history(history_csv(tmp_path, {100: 0}))
+    options = {**OPTIONS, "warmup": 0.0}
+    summary = summarise(stats, history, LoadtestWindow(100, 110, {}, {}), options)
+
+    assert summary["warmup"] is None
+    assert "No warm-up ran" in render_report(summary)
