@@ -30,6 +30,7 @@ from sink_helpers import (
 from orderstream.core.readmodel import Keys, decode_order
 from orderstream.core.settings import Settings
 from schemas.common import event_id_for
+from schemas.inventory import Discontinue, UpsertProduct
 from schemas.orders import REQUEST_KEY_CHARS, OrderCancelled, OrderCommitted, OrderRejected
 from schemas.topics import (
     DEAD_LETTER,
@@ -280,6 +281,49 @@ def test_one_idempotency_key_buys_once_whatever_arrives(
             ),
             {"o": key + "f" * 16, "k": key},
         )
+
+
+def test_a_catalog_import_writes_every_product_once_with_its_last_change(
+    sink_settings: Settings, sink_engine: sa.Engine, producer: Producer, namespace: str
+) -> None:
+    ids = [f"{namespace}p{n}" for n in range(600)]
+    for n, pid in enumerate(ids):
+        upsert = UpsertProduct(
+            command_id=f"{pid}-1", product_id=pid, name=f"product {n}",
+            price=Decimal(f"{n}.{n % 100:02d}"), limit_per_customer=n % 3 or None,
+        )  # fmt: skip
+        producer.send(INVENTORY_COMMANDS, pid, upsert)
+    changed, gone, never = ids[2], ids[1], f"{namespace}never"
+    producer.send(INVENTORY_COMMANDS, gone, Discontinue(command_id=f"{gone}-2", product_id=gone))
+    producer.send(
+        INVENTORY_COMMANDS,
+        changed,
+        UpsertProduct(command_id=f"{changed}-2", product_id=changed, name="renamed",
+                      price=Decimal("0.01"), description="now described"),
+    )  # fmt: skip
+    producer.send(INVENTORY_COMMANDS, never, Discontinue(command_id="x", product_id=never))
+    producer.flush()
+
+    with sink_in_thread(sink_settings):
+        wait_until(lambda: offsets_caught_up(sink_engine, sink_settings), 120, "sink caught up")
+
+    with sink_engine.connect() as conn:
+        rows = {
+            pid: rest
+            for pid, *rest in conn.execute(
+                sa.text(
+                    "SELECT product_id, name, price, active, limit_per_customer, description "
+                    "FROM products WHERE starts_with(product_id, :ns)"
+                ),
+                {"ns": namespace},
+            )
+        }
+    assert sorted(rows) == sorted(ids)  # a discontinue alone creates nothing
+    assert rows[changed] == ["renamed", Decimal("0.01"), True, None, "now described"]
+    assert rows[gone] == ["product 1", Decimal("1.01"), False, 1, None]
+    for n, pid in enumerate(ids[3:], start=3):
+        assert rows[pid] == [f"product {n}", Decimal(f"{n}.{n % 100:02d}"), True, n % 3 or None,
+                             None], pid  # fmt: skip
 
 
 def test_a_restarted_sink_writes_its_last_statuses_to_the_read_model_again(
