@@ -1,7 +1,8 @@
 """Writes the Redis read model from the stream processors, off the decision path.
 
 Agents only ``enqueue`` (a dict update, no I/O); ``run`` flushes what is pending in one
-pipeline every ``interval`` seconds, many products or statuses per script call
+pipeline, at most once every ``interval`` seconds, and sleeps while nothing is pending (a
+first write after a quiet spell goes at once); many products or statuses per script call
 (``orderstream.core.readmodel.ReadModelWrites``). Product availability is the absolute value from
 the table, written only when newer than what Redis holds (``SET_PRODUCT_LUA``: versioned by
 the source offsets applied to the product, so a late write of a worker that lost the
@@ -36,6 +37,7 @@ class ReadModelWriter:
         self.statuses: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
         self.applied: dict[str, set[str]] = {}  # product -> admin command ids applied
         self._sender = Sender(client) if client is not None else None
+        self._pending = asyncio.Event()  # set by every enqueue, and after a failed flush
 
     def enqueue_product(self, product: ProductState) -> None:
         version = (product.applied_commands, product.applied_requests)
@@ -50,11 +52,13 @@ class ReadModelWriter:
                 limit_per_customer=product.limit_per_customer,
             ),
         )
+        self._pending.set()
 
     def enqueue_applied(self, product_id: str, command_id: str) -> None:
         """An admin command is applied: its id leaves the product's pending set (the sold-out
         gate's, ``ingress.admission``) in the write that shows the product after it."""
         self.applied.setdefault(product_id, set()).add(command_id)
+        self._pending.set()
 
     def enqueue_status(self, order_id: str, status: str, fields: dict[str, Any]) -> None:
         if self.client is None:
@@ -63,6 +67,7 @@ class ReadModelWriter:
         if len(self.statuses) > MAX_PENDING_STATUSES:
             self.statuses.popitem(last=False)
             logger.error("read model backlog full; oldest status update dropped")
+        self._pending.set()
 
     async def flush(self) -> int:
         """Write what is pending; on failure keep it for the next try. Returns writes sent."""
@@ -95,15 +100,25 @@ class ReadModelWriter:
         return len(products) + len(statuses) + len(applied)
 
     async def run(self) -> None:
+        """Flush whenever something is pending, at most once per ``interval`` (or per backoff
+        after a failure). A quiet worker never wakes for this: no enqueue, no flush."""
+        loop = asyncio.get_running_loop()
         backoff = self.interval
+        flushed_at = -backoff
         while True:
-            await asyncio.sleep(backoff)
+            await self._pending.wait()
+            delay = flushed_at + backoff - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._pending.clear()  # enqueues from here on wake the next round
             try:
                 await self.flush()
                 backoff = self.interval
             except Exception as exc:  # Redis down: decisions go on, retry later
                 backoff = min(5.0, max(backoff * 2, 0.2))
                 logger.warning("read model write failed (%s); retry in %.1fs", exc, backoff)
+                self._pending.set()  # what failed is pending again
+            flushed_at = loop.time()
 
     async def close(self) -> None:
         if self.client is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any
 
 import fakeredis
 import pytest
@@ -88,5 +89,68 @@ def test_an_older_product_write_never_replaces_a_newer_one() -> None:
         newer.enqueue_product(product(2, commands=10, requests=41))  # a newer reservation
         await newer.flush()
         assert await redis.hget(available, "available") == b"2"
+
+    asyncio.run(run())
+
+
+class CountingWriter(ReadModelWriter):
+    """Reports each flush its ``run`` makes: True when it wrote, False when it failed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flushes: asyncio.Queue[bool] = asyncio.Queue()
+
+    async def flush(self) -> int:
+        try:
+            written = await super().flush()
+        except Exception:
+            self.flushes.put_nowait(False)
+            raise
+        self.flushes.put_nowait(True)
+        return written
+
+    async def next_flush(self) -> bool:
+        return await asyncio.wait_for(self.flushes.get(), 5.0)
+
+
+def test_a_quiet_writer_never_flushes_and_wakes_for_the_first_enqueue() -> None:
+    async def run() -> None:
+        redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+        writer = CountingWriter(redis, Keys(), interval=0.001)
+        task = asyncio.create_task(writer.run())
+        try:
+            await asyncio.sleep(0.1)  # a hundred intervals with nothing to write
+            assert writer.flushes.empty()
+            writer.enqueue_product(product(7))
+            assert await writer.next_flush()
+            assert await redis.hget(Keys().product("sku-a"), "available") == b"7"
+            assert writer.flushes.empty()
+        finally:
+            task.cancel()
+
+    asyncio.run(run())
+
+
+def test_a_failed_flush_is_retried_without_another_enqueue() -> None:
+    class DownOnce(fakeredis.FakeAsyncRedis):
+        failures = 1
+
+        def pipeline(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if DownOnce.failures:
+                DownOnce.failures -= 1
+                raise ConnectionError("redis down")
+            return super().pipeline(*args, **kwargs)
+
+    async def run() -> None:
+        redis = DownOnce(server=fakeredis.FakeServer())
+        writer = CountingWriter(redis, Keys(), interval=0.001)
+        task = asyncio.create_task(writer.run())
+        try:
+            writer.enqueue_product(product(4))
+            assert not await writer.next_flush()
+            assert await writer.next_flush()
+            assert await redis.hget(Keys().product("sku-a"), "available") == b"4"
+        finally:
+            task.cancel()
 
     asyncio.run(run())
