@@ -293,18 +293,23 @@ def test_a_catalog_import_writes_every_product_once_with_its_last_change(
             price=Decimal(f"{n}.{n % 100:02d}"), limit_per_customer=n % 3 or None,
         )  # fmt: skip
         producer.send(INVENTORY_COMMANDS, pid, upsert)
-    changed, gone, never = ids[2], ids[1], f"{namespace}never"
-    producer.send(INVENTORY_COMMANDS, gone, Discontinue(command_id=f"{gone}-2", product_id=gone))
-    producer.send(
-        INVENTORY_COMMANDS,
-        changed,
-        UpsertProduct(command_id=f"{changed}-2", product_id=changed, name="renamed",
-                      price=Decimal("0.01"), description="now described"),
-    )  # fmt: skip
-    producer.send(INVENTORY_COMMANDS, never, Discontinue(command_id="x", product_id=never))
     producer.flush()
+    changed, gone, never = ids[2], ids[1], f"{namespace}never"
 
     with sink_in_thread(sink_settings):
+        wait_until(lambda: offsets_caught_up(sink_engine, sink_settings), 120, "sink caught up")
+        # later batches, each holding only changes to products already written
+        producer.send(
+            INVENTORY_COMMANDS, gone, Discontinue(command_id=f"{gone}-2", product_id=gone)
+        )
+        producer.send(
+            INVENTORY_COMMANDS,
+            changed,
+            UpsertProduct(command_id=f"{changed}-2", product_id=changed, name="renamed",
+                          price=Decimal("0.01"), description="now described"),
+        )  # fmt: skip
+        producer.send(INVENTORY_COMMANDS, never, Discontinue(command_id="x", product_id=never))
+        producer.flush()
         wait_until(lambda: offsets_caught_up(sink_engine, sink_settings), 120, "sink caught up")
 
     with sink_engine.connect() as conn:
