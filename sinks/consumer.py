@@ -136,7 +136,7 @@ class SinkConsumer:
     def _poll_timeout_ms(self, first_at: float | None, catching_up: bool) -> int:
         """With a batch open, what the batch has left. With none, a poll returns at its first
         record, so it may block: ``IDLE_POLL_MS`` once the fetches long-poll, the batch
-        timeout while they are short (so that one empty poll, not a second of them, ends them)."""
+        timeout while they are short (so that a quiet spell soon ends them: sinks.fetchpace)."""
         if first_at is not None:
             left_ms = int((first_at + self._batch_timeout_s - time.monotonic()) * 1000)
             return max(CATCH_UP_POLL_MS if catching_up else 0, left_ms)

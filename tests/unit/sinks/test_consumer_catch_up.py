@@ -20,7 +20,7 @@ from kafka import TopicPartition
 
 from sinks import consumer as consumer_module
 from sinks.consumer import IDLE_POLL_MS, SinkConsumer
-from sinks.fetchpace import FetchPace
+from sinks.fetchpace import QUIET_BEFORE_IDLE_S, FetchPace
 from sinks.records import ConsumedRecord
 
 COMMITTED = TopicPartition("orders.committed", 0)
@@ -169,19 +169,21 @@ def test_an_idle_sink_blocks_in_its_poll_and_an_open_batch_waits_only_its_time(
     assert IDLE_POLL_MS >= 500
 
 
-def test_a_poll_with_short_fetches_is_short_so_one_empty_poll_ends_them(
+def test_polls_with_short_fetches_are_short_so_a_quiet_spell_soon_ends_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    pace = FetchPace(busy_max_wait_ms=40, busy_min_bytes=32 * 1024)  # starts busy
-    script = [
-        Polled([], {}),  # empty: the fetches long-poll from here
-        Polled([], {}),
-        Polled([(COMMITTED, 0)], {COMMITTED: 1, CANCELS: 0}),
-    ]
+    # starts busy; its clock is the consumer's (each poll advances it by its timeout)
+    pace = FetchPace(40, 32 * 1024, clock=lambda: consumer_module.time.monotonic())
+    script = [Polled([], {}) for _ in range(14)]
+    script.append(Polled([(COMMITTED, 0)], {COMMITTED: 1, CANCELS: 0}))
     sink, kafka = run_to_first_batch(monkeypatch, script, pace)
     assert sink.batches == [[("orders.committed", 0)]]
-    assert kafka.timeouts[:3] == [50, IDLE_POLL_MS, IDLE_POLL_MS]
-    assert kafka.timeouts[3:] and all(timeout <= 50 for timeout in kafka.timeouts[3:])
+    short = kafka.timeouts.index(IDLE_POLL_MS)
+    # one batch timeout per empty poll until the spell is over, then the long polls
+    assert kafka.timeouts[:short] == [50] * short
+    assert QUIET_BEFORE_IDLE_S * 1000 <= short * 50 <= QUIET_BEFORE_IDLE_S * 1000 + 100
+    assert kafka.timeouts[short:15] == [IDLE_POLL_MS] * (15 - short)
+    assert kafka.timeouts[15:] and all(timeout <= 50 for timeout in kafka.timeouts[15:])
 
 
 def test_a_commit_waits_for_a_cancellations_partition_no_fetch_has_reported(
