@@ -8,6 +8,7 @@ The parts that reach into faust-streaming (the fetch options, the fetch loop) ar
 from __future__ import annotations
 
 import asyncio
+import time
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, cast
@@ -26,9 +27,13 @@ IDLE_FETCH_MAX_WAIT_MS = 2000
 IDLE_FETCH_MIN_BYTES = 1
 
 #: How long a fetch round waits for records with the short fetches, and with the long polls.
-#: A round that delivers returns at once; an empty one ends the short fetches.
+#: A round that delivers returns at once.
 BUSY_FETCH_ROUND_S = 0.1
 IDLE_FETCH_ROUND_S = 1.0
+#: How long rounds must deliver nothing before the fetches long-poll (sinks.fetchpace: a
+#: short fetch answered after its round gave up would leave the busy partitions out of the
+#: long request that follows, for up to IDLE_FETCH_MAX_WAIT_MS).
+QUIET_BEFORE_IDLE_S = 0.5
 
 #: How often a fetcher waiting for room in the stream buffers looks again.
 ROOM_POLL_S = 0.001
@@ -62,12 +67,13 @@ class WorkerConsumer(HookedConsumer):
     (and the broker as many to answer). So when a fetch round delivered nothing (Faust's
     fetch loop waits up to a second for records) the next requests wait up to
     ``IDLE_FETCH_MAX_WAIT_MS`` for one byte: the broker answers as soon as a record
-    arrives, so the first order after a quiet spell waits no longer than before. Nothing is
-    buffered when a round delivered nothing, so every partition is in that long request and
-    none waits behind it. The first round that delivers sets the short waits back. A round
-    with the short waits lasts at most ``BUSY_FETCH_ROUND_S``, not Faust's second: an empty
-    second of them was ~50 empty fetches after every burst, the expiry ticks' included
-    (docs/decisions/0024-idle-fetches.md).
+    arrives, so the first order after a quiet spell waits no longer than before. The first
+    round that delivers sets the short waits back. A round with the short waits lasts at most
+    ``BUSY_FETCH_ROUND_S``, not Faust's second, and the long polls start once rounds have
+    delivered nothing for ``QUIET_BEFORE_IDLE_S``, not after one empty round: under load a
+    short fetch answered after its round gave up lands while the next request is built, and
+    leaves the partitions it carried (the busy ones) out of it; a long request would hold
+    them for its two seconds (docs/decisions/0024-idle-fetches.md).
     """
 
     fetch_max_wait_ms = FETCH_MAX_WAIT_MS
@@ -75,15 +81,25 @@ class WorkerConsumer(HookedConsumer):
     delivered = 0  # messages handed to the conductor so far
     _delivered_before = 0  # ... when the last fetch round began
     _idle_fetches = False
+    _quiet_since: float | None = None  # when the rounds began to deliver nothing
 
     def fetch_round_s(self) -> float:
         """A short round while the fetches are short, Faust's second while they long-poll."""
         return IDLE_FETCH_ROUND_S if self._idle_fetches else BUSY_FETCH_ROUND_S
 
-    def pace_fetches(self) -> None:
-        """Long idle fetches after a round that delivered nothing, short ones after one that did."""
-        idle = self.delivered == self._delivered_before
+    def pace_fetches(self, now: float | None = None) -> None:
+        """Long idle fetches once rounds have delivered nothing for ``QUIET_BEFORE_IDLE_S``,
+        short ones after a round that delivered."""
+        now = time.monotonic() if now is None else now
+        quiet = self.delivered == self._delivered_before
         self._delivered_before = self.delivered
+        if quiet:
+            if self._quiet_since is None:
+                self._quiet_since = now
+            idle = now - self._quiet_since >= QUIET_BEFORE_IDLE_S
+        else:
+            self._quiet_since = None
+            idle = False
         if idle == self._idle_fetches:
             return
         if idle:

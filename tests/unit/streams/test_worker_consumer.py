@@ -22,6 +22,7 @@ from streams.faustconsumer import (
     IDLE_FETCH_MAX_WAIT_MS,
     IDLE_FETCH_MIN_BYTES,
     IDLE_FETCH_ROUND_S,
+    QUIET_BEFORE_IDLE_S,
     WorkerConsumer,
     step_inline,
 )
@@ -158,7 +159,7 @@ async def test_the_workers_aiokafka_consumer_is_built_with_prompt_fetch_options(
         await consumer.stop()
 
 
-def test_a_fetch_round_that_delivered_nothing_makes_the_next_fetches_long_polls() -> None:
+def test_rounds_that_delivered_nothing_for_a_quiet_spell_make_the_next_fetches_long_polls() -> None:
     fetcher = SimpleNamespace(
         _fetch_max_wait_ms=FETCH_MAX_WAIT_MS, _fetch_min_bytes=FETCH_MIN_BYTES
     )
@@ -167,25 +168,34 @@ def test_a_fetch_round_that_delivered_nothing_makes_the_next_fetches_long_polls(
         delivered=0,
         _delivered_before=0,
         _idle_fetches=False,
+        _quiet_since=None,
     )
+    now = [50.0]
 
-    def round_delivering(messages: int) -> tuple[int, int, float]:
+    def round_delivering(messages: int, after_s: float = BUSY_FETCH_ROUND_S) -> tuple:
+        now[0] += after_s
         consumer.delivered += messages
-        WorkerConsumer.pace_fetches(consumer)  # type: ignore[arg-type]
+        WorkerConsumer.pace_fetches(consumer, now[0])  # type: ignore[arg-type]
         round_s = WorkerConsumer.fetch_round_s(consumer)  # type: ignore[arg-type]
         return fetcher._fetch_max_wait_ms, fetcher._fetch_min_bytes, round_s
 
-    # short fetches come with short rounds, so one empty round ends them
+    # short fetches come with short rounds, so a quiet spell soon ends them
     busy, idle = (
         (FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES, BUSY_FETCH_ROUND_S),
         (IDLE_FETCH_MAX_WAIT_MS, IDLE_FETCH_MIN_BYTES, IDLE_FETCH_ROUND_S),
     )
     assert BUSY_FETCH_ROUND_S < IDLE_FETCH_ROUND_S
-    assert round_delivering(0) == idle
-    assert round_delivering(0) == idle
+    # one empty round (a short fetch answered after its round gave up) is not a quiet spell
+    assert round_delivering(0) == busy
+    assert round_delivering(7) == busy
+    assert round_delivering(0) == busy
+    assert round_delivering(0, QUIET_BEFORE_IDLE_S - 0.05) == busy
+    assert round_delivering(0, 0.05) == idle
+    assert round_delivering(0, IDLE_FETCH_ROUND_S) == idle
     assert round_delivering(3) == busy  # the first record after a quiet spell
     assert round_delivering(500) == busy
-    assert round_delivering(0) == idle
+    assert round_delivering(0) == busy  # the spell starts again from this round
+    assert round_delivering(0, QUIET_BEFORE_IDLE_S) == idle
 
 
 def test_pacing_waits_for_a_started_fetcher() -> None:
@@ -194,6 +204,7 @@ def test_pacing_waits_for_a_started_fetcher() -> None:
         delivered=0,
         _delivered_before=0,
         _idle_fetches=False,
+        _quiet_since=0.0,  # quiet for long enough: the fetches should long-poll
     )
-    WorkerConsumer.pace_fetches(consumer)  # type: ignore[arg-type]
+    WorkerConsumer.pace_fetches(consumer, QUIET_BEFORE_IDLE_S)  # type: ignore[arg-type]
     assert consumer._idle_fetches is False  # not started: set once it is
