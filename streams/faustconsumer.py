@@ -64,16 +64,15 @@ class WorkerConsumer(HookedConsumer):
     floor``) the fetcher's per-message cost dominated (docs/decisions/0009-faust-consumer.md).
 
     **Paced to the load.** Those short waits cost an idle worker ~50 empty fetches a second
-    (and the broker as many to answer). So when a fetch round delivered nothing (Faust's
-    fetch loop waits up to a second for records) the next requests wait up to
-    ``IDLE_FETCH_MAX_WAIT_MS`` for one byte: the broker answers as soon as a record
-    arrives, so the first order after a quiet spell waits no longer than before. The first
-    round that delivers sets the short waits back. A round with the short waits lasts at most
-    ``BUSY_FETCH_ROUND_S``, not Faust's second, and the long polls start once rounds have
-    delivered nothing for ``QUIET_BEFORE_IDLE_S``, not after one empty round: under load a
-    short fetch answered after its round gave up lands while the next request is built, and
-    leaves the partitions it carried (the busy ones) out of it; a long request would hold
-    them for its two seconds (docs/decisions/0024-idle-fetches.md).
+    (and the broker as many to answer). So once fetch rounds have delivered nothing for
+    ``QUIET_BEFORE_IDLE_S``, the next requests wait up to ``IDLE_FETCH_MAX_WAIT_MS`` for one
+    byte: the broker answers as soon as a record arrives, so the first order after a quiet
+    spell waits no longer than before. The first round that delivers sets the short waits
+    back. A round with the short waits lasts at most ``BUSY_FETCH_ROUND_S``, not Faust's
+    second. One empty round is not a quiet spell: under load a short fetch answered after
+    its round gave up lands while the next request is built, and leaves the partitions it
+    carried (the busy ones) out of it; a long request would hold them for its two seconds
+    (docs/decisions/0024-idle-fetches.md).
     """
 
     fetch_max_wait_ms = FETCH_MAX_WAIT_MS
