@@ -11,7 +11,7 @@ One empty poll is not a quiet spell. On a loaded machine a short fetch can be an
 the poll that waited for it gave up; that answer then lands while the next request is being
 built, so the partitions it carried (the busy ones) are left out of that request, and with
 the long-poll options their next records waited for it to expire: the whole pipeline stood
-still for 1-2 s, a few times a minute in the catalog benchmark.
+still for 1-2 s, in about one catalog benchmark run in five.
 
 The one sinks module that touches kafka-python's private parts: its fetcher reads
 ``config["fetch_max_wait_ms"]`` and ``config["fetch_min_bytes"]`` for every fetch request
